@@ -1,0 +1,129 @@
+#include "app/config.h"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "app/dotenv.h"
+#include "users/user_search_client.h"
+
+namespace chatd::app {
+namespace {
+
+// Registers `--name` bound to `NAME` in the environment.
+template <typename T>
+CLI::Option* setting(CLI::App& app, const std::string& env, T& value, const std::string& help) {
+  std::string flag = "--";
+  for (char c : env) flag += c == '_' ? '-' : static_cast<char>(std::tolower(c));
+  return app.add_option(flag, value, help)->envname(env)->capture_default_str();
+}
+
+}  // namespace
+
+std::vector<std::string> Config::allowed_origin_list() const {
+  std::vector<std::string> origins;
+  std::string_view rest = allowed_origins;
+  while (!rest.empty()) {
+    const std::size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) origins.emplace_back(item);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  return origins;
+}
+
+ConfigResult parse_config(int argc, char** argv) {
+  std::string dotenv_error;
+  if (!load_dotenv(".env", dotenv_error)) {
+    std::cerr << "chatd: cannot read .env: " << dotenv_error;
+    return {std::nullopt, 2};
+  }
+
+  Config c;
+  CLI::App app{"chatd: real-time one-to-one chat over WebSocket", "chatd"};
+  app.set_version_flag("--version", CHATD_VERSION);
+  app.get_formatter()->column_width(44);
+
+  setting(app, "HOST", c.host, "Address to listen on");
+  setting(app, "PORT", c.port, "TCP port (0 = any free port)");
+  setting(app, "THREADS", c.threads, "I/O threads (0 = one per core)")->check(CLI::Range(0u, 256u));
+
+  setting(app, "MONGO_URI", c.mongo_uri, "MongoDB URI; unset = embedded SQLite");
+  setting(app, "SQLITE_PATH", c.sqlite_path, "SQLite database file");
+  setting(app, "SQLITE_SYNC", c.sqlite_sync, "normal: survives crashes; full: power loss too")
+      ->check(CLI::IsMember({"normal", "full"}));
+
+  setting(app, "USER_SEARCH_URL", c.user_search_url,
+          "User-search service URL; unset = every well-formed name accepted")
+      ->check([](const std::string& url) {
+        if (url.empty()) return std::string();
+        return users::UserSearchClient::validate_url(url).value_or("");
+      });
+  setting(app, "USER_SEARCH_TIMEOUT_MS", c.user_search_timeout_ms, "Timeout of one lookup")
+      ->check(CLI::Range(1u, 60'000u));
+  setting(app, "USER_SEARCH_MAX_IN_FLIGHT", c.user_search_max_in_flight,
+          "Lookups running at once; more wait")
+      ->check(CLI::Range(1u, 10'000u));
+  setting(app, "USER_CACHE_TTL_MS", c.user_cache_ttl_ms, "How long a found user is remembered")
+      ->check(CLI::Range(0u, 86'400'000u));
+  setting(app, "USER_CACHE_NEGATIVE_TTL_MS", c.user_cache_negative_ttl_ms,
+          "How long an unknown user is remembered")
+      ->check(CLI::Range(0u, 86'400'000u));
+  setting(app, "USER_CACHE_MAX_ENTRIES", c.user_cache_max_entries, "Names kept in the cache")
+      ->check(CLI::Range(1u, 100'000'000u));
+
+  setting(app, "SECRET_KEY", c.secret_key, "HS256 key for client tokens; unset = no tokens");
+  setting(app, "ALLOWED_ORIGINS", c.allowed_origins,
+          "Comma-separated browser origins allowed to connect; unset = any");
+
+  setting(app, "HISTORY_LIMIT", c.history_limit, "Messages sent on connect")
+      ->check(CLI::Range(0u, 10'000u));
+  setting(app, "MAX_MESSAGE_BYTES", c.max_message_bytes, "Largest frame; larger closes with 1009")
+      ->check(CLI::Range(256u, 16u * 1024 * 1024));
+  setting(app, "MAX_TEXT_BYTES", c.max_text_bytes, "Longest message text")
+      ->check(CLI::Range(1u, 16u * 1024 * 1024));
+  setting(app, "SEND_QUEUE_MAX_BYTES", c.send_queue_max_bytes,
+          "Bytes queued to a slow receiver before closing it with 1008")
+      ->check(CLI::Range(4096u, 1024u * 1024 * 1024));
+  setting(app, "HANDSHAKE_TIMEOUT_MS", c.handshake_timeout_ms, "Time to complete the handshake")
+      ->check(CLI::Range(100u, 600'000u));
+  setting(app, "IDLE_TIMEOUT_MS", c.idle_timeout_ms,
+          "Silence before a ping, then a close (ping at half)")
+      ->check(CLI::Range(1000u, 86'400'000u));
+
+  setting(app, "REDIS_URL", c.redis_url,
+          "Redis for fan-out between instances; unset = one instance");
+  setting(app, "LOG_LEVEL", c.log_level, "trace, debug, info, warn, error, critical or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  setting(app, "LOG_FORMAT", c.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  setting(app, "SHUTDOWN_TIMEOUT_MS", c.shutdown_timeout_ms, "Longest drain on SIGTERM")
+      ->check(CLI::Range(0u, 3'600'000u));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& help) {
+    return {std::nullopt, app.exit(help)};
+  } catch (const CLI::CallForVersion& version) {
+    return {std::nullopt, app.exit(version)};
+  } catch (const CLI::ParseError& error) {
+    // Name the environment variable too: most deployments set it, not the flag.
+    const std::string what = error.what();
+    std::string setting;
+    if (const auto dashes = what.find("--"); dashes != std::string::npos) {
+      for (std::size_t i = dashes + 2;
+           i < what.size() && (std::isalnum(static_cast<unsigned char>(what[i])) || what[i] == '-');
+           ++i) {
+        setting += what[i] == '-' ? '_' : static_cast<char>(std::toupper(what[i]));
+      }
+    }
+    std::cerr << "chatd: invalid configuration: " << what;
+    if (!setting.empty()) std::cerr << " (setting " << setting << ")";
+    std::cerr << "\nRun chatd --help for every setting and its default.\n";
+    return {std::nullopt, 2};
+  }
+  if (c.max_text_bytes > c.max_message_bytes) c.max_text_bytes = c.max_message_bytes;
+  return {c, 0};
+}
+
+}  // namespace chatd::app

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chatd::app {
+
+/// Every setting of chatd, in one place. Each comes from (weakest first) its
+/// default, a `.env` file in the working directory, the environment variable
+/// of the same name, and the command-line flag (`PORT` = `--port`).
+struct Config {
+  // Network
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 5010;
+  unsigned threads = 0;  ///< I/O threads; 0 = one per core.
+
+  // Store
+  std::string mongo_uri;
+  std::string sqlite_path = "./data/chat.db";
+  std::string sqlite_sync = "normal";
+
+  // User verification
+  std::string user_search_url;
+  unsigned user_search_timeout_ms = 2000;
+  unsigned user_search_max_in_flight = 64;
+  unsigned user_cache_ttl_ms = 300'000;
+  unsigned user_cache_negative_ttl_ms = 30'000;
+  unsigned user_cache_max_entries = 100'000;
+
+  // Security
+  std::string secret_key;
+  std::string allowed_origins;
+
+  // Protocol and limits
+  unsigned history_limit = 100;
+  unsigned max_message_bytes = 64 * 1024;
+  unsigned max_text_bytes = 16 * 1024;
+  unsigned send_queue_max_bytes = 1024 * 1024;
+  unsigned handshake_timeout_ms = 10'000;
+  unsigned idle_timeout_ms = 60'000;
+
+  // Operations
+  std::string redis_url;
+  std::string log_level = "info";
+  std::string log_format = "text";
+  unsigned shutdown_timeout_ms = 10'000;
+
+  std::vector<std::string> allowed_origin_list() const;
+};
+
+/// What parse_config decided.
+struct ConfigResult {
+  std::optional<Config> config;  ///< Set when chatd should start.
+  int exit_code = 0;             ///< Otherwise: exit with this (0 after --help).
+};
+
+/// Loads `.env`, reads the environment and `argv`, validates every value.
+/// Prints help or a message naming the bad setting on stdout/stderr.
+ConfigResult parse_config(int argc, char** argv);
+
+}  // namespace chatd::app

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "app/config.h"
+#include "chat/hub.h"
+#include "fanout/fanout.h"
+#include "net/services.h"
+#include "net/session_registry.h"
+#include "store/store.h"
+#include "users/user_directory.h"
+
+namespace chatd::net {
+class Listener;
+}
+
+namespace chatd::app {
+
+/// chatd assembled: the only place that names concrete classes. Members are
+/// declared in dependency order, so they are destroyed users-first.
+class Server {
+ public:
+  /// Builds every part and binds the port. Throws std::runtime_error with a
+  /// message saying what to fix when the configuration cannot work.
+  explicit Server(const Config& config);
+  ~Server();
+
+  /// Serves until SIGTERM or SIGINT, then drains. Returns the exit code.
+  int run();
+
+ private:
+  void drain();
+
+  Config config_;
+  net::SessionOptions session_options_;
+  boost::asio::io_context io_;
+  std::atomic<bool> draining_{false};
+  chat::Hub hub_;
+  net::SessionRegistry registry_;
+  std::unique_ptr<fanout::Fanout> fanout_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<users::UserDirectory> user_source_;
+  std::unique_ptr<users::UserDirectory> users_;
+  std::shared_ptr<net::Listener> listener_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace chatd::app

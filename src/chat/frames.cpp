@@ -1,0 +1,64 @@
+#include "chat/frames.h"
+
+#include <boost/json.hpp>
+
+namespace chatd::chat {
+namespace json = boost::json;
+
+std::variant<SendRequest, FrameError> parse_v1_frame(std::string_view payload, const ChatKey& chat,
+                                                     const FrameLimits& limits) {
+  // Frames are small and short-lived: parse into a stack buffer first and
+  // fall back to the heap only for large ones.
+  unsigned char buffer[4096];
+  json::monotonic_resource resource(buffer, sizeof buffer);
+  json::error_code error;
+  const json::value value = json::parse(payload, error, &resource);
+  if (error) return FrameError{"invalid_json", "frame is not valid JSON: " + error.message()};
+  const json::object* object = value.if_object();
+  if (object == nullptr) return FrameError{"invalid_frame", "frame must be a JSON object"};
+
+  const json::value* sender = object->if_contains("sender");
+  if (sender == nullptr || !sender->is_string()) {
+    return FrameError{"invalid_sender",
+                      "\"sender\" must be a string naming one of the chat's users"};
+  }
+  const json::value* text = object->if_contains("text");
+  if (text == nullptr || !text->is_string()) {
+    return FrameError{"invalid_text", "\"text\" must be a string"};
+  }
+  const std::string_view sender_name = sender->get_string();
+  if (!chat.has_participant(sender_name)) {
+    return FrameError{"sender_not_participant",
+                      "sender \"" + std::string(sender_name) + "\" is not a user of this chat"};
+  }
+  const std::string_view body = text->get_string();
+  if (body.empty()) return FrameError{"empty_text", "\"text\" must not be empty"};
+  if (body.size() > limits.max_text_bytes) {
+    return FrameError{"text_too_long", "\"text\" is longer than " +
+                                           std::to_string(limits.max_text_bytes) + " bytes"};
+  }
+  return SendRequest{std::string(sender_name), std::string(body)};
+}
+
+std::string message_frame(const Message& message) {
+  json::object frame;
+  frame.reserve(6);
+  frame.emplace("sender", message.sender);
+  frame.emplace("text", message.text);
+  frame.emplace("type", "message");
+  frame.emplace("id", message.id);
+  frame.emplace("seq", message.seq);
+  frame.emplace("ts", format_timestamp(message.timestamp_ms));
+  return json::serialize(frame);
+}
+
+std::string error_frame(std::string_view code, std::string_view message) {
+  json::object frame;
+  frame.reserve(3);
+  frame.emplace("type", "error");
+  frame.emplace("code", code);
+  frame.emplace("message", message);
+  return json::serialize(frame);
+}
+
+}  // namespace chatd::chat

@@ -1,0 +1,83 @@
+#include "chat/hub.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "chat/frames.h"
+
+namespace chatd::chat {
+
+Hub::Shard& Hub::shard_of(const ChatKey& chat) const {
+  return shards_[std::hash<std::string>{}(chat.str()) % kShards];
+}
+
+void Hub::join(const ChatKey& chat, const std::shared_ptr<Subscriber>& subscriber) {
+  Shard& shard = shard_of(chat);
+  std::lock_guard lock(shard.mutex);
+  shard.chats[chat.str()].push_back(subscriber);
+}
+
+void Hub::leave(const ChatKey& chat, const Subscriber& subscriber) {
+  Shard& shard = shard_of(chat);
+  std::lock_guard lock(shard.mutex);
+  const auto found = shard.chats.find(chat.str());
+  if (found == shard.chats.end()) return;
+  auto& list = found->second;
+  // Also drops entries whose session is already gone.
+  std::erase_if(list, [&](const std::weak_ptr<Subscriber>& weak) {
+    const auto strong = weak.lock();
+    return !strong || strong.get() == &subscriber;
+  });
+  if (list.empty()) shard.chats.erase(found);
+}
+
+std::vector<std::shared_ptr<Subscriber>> Hub::receivers(const ChatKey& chat) const {
+  std::vector<std::shared_ptr<Subscriber>> result;
+  Shard& shard = shard_of(chat);
+  std::lock_guard lock(shard.mutex);
+  const auto found = shard.chats.find(chat.str());
+  if (found == shard.chats.end()) return result;
+  result.reserve(found->second.size());
+  for (const auto& weak : found->second) {
+    if (auto strong = weak.lock()) result.push_back(std::move(strong));
+  }
+  return result;
+}
+
+void Hub::deliver(const MessagePtr& message) {
+  const auto receivers_now = receivers(message->chat);
+  if (receivers_now.empty()) return;
+  std::shared_ptr<const std::string> frame;
+  for (const auto& receiver : receivers_now) {
+    if (receiver->connection_id() == message->origin) continue;
+    // Serialized once, on first need, and shared by every receiver.
+    if (!frame) frame = std::make_shared<const std::string>(message_frame(*message));
+    receiver->deliver(message, frame);
+  }
+}
+
+std::size_t Hub::connections_of(const ChatKey& chat, const std::string& user) const {
+  const auto receivers_now = receivers(chat);
+  return static_cast<std::size_t>(std::count_if(receivers_now.begin(), receivers_now.end(),
+                                                [&](const auto& r) { return r->user() == user; }));
+}
+
+std::size_t Hub::active_chats() const {
+  std::size_t total = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    total += shard.chats.size();
+  }
+  return total;
+}
+
+std::size_t Hub::connections() const {
+  std::size_t total = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    for (const auto& [key, list] : shard.chats) total += list.size();
+  }
+  return total;
+}
+
+}  // namespace chatd::chat

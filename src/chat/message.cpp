@@ -1,0 +1,61 @@
+#include "chat/message.h"
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace chatd::chat {
+namespace {
+
+struct ProcessRandom {
+  std::array<unsigned char, 5> bytes{};
+  std::uint32_t counter_start = 0;
+  ProcessRandom() {
+    std::array<unsigned char, 8> random{};
+    // RAND_bytes only fails when the OS entropy source is broken; the id then
+    // still is unique per process through the counter and the clock.
+    (void)RAND_bytes(random.data(), static_cast<int>(random.size()));
+    std::copy_n(random.begin(), bytes.size(), bytes.begin());
+    counter_start = random[5] | (random[6] << 8) | (random[7] << 16);
+  }
+};
+
+const ProcessRandom& process_random() {
+  static const ProcessRandom value;
+  return value;
+}
+
+}  // namespace
+
+std::string make_message_id(std::int64_t timestamp_ms) {
+  static std::atomic<std::uint32_t> counter{process_random().counter_start};
+  const auto seconds = static_cast<std::uint32_t>(timestamp_ms / 1000);
+  const std::uint32_t count = counter.fetch_add(1, std::memory_order_relaxed) & 0xFFFFFF;
+  const auto& random = process_random().bytes;
+  char out[25];
+  std::snprintf(out, sizeof out, "%08x%02x%02x%02x%02x%02x%06x", seconds, random[0], random[1],
+                random[2], random[3], random[4], count);
+  return std::string(out, 24);
+}
+
+std::string format_timestamp(std::int64_t timestamp_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(timestamp_ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char out[32];
+  const int length = std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                                   utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
+                                   utc.tm_min, utc.tm_sec, static_cast<int>(timestamp_ms % 1000));
+  return std::string(out, static_cast<std::size_t>(length));
+}
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace chatd::chat

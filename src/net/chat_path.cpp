@@ -1,0 +1,36 @@
+#include "net/chat_path.h"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include "chat/username.h"
+
+namespace chatd::net {
+namespace urls = boost::urls;
+
+bool is_chat_target(std::string_view target) {
+  return target.starts_with("/ws/");
+}
+
+std::variant<ChatPath, ChatPathError> parse_chat_path(std::string_view target) {
+  const auto parsed = urls::parse_origin_form(target);
+  if (!parsed) return ChatPathError{"malformed request target"};
+  const urls::url_view& url = *parsed;
+  const auto segments = url.encoded_segments();
+  if (segments.size() != 3) return ChatPathError{"path must be /ws/{user1}/{user2}"};
+  auto it = segments.begin();
+  if (*it != "ws") return ChatPathError{"path must be /ws/{user1}/{user2}"};
+  ChatPath path;
+  path.user1 = (*++it).decode();
+  path.user2 = (*++it).decode();
+  for (const std::string* user : {&path.user1, &path.user2}) {
+    if (auto error = chat::validate_username(*user)) return ChatPathError{*error};
+  }
+  const auto params = url.params();
+  if (const auto token = params.find("token"); token != params.end() && (*token).has_value) {
+    path.token = (*token).value;
+  }
+  return path;
+}
+
+}  // namespace chatd::net

@@ -1,0 +1,154 @@
+#include "net/http_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/json.hpp>
+#include <optional>
+
+#include "chat/frames.h"
+#include "chat/hub.h"
+#include "net/chat_path.h"
+#include "net/websocket_session.h"
+#include "store/store.h"
+
+namespace chatd::net {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+http::response<http::string_body> json_response(http::status status, std::string body,
+                                                unsigned version, bool keep_alive) {
+  http::response<http::string_body> response(status, version);
+  response.set(http::field::server, "chatd/" CHATD_VERSION);
+  response.set(http::field::content_type, "application/json");
+  response.set(http::field::cache_control, "no-store");
+  response.keep_alive(keep_alive);
+  response.body() = std::move(body);
+  response.prepare_payload();
+  return response;
+}
+
+namespace {
+
+std::string error_body(std::string_view code, std::string_view message) {
+  return boost::json::serialize(boost::json::object{{"code", code}, {"message", message}});
+}
+
+}  // namespace
+
+HttpSession::HttpSession(asio::ip::tcp::socket socket, Services services)
+    : stream_(std::move(socket)), services_(services) {}
+
+void HttpSession::start() {
+  // Start on the connection's strand: every handler of this session runs there.
+  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+}
+
+void HttpSession::read_request() {
+  auto parser = std::make_shared<http::request_parser<http::string_body>>();
+  parser->header_limit(static_cast<std::uint32_t>(services_.options.max_header_bytes));
+  parser->body_limit(services_.options.max_body_bytes);
+  stream_.expires_after(services_.options.handshake_timeout);
+  http::async_read(stream_, buffer_, *parser,
+                   [self = shared_from_this(), parser](beast::error_code error, std::size_t) {
+                     if (error == http::error::end_of_stream || error == beast::error::timeout) {
+                       self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, error);
+                       return;
+                     }
+                     if (error == http::error::header_limit || error == http::error::body_limit) {
+                       auto response = json_response(
+                           http::status::payload_too_large,
+                           error_body("request_too_large", "request header or body too large"), 11,
+                           false);
+                       self->write(std::move(response));
+                       return;
+                     }
+                     if (error) {
+                       spdlog::debug("http: read failed: {}", error.message());
+                       return;
+                     }
+                     self->on_request(parser->release());
+                   });
+}
+
+void HttpSession::on_request(Request request) {
+  if (beast::websocket::is_upgrade(request) && is_chat_target(request.target())) {
+    if (!origin_allowed(request)) {
+      write(json_response(http::status::forbidden,
+                          error_body("origin_not_allowed", "Origin is not in ALLOWED_ORIGINS"),
+                          request.version(), false));
+      return;
+    }
+    if (services_.draining.load(std::memory_order_relaxed)) {
+      write(json_response(http::status::service_unavailable,
+                          error_body("shutting_down", "server is shutting down"), request.version(),
+                          false));
+      return;
+    }
+    std::make_shared<WebSocketSession>(std::move(stream_), services_)->start(std::move(request));
+    return;
+  }
+  write(route(request));
+}
+
+HttpSession::Response HttpSession::route(const Request& request) const {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  const unsigned version = request.version();
+  const bool keep_alive = request.keep_alive();
+  if (request.method() != http::verb::get && request.method() != http::verb::head) {
+    return json_response(http::status::method_not_allowed,
+                         error_body("method_not_allowed", "only GET is served here"), version,
+                         keep_alive);
+  }
+  if (path == "/healthz") {
+    return json_response(http::status::ok, R"({"status":"ok"})", version, keep_alive);
+  }
+  if (path == "/readyz") {
+    const bool store_ready = services_.store.ready();
+    const bool draining = services_.draining.load(std::memory_order_relaxed);
+    const bool ready = store_ready && !draining;
+    boost::json::object body{{"status", ready ? "ready" : "not_ready"},
+                             {"store", store_ready ? "ok" : "unavailable"},
+                             {"draining", draining}};
+    return json_response(ready ? http::status::ok : http::status::service_unavailable,
+                         boost::json::serialize(body), version, keep_alive);
+  }
+  if (is_chat_target(target)) {
+    return json_response(http::status::upgrade_required,
+                         error_body("websocket_required", "this endpoint takes WebSocket upgrades"),
+                         version, keep_alive);
+  }
+  return json_response(http::status::not_found, error_body("not_found", "no such endpoint"),
+                       version, keep_alive);
+}
+
+bool HttpSession::origin_allowed(const Request& request) const {
+  const auto& allowed = services_.options.allowed_origins;
+  if (allowed.empty()) return true;
+  const auto origin = request.find(http::field::origin);
+  // Clients that are not browsers send no Origin; browsers always do.
+  if (origin == request.end()) return true;
+  const std::string_view value = origin->value();
+  return std::find(allowed.begin(), allowed.end(), value) != allowed.end() ||
+         std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+}
+
+void HttpSession::write(Response response) {
+  auto shared = std::make_shared<Response>(std::move(response));
+  http::async_write(
+      stream_, *shared, [self = shared_from_this(), shared](beast::error_code error, std::size_t) {
+        if (error) return;
+        if (!shared->keep_alive()) {
+          self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, error);
+          return;
+        }
+        self->read_request();
+      });
+}
+
+}  // namespace chatd::net

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace chatd::chat {
+class Hub;
+}
+namespace chatd::store {
+class Store;
+}
+namespace chatd::users {
+class UserDirectory;
+}
+
+namespace chatd::net {
+
+class SessionRegistry;
+
+/// Limits of one connection. Each default says why it has its value.
+struct SessionOptions {
+  /// Last messages sent on connect: enough to fill a screen, cheap to read.
+  std::size_t history_limit = 100;
+  /// Largest frame read; a larger one closes the connection with 1009.
+  std::size_t max_message_bytes = 64 * 1024;
+  /// Longest message text; longer ones get an error frame.
+  std::size_t max_text_bytes = 16 * 1024;
+  /// Bytes queued for one slow receiver before it is closed with 1008: about
+  /// a thousand typical messages, so a phone on a bad link survives a burst.
+  std::size_t send_queue_max_bytes = 1024 * 1024;
+  /// Frames read from one connection and not yet committed; past it chatd
+  /// stops reading that connection (TCP backpressure) until commits catch up.
+  std::size_t max_pending_sends = 256;
+  /// Largest HTTP request header block; chatd's requests are small.
+  std::size_t max_header_bytes = 8 * 1024;
+  /// Largest HTTP request body.
+  std::size_t max_body_bytes = 64 * 1024;
+  /// Time to send a complete HTTP request and finish the WebSocket handshake.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  /// A connection silent this long is pinged once and closed if still silent.
+  std::chrono::milliseconds idle_timeout{60'000};
+  /// Origins allowed to open WebSockets; empty = any (see docs/security.md).
+  std::vector<std::string> allowed_origins;
+};
+
+/// What sessions need from the rest of chatd, wired once in app/.
+struct Services {
+  chat::Hub& hub;
+  store::Store& store;
+  users::UserDirectory& users;
+  SessionRegistry& registry;
+  const SessionOptions& options;
+  const std::atomic<bool>& draining;
+};
+
+}  // namespace chatd::net

@@ -1,0 +1,375 @@
+#include "net/websocket_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/version.hpp>
+#include <boost/beast/websocket/error.hpp>
+
+#include "chat/frames.h"
+#include "store/store.h"
+#include "users/user_directory.h"
+
+namespace chatd::net {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using asio::use_awaitable;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+chat::ConnectionId next_connection_id() {
+  static std::atomic<chat::ConnectionId> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+// chatd's close codes (SPEC §3) beyond the standard ones.
+constexpr websocket::close_code kBadPath = static_cast<websocket::close_code>(4400);
+constexpr websocket::close_code kUnknownUser = static_cast<websocket::close_code>(4404);
+
+bool is_normal_end(const beast::error_code& error) {
+  return error == websocket::error::closed || error == asio::error::operation_aborted ||
+         error == asio::error::eof || error == asio::error::connection_reset ||
+         error == beast::error::timeout;
+}
+
+}  // namespace
+
+WebSocketSession::WebSocketSession(beast::tcp_stream stream, Services services)
+    : ws_(std::move(stream)),
+      services_(services),
+      id_(next_connection_id()),
+      opened_at_(std::chrono::steady_clock::now()),
+      pending_sends_changed_(ws_.get_executor()) {}
+
+WebSocketSession::~WebSocketSession() = default;
+
+void WebSocketSession::start(Request request) {
+  services_.registry.add(shared_from_this());
+  asio::co_spawn(ws_.get_executor(), run(std::move(request)),
+                 [self = shared_from_this()](std::exception_ptr error) {
+                   // run() handles its errors; an exception here is a bug.
+                   if (error) {
+                     try {
+                       std::rethrow_exception(error);
+                     } catch (const std::exception& e) {
+                       spdlog::error("session {} ended by an exception: {}", self->id_, e.what());
+                     }
+                   }
+                   if (self->joined_) self->services_.hub.leave(*self->chat_, *self);
+                   self->services_.registry.remove(self.get());
+                 });
+}
+
+// ---------------------------------------------------------------------------
+// The life of a session
+// ---------------------------------------------------------------------------
+
+asio::awaitable<void> WebSocketSession::run(Request request) {
+  const auto parsed = parse_chat_path(request.target());
+  if (!co_await accept(request)) co_return;
+  if (const auto* error = std::get_if<ChatPathError>(&parsed)) {
+    spdlog::info("session {} refused: {} ({})", id_, error->reason, request.target());
+    close(kBadPath, error->reason);
+    co_await read_frames();  // until the client answers the close
+    co_return;
+  }
+  path_ = std::get<ChatPath>(parsed);
+  chat_ = chat::ChatKey::of(path_.user1, path_.user2);
+
+  if (co_await verify_users() && co_await replay_history()) {
+    spdlog::info("session {} open: {} -> {}", id_, path_.user1, path_.user2);
+  }
+  co_await read_frames();
+  const auto seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
+  // 1006: the connection ended without a close frame from either side.
+  const std::uint16_t code = close_code_ != 0         ? close_code_
+                             : ws_.reason().code != 0 ? ws_.reason().code
+                                                      : 1006;
+  spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, path_.user1, path_.user2,
+               seconds, code);
+}
+
+asio::awaitable<bool> WebSocketSession::accept(const Request& request) {
+  // The HTTP read's deadline no longer applies; Beast's own timeouts take
+  // over (with keep-alive pings sent after half the idle time).
+  beast::get_lowest_layer(ws_).expires_never();
+  ws_.set_option(websocket::stream_base::timeout{services_.options.handshake_timeout,
+                                                 services_.options.idle_timeout, true});
+  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
+    response.set(beast::http::field::server, "chatd/" CHATD_VERSION);
+  }));
+  ws_.read_message_max(services_.options.max_message_bytes);
+  const auto [error] = co_await ws_.async_accept(request, use_tuple);
+  if (error) {
+    spdlog::debug("session {}: handshake failed: {}", id_, error.message());
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> WebSocketSession::verify_users() {
+  using namespace asio::experimental::awaitable_operators;
+  users::UserDirectory& directory = services_.users;
+  auto [first, second] = co_await (users::async_verify(directory, path_.user1, use_awaitable) &&
+                                   users::async_verify(directory, path_.user2, use_awaitable));
+  if (first == users::UserStatus::unavailable || second == users::UserStatus::unavailable) {
+    close(websocket::close_code::try_again_later, "user-search service unavailable");
+    co_return false;
+  }
+  for (const auto& [status, name] : {std::pair{first, &path_.user1}, {second, &path_.user2}}) {
+    if (status == users::UserStatus::not_found) {
+      // A close reason is at most 123 bytes; a username at most 64.
+      close(kUnknownUser, "unknown user: " + *name);
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> WebSocketSession::replay_history() {
+  // Join first, then read: a message committed after the join reaches the
+  // replay buffer, one committed before it is in the history, and one in
+  // both is told apart by its sequence number. Nothing falls in between.
+  services_.hub.join(*chat_, shared_from_this());
+  joined_ = true;
+  store::HistoryQuery query;
+  query.limit = services_.options.history_limit;
+  store::HistoryPage page =
+      co_await store::async_history(services_.store, *chat_, query, use_awaitable);
+  if (page.error != store::StoreError::none) {
+    close(websocket::close_code::try_again_later, "message store unavailable");
+    co_return false;
+  }
+  std::lock_guard lock(mutex_);
+  if (closing_) co_return false;  // closed as too slow while the history was read
+  std::uint64_t last_seq = 0;
+  for (const auto& message : page.messages) {
+    push_locked(Outgoing{std::make_shared<const std::string>(chat::message_frame(*message)), {}});
+    last_seq = message->seq;
+  }
+  for (const auto& [message, frame] : replay_buffer_) {
+    queued_bytes_ -= frame->size();
+    if (message->seq > last_seq) push_locked(Outgoing{frame, {}});
+  }
+  replay_buffer_.clear();
+  replaying_ = false;
+  if (!writing_ && !queue_.empty()) {
+    writing_ = true;
+    asio::post(ws_.get_executor(), [self = shared_from_this()] { self->write_next(); });
+  }
+  co_return true;
+}
+
+asio::awaitable<void> WebSocketSession::read_frames() {
+  beast::flat_buffer buffer;
+  for (;;) {
+    const auto [error, bytes] = co_await ws_.async_read(buffer, use_tuple);
+    if (error) {
+      if (error == websocket::error::message_too_big) {
+        close_code_ = static_cast<std::uint16_t>(websocket::close_code::too_big);
+      } else if (!is_normal_end(error)) {
+        spdlog::debug("session {}: read failed: {}", id_, error.message());
+      }
+      break;
+    }
+    bool accepting = false;
+    {
+      std::lock_guard lock(mutex_);
+      accepting = !closing_;
+    }
+    if (accepting) {
+      if (!ws_.got_text()) {
+        send(chat::error_frame("unsupported_frame", "binary frames are not supported"));
+      } else {
+        handle_frame(std::string_view(static_cast<const char*>(buffer.data().data()), bytes));
+      }
+    }
+    buffer.consume(buffer.size());
+    if (pending_sends_ >= services_.options.max_pending_sends) co_await wait_for_pending_sends();
+  }
+  // Let replies to frames already read finish before the session ends.
+  while (pending_sends_ > 0) co_await wait_for_pending_sends();
+}
+
+asio::awaitable<void> WebSocketSession::wait_for_pending_sends() {
+  pending_sends_changed_.expires_at(std::chrono::steady_clock::time_point::max());
+  co_await pending_sends_changed_.async_wait(use_tuple);
+}
+
+// ---------------------------------------------------------------------------
+// Incoming frames
+// ---------------------------------------------------------------------------
+
+void WebSocketSession::handle_frame(std::string_view payload) {
+  if (!chat_ || replaying_) return;  // not (yet) a verified chat: ignore
+  if (services_.draining.load(std::memory_order_relaxed)) {
+    send(chat::error_frame("shutting_down", "server is shutting down; message not stored"));
+    return;
+  }
+  const chat::FrameLimits limits{services_.options.max_text_bytes};
+  auto parsed = chat::parse_v1_frame(payload, *chat_, limits);
+  if (auto* error = std::get_if<chat::FrameError>(&parsed)) {
+    send(chat::error_frame(error->code, error->message));
+    return;
+  }
+  auto& request = std::get<chat::SendRequest>(parsed);
+  ++pending_sends_;
+  services_.store.append(
+      chat::PendingMessage{*chat_, std::move(request.sender), std::move(request.text), {}, id_},
+      asio::bind_executor(ws_.get_executor(),
+                          [self = shared_from_this()](store::AppendResult result) {
+                            self->on_committed(std::move(result));
+                          }));
+}
+
+void WebSocketSession::on_committed(store::AppendResult result) {
+  --pending_sends_;
+  pending_sends_changed_.cancel();
+  switch (result.error) {
+    case store::StoreError::none:
+      return;  // v1: no echo; the other connections already have it
+    case store::StoreError::overloaded:
+      send(chat::error_frame("overloaded", "server is overloaded; message not stored, retry"));
+      return;
+    case store::StoreError::shutting_down:
+      send(chat::error_frame("shutting_down", "server is shutting down; message not stored"));
+      return;
+    case store::StoreError::unavailable:
+      send(chat::error_frame("store_unavailable", "message store unavailable; message not stored"));
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Outgoing frames: one bounded queue, one writer
+// ---------------------------------------------------------------------------
+
+void WebSocketSession::deliver(const chat::MessagePtr& message,
+                               const std::shared_ptr<const std::string>& frame) {
+  bool start_writer = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_) return;
+    if (queued_bytes_ + frame->size() > services_.options.send_queue_max_bytes) {
+      // A receiver this slow would make chatd hold its backlog without bound.
+      // Drop what it has not started receiving and close: the store has every
+      // message, so a reconnecting client loses nothing.
+      spdlog::warn("session {} ({}): send queue over {} bytes, closing as too slow", id_,
+                   path_.user1, services_.options.send_queue_max_bytes);
+      while (queue_.size() > (writing_ ? 1u : 0u)) {
+        queued_bytes_ -= queue_.back().frame ? queue_.back().frame->size() : 0;
+        queue_.pop_back();
+      }
+      for (const auto& buffered : replay_buffer_) queued_bytes_ -= buffered.second->size();
+      replay_buffer_.clear();
+      start_writer =
+          push_locked(Outgoing{nullptr, websocket::close_reason(websocket::close_code::policy_error,
+                                                                "receiver too slow")});
+    } else if (replaying_) {
+      queued_bytes_ += frame->size();
+      replay_buffer_.emplace_back(message, frame);
+    } else {
+      start_writer = push_locked(Outgoing{frame, {}});
+    }
+  }
+  if (start_writer) {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] { self->write_next(); });
+  }
+}
+
+void WebSocketSession::send(std::string frame) {
+  bool start_writer = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_) return;
+    start_writer = push_locked(Outgoing{std::make_shared<const std::string>(std::move(frame)), {}});
+  }
+  if (start_writer) write_next();  // already on the strand
+}
+
+void WebSocketSession::close(websocket::close_code code, std::string_view reason) {
+  bool start_writer = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_) return;
+    start_writer = push_locked(
+        Outgoing{nullptr, websocket::close_reason(code, std::string(reason).substr(0, 123))});
+  }
+  if (start_writer) write_next();
+}
+
+void WebSocketSession::close_for_shutdown() {
+  asio::post(ws_.get_executor(), [self = shared_from_this()] {
+    self->close(websocket::close_code::going_away, "server shutting down");
+  });
+}
+
+bool WebSocketSession::push_locked(Outgoing item) {
+  const bool is_close = item.close.has_value();
+  if (is_close) {
+    closing_ = true;
+    close_code_ = item.close->code;
+  } else {
+    queued_bytes_ += item.frame->size();
+  }
+  queue_.push_back(std::move(item));
+  // While the history is replayed, only a close may start the writer.
+  if (writing_ || (replaying_ && !is_close)) return false;
+  writing_ = true;
+  return true;
+}
+
+void WebSocketSession::write_next() {
+  Outgoing item;
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.empty()) {
+      writing_ = false;
+      return;
+    }
+    item = queue_.front();
+  }
+  auto self = shared_from_this();
+  if (item.close) {
+    ws_.async_close(*item.close, [self](const beast::error_code& error) {
+      if (error && !is_normal_end(error)) {
+        spdlog::debug("session {}: close failed: {}", self->id_, error.message());
+      }
+      // The read loop ends when the peer answers or the close times out.
+    });
+    return;
+  }
+  ws_.text(true);
+  ws_.async_write(asio::buffer(*item.frame), [self](const beast::error_code& error, std::size_t) {
+    {
+      std::lock_guard lock(self->mutex_);
+      self->queued_bytes_ -= self->queue_.front().frame->size();
+      self->queue_.pop_front();
+    }
+    if (error) {
+      if (!is_normal_end(error)) {
+        spdlog::debug("session {}: write failed: {}", self->id_, error.message());
+      }
+      std::lock_guard lock(self->mutex_);
+      self->closing_ = true;
+      self->queue_.clear();
+      self->queued_bytes_ = 0;
+      self->writing_ = false;
+      return;
+    }
+    self->write_next();
+  });
+}
+
+}  // namespace chatd::net

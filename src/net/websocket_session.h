@@ -1,0 +1,96 @@
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "chat/chat_key.h"
+#include "chat/hub.h"
+#include "net/chat_path.h"
+#include "net/services.h"
+#include "net/session_registry.h"
+#include "store/store.h"
+
+namespace chatd::net {
+
+/// One WebSocket connection to a chat, from the upgrade to the close.
+///
+/// All of its work runs on its strand (the socket's executor). Committed
+/// messages arrive from the store's commit thread through deliver(), which
+/// only appends to the bounded send queue under a small mutex: the writer,
+/// on the strand, is the socket's single writer. The session leaves the hub
+/// and the registry in exactly one place, at the end of run().
+class WebSocketSession final : public chat::Subscriber,
+                               public Closable,
+                               public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+
+  WebSocketSession(boost::beast::tcp_stream stream, Services services);
+  ~WebSocketSession() override;
+
+  /// Takes over the upgrade request and runs the session until it closes.
+  void start(Request request);
+
+  // chat::Subscriber
+  chat::ConnectionId connection_id() const override { return id_; }
+  const std::string& user() const override { return path_.user1; }
+  void deliver(const chat::MessagePtr& message,
+               const std::shared_ptr<const std::string>& frame) override;
+
+  // Closable
+  void close_for_shutdown() override;
+
+ private:
+  using Stream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+
+  struct Outgoing {
+    std::shared_ptr<const std::string> frame;                    ///< A text frame, or
+    std::optional<boost::beast::websocket::close_reason> close;  ///< a close.
+  };
+
+  boost::asio::awaitable<void> run(Request request);
+  boost::asio::awaitable<bool> accept(const Request& request);
+  boost::asio::awaitable<bool> verify_users();
+  boost::asio::awaitable<bool> replay_history();
+  boost::asio::awaitable<void> read_frames();
+  boost::asio::awaitable<void> wait_for_pending_sends();
+  void handle_frame(std::string_view payload);
+  void on_committed(store::AppendResult result);
+
+  void send(std::string frame);
+  void close(boost::beast::websocket::close_code code, std::string_view reason);
+  // Appends under mutex_; returns whether the writer must be started.
+  bool push_locked(Outgoing item);
+  void write_next();
+
+  Stream ws_;
+  Services services_;
+  const chat::ConnectionId id_;
+  ChatPath path_;
+  std::optional<chat::ChatKey> chat_;
+  std::chrono::steady_clock::time_point opened_at_;
+  bool joined_ = false;
+  std::size_t pending_sends_ = 0;  // strand only
+  boost::asio::steady_timer pending_sends_changed_;
+
+  std::mutex mutex_;  // guards the members below; never held across I/O
+  std::deque<Outgoing> queue_;
+  std::size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool replaying_ = true;  // deliveries wait in replay_buffer_ until history is sent
+  std::vector<std::pair<chat::MessagePtr, std::shared_ptr<const std::string>>> replay_buffer_;
+  std::uint16_t close_code_ = 0;
+};
+
+}  // namespace chatd::net

@@ -1,0 +1,416 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <optional>
+
+#include "util/post_result.h"
+
+namespace chatd::store::sqlite {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS chats (
+  id               INTEGER PRIMARY KEY,
+  chat_key         TEXT NOT NULL UNIQUE,
+  user_a           TEXT NOT NULL,
+  user_b           TEXT NOT NULL,
+  last_seq         INTEGER NOT NULL,
+  last_activity_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chats_by_user_a ON chats (user_a, last_activity_ms);
+CREATE INDEX IF NOT EXISTS chats_by_user_b ON chats (user_b, last_activity_ms);
+CREATE TABLE IF NOT EXISTS messages (
+  chat_id   INTEGER NOT NULL,
+  seq       INTEGER NOT NULL,
+  id        TEXT NOT NULL,
+  sender    TEXT NOT NULL,
+  text      TEXT NOT NULL,
+  ts_ms     INTEGER NOT NULL,
+  client_id TEXT,
+  PRIMARY KEY (chat_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
+  ON messages (chat_id, sender, client_id) WHERE client_id IS NOT NULL;
+)sql";
+
+constexpr std::string_view kMessageColumns = "seq, id, sender, text, ts_ms, client_id";
+
+// Holds an exclusive lock on `<db>.lock` for the life of the store: the
+// writer's sequence cache is only right while it is the file's only writer.
+int lock_database_file(const std::string& db_path) {
+  const std::string lock_path = db_path + ".lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw SqliteError("cannot create lock file '" + lock_path + "'");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    throw SqliteError("SQLite database '" + db_path +
+                      "' is in use by another chatd process (SQLITE_PATH must differ per instance;"
+                      " use MONGO_URI to share one store between instances)");
+  }
+  return fd;
+}
+
+chat::MessagePtr read_message(sqlite3_stmt* row, const chat::ChatKey& chat) {
+  auto message = std::make_shared<chat::Message>(chat);
+  message->seq = static_cast<std::uint64_t>(sqlite3_column_int64(row, 0));
+  message->id = column_text(row, 1);
+  message->sender = column_text(row, 2);
+  message->text = column_text(row, 3);
+  message->timestamp_ms = sqlite3_column_int64(row, 4);
+  message->client_id = column_text(row, 5);
+  return message;
+}
+
+}  // namespace
+
+struct SqliteStore::WriterStatements {
+  Statement begin, commit, rollback, select_chat, insert_chat, update_chat, insert_message,
+      find_by_client_id;
+
+  explicit WriterStatements(sqlite3* db)
+      : begin(prepare_or_throw(db, "BEGIN IMMEDIATE")),
+        commit(prepare_or_throw(db, "COMMIT")),
+        rollback(prepare_or_throw(db, "ROLLBACK")),
+        select_chat(prepare_or_throw(db, "SELECT id, last_seq FROM chats WHERE chat_key = ?")),
+        insert_chat(prepare_or_throw(db,
+                                     "INSERT INTO chats (chat_key, user_a, user_b, last_seq, "
+                                     "last_activity_ms) VALUES (?, ?, ?, 0, ?)")),
+        update_chat(prepare_or_throw(
+            db, "UPDATE chats SET last_seq = ?, last_activity_ms = ? WHERE id = ?")),
+        insert_message(prepare_or_throw(db,
+                                        "INSERT INTO messages (chat_id, seq, id, sender, text, "
+                                        "ts_ms, client_id) VALUES (?, ?, ?, ?, ?, ?, ?)")),
+        find_by_client_id(
+            prepare_or_throw(db,
+                             "SELECT seq, id, sender, text, ts_ms, client_id FROM messages"
+                             " WHERE chat_id = ? AND sender = ? AND client_id = ?")) {}
+};
+
+struct SqliteStore::ReaderStatements {
+  Statement newest, oldest;
+
+  explicit ReaderStatements(sqlite3* db)
+      : newest(prepare_or_throw(
+            db, "SELECT " + std::string(kMessageColumns) +
+                    " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
+                    " AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?")),
+        oldest(prepare_or_throw(
+            db, "SELECT " + std::string(kMessageColumns) +
+                    " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
+                    " AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?")) {}
+};
+
+SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener)
+    : options_(std::move(options)), listener_(std::move(listener)) {
+  const std::filesystem::path path(options_.path);
+  if (path.has_parent_path()) {
+    std::error_code error;
+    std::filesystem::create_directories(path.parent_path(), error);
+    if (error) {
+      throw SqliteError("cannot create directory '" + path.parent_path().string() +
+                        "' for SQLITE_PATH: " + error.message());
+    }
+  }
+  lock_fd_ = lock_database_file(options_.path);
+  try {
+    writer_db_ = open_database(options_.path);
+    exec_or_throw(writer_db_.get(), "PRAGMA journal_mode=WAL");
+    exec_or_throw(writer_db_.get(), options_.sync == SyncMode::full ? "PRAGMA synchronous=FULL"
+                                                                    : "PRAGMA synchronous=NORMAL");
+    exec_or_throw(writer_db_.get(), kSchema);
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.reader_threads); ++i) {
+      reader_dbs_.push_back(open_database(options_.path));
+    }
+    // Statements are prepared here so a schema problem fails start-up.
+    WriterStatements check_writer(writer_db_.get());
+    ReaderStatements check_reader(reader_dbs_.front().get());
+  } catch (...) {
+    ::close(lock_fd_);
+    throw;
+  }
+  writer_ = std::thread([this] { writer_loop(); });
+  for (std::size_t i = 0; i < reader_dbs_.size(); ++i) {
+    readers_.emplace_back([this, i] { reader_loop(i); });
+  }
+}
+
+SqliteStore::~SqliteStore() {
+  drain();
+  {
+    std::lock_guard lock(append_mutex_);
+    stopping_ = true;
+  }
+  append_ready_.notify_all();
+  writer_.join();
+  {
+    std::lock_guard lock(read_mutex_);
+    readers_stopping_ = true;
+  }
+  read_ready_.notify_all();
+  for (auto& reader : readers_) reader.join();
+  // Statements are finalized by their threads; the connections close here.
+  writer_db_.reset();
+  reader_dbs_.clear();
+  ::close(lock_fd_);
+}
+
+// ---------------------------------------------------------------------------
+// Appends and group commit
+// ---------------------------------------------------------------------------
+
+void SqliteStore::append(chat::PendingMessage message, AppendHandler handler) {
+  StoreError refused = StoreError::none;
+  {
+    std::lock_guard lock(append_mutex_);
+    if (draining_) {
+      refused = StoreError::shutting_down;
+    } else if (appends_.size() >= options_.max_queued) {
+      refused = StoreError::overloaded;
+    } else {
+      appends_.push_back(Append{std::move(message), std::move(handler)});
+    }
+  }
+  if (refused != StoreError::none) {
+    util::post_result(std::move(handler), AppendResult{refused, nullptr, false});
+    return;
+  }
+  append_ready_.notify_one();
+}
+
+void SqliteStore::writer_loop() {
+  WriterStatements statements(writer_db_.get());
+  std::vector<Append> batch;
+  batch.reserve(options_.max_batch);
+  for (;;) {
+    {
+      std::unique_lock lock(append_mutex_);
+      append_ready_.wait(lock, [&] { return stopping_ || !appends_.empty(); });
+      if (appends_.empty()) return;  // stopping, and everything is committed
+      const std::size_t count = std::min(appends_.size(), options_.max_batch);
+      std::move(appends_.begin(), appends_.begin() + static_cast<std::ptrdiff_t>(count),
+                std::back_inserter(batch));
+      appends_.erase(appends_.begin(), appends_.begin() + static_cast<std::ptrdiff_t>(count));
+      writing_ = true;
+    }
+    commit(batch, statements);
+    batch.clear();
+    {
+      std::lock_guard lock(append_mutex_);
+      writing_ = false;
+    }
+    append_idle_.notify_all();
+  }
+}
+
+void SqliteStore::commit(std::vector<Append>& batch, WriterStatements& statements) {
+  std::vector<AppendResult> results(batch.size());
+  if (!write_batch(batch, statements, results)) {
+    // Nothing of the batch is stored; forget cached sequences, which may
+    // have advanced inside the rolled-back transaction.
+    chats_.clear();
+    ready_.store(false, std::memory_order_relaxed);
+    for (auto& result : results) result = AppendResult{StoreError::unavailable, nullptr, false};
+  } else {
+    ready_.store(true, std::memory_order_relaxed);
+    std::vector<chat::MessagePtr> committed;
+    committed.reserve(batch.size());
+    for (const auto& result : results) {
+      if (!result.duplicate) committed.push_back(result.message);
+    }
+    // Receivers hear of the messages before their senders do, in commit order.
+    if (listener_ && !committed.empty()) listener_(committed);
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    util::post_result(std::move(batch[i].handler), std::move(results[i]));
+  }
+}
+
+bool SqliteStore::write_batch(std::vector<Append>& batch, WriterStatements& statements,
+                              std::vector<AppendResult>& results) {
+  sqlite3* db = writer_db_.get();
+  const auto step = [](const Statement& statement) {
+    StatementReset reset(statement.get());
+    return sqlite3_step(statement.get());
+  };
+  if (step(statements.begin) != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot begin a transaction: {}", sqlite3_errmsg(db));
+    return false;
+  }
+  const std::int64_t timestamp = chat::now_ms();
+  std::vector<ChatState*> touched;
+  bool ok = true;
+  for (std::size_t i = 0; ok && i < batch.size(); ++i) {
+    const chat::PendingMessage& pending = batch[i].message;
+    ChatState* state = chat_state(pending.chat, statements);
+    if (state == nullptr) {
+      ok = false;
+      break;
+    }
+    if (!pending.client_id.empty()) {
+      sqlite3_stmt* find = statements.find_by_client_id.get();
+      StatementReset reset(find);
+      sqlite3_bind_int64(find, 1, state->id);
+      bind_text(find, 2, pending.sender);
+      bind_text(find, 3, pending.client_id);
+      if (sqlite3_step(find) == SQLITE_ROW) {
+        auto original = std::const_pointer_cast<chat::Message>(read_message(find, pending.chat));
+        original->origin = pending.origin;
+        results[i] = AppendResult{StoreError::none, std::move(original), true};
+        continue;
+      }
+    }
+    auto message = std::make_shared<chat::Message>(pending.chat);
+    message->seq = state->last_seq + 1;
+    message->id = chat::make_message_id(timestamp);
+    message->sender = pending.sender;
+    message->text = pending.text;
+    message->timestamp_ms = timestamp;
+    message->client_id = pending.client_id;
+    message->origin = pending.origin;
+
+    sqlite3_stmt* insert = statements.insert_message.get();
+    StatementReset reset(insert);
+    sqlite3_bind_int64(insert, 1, state->id);
+    sqlite3_bind_int64(insert, 2, static_cast<sqlite3_int64>(message->seq));
+    bind_text(insert, 3, message->id);
+    bind_text(insert, 4, message->sender);
+    bind_text(insert, 5, message->text);
+    sqlite3_bind_int64(insert, 6, timestamp);
+    if (message->client_id.empty()) {
+      sqlite3_bind_null(insert, 7);
+    } else {
+      bind_text(insert, 7, message->client_id);
+    }
+    if (sqlite3_step(insert) != SQLITE_DONE) {
+      spdlog::error("sqlite: cannot insert a message into chat {}: {}", pending.chat.str(),
+                    sqlite3_errmsg(db));
+      ok = false;
+      break;
+    }
+    if (std::find(touched.begin(), touched.end(), state) == touched.end()) touched.push_back(state);
+    state->last_seq = message->seq;
+    results[i] = AppendResult{StoreError::none, std::move(message), false};
+  }
+  for (std::size_t i = 0; ok && i < touched.size(); ++i) {
+    sqlite3_stmt* update = statements.update_chat.get();
+    StatementReset reset(update);
+    sqlite3_bind_int64(update, 1, static_cast<sqlite3_int64>(touched[i]->last_seq));
+    sqlite3_bind_int64(update, 2, timestamp);
+    sqlite3_bind_int64(update, 3, touched[i]->id);
+    ok = sqlite3_step(update) == SQLITE_DONE;
+    if (!ok) spdlog::error("sqlite: cannot update a chat: {}", sqlite3_errmsg(db));
+  }
+  if (ok && step(statements.commit) == SQLITE_DONE) return true;
+  if (ok) spdlog::error("sqlite: commit failed: {}", sqlite3_errmsg(db));
+  step(statements.rollback);
+  return false;
+}
+
+SqliteStore::ChatState* SqliteStore::chat_state(const chat::ChatKey& chat,
+                                                WriterStatements& statements) {
+  if (const auto found = chats_.find(chat.str()); found != chats_.end()) return &found->second;
+  ChatState state;
+  {
+    sqlite3_stmt* select = statements.select_chat.get();
+    StatementReset reset(select);
+    bind_text(select, 1, chat.str());
+    const int rc = sqlite3_step(select);
+    if (rc == SQLITE_ROW) {
+      state.id = sqlite3_column_int64(select, 0);
+      state.last_seq = static_cast<std::uint64_t>(sqlite3_column_int64(select, 1));
+      return &chats_.emplace(chat.str(), state).first->second;
+    }
+    if (rc != SQLITE_DONE) {
+      spdlog::error("sqlite: cannot read chat {}: {}", chat.str(),
+                    sqlite3_errmsg(writer_db_.get()));
+      return nullptr;
+    }
+  }
+  sqlite3_stmt* insert = statements.insert_chat.get();
+  StatementReset reset(insert);
+  bind_text(insert, 1, chat.str());
+  bind_text(insert, 2, chat.first());
+  bind_text(insert, 3, chat.second());
+  sqlite3_bind_int64(insert, 4, chat::now_ms());
+  if (sqlite3_step(insert) != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot create chat {}: {}", chat.str(),
+                  sqlite3_errmsg(writer_db_.get()));
+    return nullptr;
+  }
+  state.id = sqlite3_last_insert_rowid(writer_db_.get());
+  return &chats_.emplace(chat.str(), state).first->second;
+}
+
+void SqliteStore::drain() {
+  std::unique_lock lock(append_mutex_);
+  draining_ = true;
+  append_idle_.wait(lock, [&] { return appends_.empty() && !writing_; });
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+// ---------------------------------------------------------------------------
+
+void SqliteStore::history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) {
+  {
+    std::lock_guard lock(read_mutex_);
+    reads_.push_back(Read{std::move(chat), query, std::move(handler)});
+  }
+  read_ready_.notify_one();
+}
+
+void SqliteStore::reader_loop(std::size_t index) {
+  ReaderStatements statements(reader_dbs_[index].get());
+  for (;;) {
+    std::optional<Read> read;
+    {
+      std::unique_lock lock(read_mutex_);
+      read_ready_.wait(lock, [&] { return readers_stopping_ || !reads_.empty(); });
+      if (reads_.empty()) return;
+      read.emplace(std::move(reads_.front()));
+      reads_.pop_front();
+    }
+    HistoryPage page = read_page(*read, statements);
+    util::post_result(std::move(read->handler), std::move(page));
+  }
+}
+
+HistoryPage SqliteStore::read_page(const Read& read, ReaderStatements& statements) {
+  const HistoryQuery& query = read.query;
+  sqlite3_stmt* select = query.oldest_first ? statements.oldest.get() : statements.newest.get();
+  StatementReset reset(select);
+  const std::uint64_t before =
+      query.before_seq == 0 ? std::numeric_limits<std::int64_t>::max() : query.before_seq;
+  bind_text(select, 1, read.chat.str());
+  sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(query.after_seq));
+  sqlite3_bind_int64(select, 3, static_cast<sqlite3_int64>(before));
+  // One row more than asked tells whether there is more.
+  sqlite3_bind_int64(select, 4, static_cast<sqlite3_int64>(query.limit) + 1);
+  HistoryPage page;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+    if (page.messages.size() == query.limit) {
+      page.has_more = true;
+      break;
+    }
+    page.messages.push_back(read_message(select, read.chat));
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot read history of chat {}: {}", read.chat.str(),
+                  sqlite3_errstr(rc));
+    return HistoryPage{StoreError::unavailable, {}, false};
+  }
+  if (!query.oldest_first) std::reverse(page.messages.begin(), page.messages.end());
+  return page;
+}
+
+}  // namespace chatd::store::sqlite

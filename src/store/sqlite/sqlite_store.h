@@ -1,0 +1,106 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "store/sqlite/sqlite_handle.h"
+#include "store/store.h"
+
+namespace chatd::store::sqlite {
+
+enum class SyncMode {
+  normal,  ///< WAL + synchronous=NORMAL: survives a chatd crash; a power loss may drop the last
+           ///< commits.
+  full,    ///< WAL + synchronous=FULL: every commit is fsynced; survives a power loss.
+};
+
+struct SqliteOptions {
+  std::string path = "./data/chat.db";
+  SyncMode sync = SyncMode::normal;
+  std::size_t max_batch = 1024;      ///< Messages per transaction; bounds one commit's latency.
+  std::size_t max_queued = 100'000;  ///< Appends waiting for a commit before new ones are refused.
+  std::size_t reader_threads =
+      2;  ///< Each with its own connection; WAL lets them read during commits.
+};
+
+/// The embedded store: one SQLite file, one row per message.
+///
+/// Design: a single writer thread owns the write connection and commits in
+/// groups: everything appended while a transaction runs goes into the next
+/// one, so the cost of a commit (and of an fsync with SYNC=FULL) is shared by
+/// every message in it. Sequence numbers come from the writer's cache of each
+/// chat's last sequence, which is why one SQLite file serves one chatd
+/// process at a time (enforced with a lock file). Reads run on their own
+/// connections and threads; WAL lets them proceed while the writer commits.
+class SqliteStore final : public Store {
+ public:
+  /// Opens (creating if needed) the database and its schema. Throws
+  /// SqliteError with a message naming the file when that fails.
+  SqliteStore(SqliteOptions options, CommitListener listener);
+  ~SqliteStore() override;
+
+  // Store
+  void append(chat::PendingMessage message, AppendHandler handler) override;
+  void history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) override;
+  bool ready() const override { return ready_.load(std::memory_order_relaxed); }
+  void drain() override;
+
+ private:
+  struct Append {
+    chat::PendingMessage message;
+    AppendHandler handler;
+  };
+  struct Read {
+    chat::ChatKey chat;
+    HistoryQuery query;
+    HistoryHandler handler;
+  };
+  struct ChatState {
+    sqlite3_int64 id = 0;
+    std::uint64_t last_seq = 0;
+  };
+  struct WriterStatements;
+  struct ReaderStatements;
+
+  void writer_loop();
+  void reader_loop(std::size_t index);
+  void commit(std::vector<Append>& batch, WriterStatements& statements);
+  bool write_batch(std::vector<Append>& batch, WriterStatements& statements,
+                   std::vector<AppendResult>& results);
+  ChatState* chat_state(const chat::ChatKey& chat, WriterStatements& statements);
+  HistoryPage read_page(const Read& read, ReaderStatements& statements);
+
+  SqliteOptions options_;
+  CommitListener listener_;
+  int lock_fd_ = -1;
+  Database writer_db_;
+  std::vector<Database> reader_dbs_;
+  std::atomic<bool> ready_{true};
+
+  // Written only on the writer thread.
+  std::unordered_map<std::string, ChatState> chats_;
+
+  std::mutex append_mutex_;
+  std::condition_variable append_ready_;
+  std::condition_variable append_idle_;
+  std::deque<Append> appends_;
+  bool writing_ = false;
+  bool draining_ = false;
+  bool stopping_ = false;
+
+  std::mutex read_mutex_;
+  std::condition_variable read_ready_;
+  std::deque<Read> reads_;
+  bool readers_stopping_ = false;
+
+  std::thread writer_;
+  std::vector<std::thread> readers_;
+};
+
+}  // namespace chatd::store::sqlite

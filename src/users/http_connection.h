@@ -1,0 +1,66 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <cstddef>
+#include <string>
+#include <variant>
+
+namespace chatd::users {
+
+/// One HTTP/1.1 client connection to the user-search service, plain TCP or TLS. Not
+/// thread-safe: one lookup uses it at a time (the pool hands it out) and makes every call,
+/// including close(), from that lookup's strand.
+class HttpConnection {
+ public:
+  using Request = boost::beast::http::request<boost::beast::http::empty_body>;
+
+  struct Response {
+    boost::beast::error_code error;
+    /// Whether the peer sent anything before `error`: if not, the request may be retried.
+    bool received_bytes = false;
+    unsigned status = 0;
+    std::string body;
+    bool keep_alive = false;
+  };
+
+  /// A plain TCP connection.
+  explicit HttpConnection(boost::asio::any_io_executor executor);
+  /// A TLS connection; `tls` (peer verification on) must outlive it.
+  HttpConnection(boost::asio::any_io_executor executor, boost::asio::ssl::context& tls);
+
+  HttpConnection(const HttpConnection&) = delete;
+  HttpConnection& operator=(const HttpConnection&) = delete;
+
+  /// Connects to the first reachable endpoint and, for TLS, handshakes with SNI `host` (when
+  /// `host_is_name`; an IP address is never sent as SNI) and verifies the certificate's name.
+  boost::asio::awaitable<boost::beast::error_code> connect(
+      const boost::asio::ip::tcp::resolver::results_type& endpoints, const std::string& host,
+      bool host_is_name);
+
+  /// Sends `request` and reads one response; a body over `body_limit` is an error.
+  boost::asio::awaitable<Response> exchange(const Request& request, std::size_t body_limit);
+
+  /// Aborts pending operations (they complete with an error) and releases the socket.
+  void close();
+
+  /// Open, with nothing left over in the read buffer: safe to send the next request.
+  bool reusable();
+
+ private:
+  using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+
+  boost::asio::ip::tcp::socket& socket();
+
+  std::variant<boost::asio::ip::tcp::socket, TlsStream> stream_;
+  boost::beast::flat_buffer buffer_;
+};
+
+}  // namespace chatd::users
