@@ -64,11 +64,18 @@ Server::Server(const Config& config)
   sqlite.sync = config_.sqlite_sync == "full" ? store::sqlite::SyncMode::full
                                               : store::sqlite::SyncMode::normal;
   store_ = std::make_unique<store::sqlite::SqliteStore>(
-      sqlite, [fanout = fanout_.get()](std::span<const chat::MessagePtr> batch) {
-        fanout->publish(batch);
+      sqlite,
+      [this](std::span<const chat::MessagePtr> batch) {
+        metrics_.messages_committed.inc(batch.size());
+        fanout_->publish(batch);
+      },
+      [this](std::size_t messages, std::chrono::nanoseconds took, bool) {
+        metrics_.batch_size.observe(static_cast<double>(messages));
+        metrics_.commit_seconds.observe(std::chrono::duration<double>(took).count());
       });
   spdlog::info("store: SQLite at {} (synchronous={})", config_.sqlite_path, config_.sqlite_sync);
 
+  const users::CachedUserDirectory* user_cache = nullptr;
   if (config_.user_search_url.empty()) {
     users_ = std::make_unique<users::OpenUserDirectory>(io_.get_executor());
     spdlog::warn("USER_SEARCH_URL is not set: every well-formed username is accepted");
@@ -82,7 +89,10 @@ Server::Server(const Config& config)
     cache.positive_ttl = std::chrono::milliseconds(config_.user_cache_ttl_ms);
     cache.negative_ttl = std::chrono::milliseconds(config_.user_cache_negative_ttl_ms);
     cache.max_entries = config_.user_cache_max_entries;
-    users_ = std::make_unique<users::CachedUserDirectory>(io_.get_executor(), *user_source_, cache);
+    auto cached =
+        std::make_unique<users::CachedUserDirectory>(io_.get_executor(), *user_source_, cache);
+    user_cache = cached.get();
+    users_ = std::move(cached);
     spdlog::info("users: verified by {}", config_.user_search_url);
   }
   spdlog::warn("SECRET_KEY is not set: clients are not authenticated (any sender of a chat)");
@@ -93,7 +103,11 @@ Server::Server(const Config& config)
   boost::system::error_code error;
   const auto address = asio::ip::make_address(config_.host, error);
   if (error) throw std::runtime_error("HOST '" + config_.host + "' is not an IP address");
-  const net::Services services{hub_, *store_, *users_, registry_, session_options_, draining_};
+  register_gauges(user_cache);
+  const net::Services services{
+      hub_, *store_, *users_, registry_, session_options_, draining_, metrics_, [this] {
+        return metrics_registry_.render();
+      }};
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 services);
@@ -108,6 +122,34 @@ Server::~Server() {
   for (auto& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
+}
+
+void Server::register_gauges(const users::CachedUserDirectory* cache) {
+  auto& r = metrics_registry_;
+  r.gauge_callback("chatd_connections_open", "Open WebSocket connections.",
+                   [this] { return static_cast<double>(registry_.size()); });
+  r.gauge_callback("chatd_chats_active", "Chats with at least one local connection.",
+                   [this] { return static_cast<double>(hub_.active_chats()); });
+  r.gauge_callback("chatd_store_ready", "1 when the last store operation succeeded.",
+                   [this] { return store_->ready() ? 1.0 : 0.0; });
+  r.gauge_callback("chatd_draining", "1 while chatd drains for shutdown.",
+                   [this] { return draining_.load() ? 1.0 : 0.0; });
+  r.gauge("chatd_config_info", "Configuration chatd runs with.",
+          {{"store", config_.mongo_uri.empty() ? "sqlite" : "mongodb"},
+           {"user_search", config_.user_search_url.empty() ? "off" : "on"},
+           {"auth", config_.secret_key.empty() ? "off" : "jwt"},
+           {"history_limit", std::to_string(config_.history_limit)},
+           {"threads", std::to_string(thread_count(config_))}})
+      .set(1);
+  if (cache == nullptr) return;
+  const char* lookups = "chatd_user_lookups_total";
+  const char* help = "Username verifications, by outcome (cache hit, miss, upstream error).";
+  r.counter_callback(lookups, help, [cache] { return double(cache->stats().hits); },
+                     {{"result", "hit"}});
+  r.counter_callback(lookups, help, [cache] { return double(cache->stats().misses); },
+                     {{"result", "miss"}});
+  r.counter_callback(lookups, help, [cache] { return double(cache->stats().upstream_errors); },
+                     {{"result", "error"}});
 }
 
 int Server::run() {

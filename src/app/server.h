@@ -9,6 +9,8 @@
 #include "app/config.h"
 #include "chat/hub.h"
 #include "fanout/fanout.h"
+#include "metrics/chatd_metrics.h"
+#include "metrics/registry.h"
 #include "net/services.h"
 #include "net/session_registry.h"
 #include "store/store.h"
@@ -16,6 +18,9 @@
 
 namespace chatd::net {
 class Listener;
+}
+namespace chatd::users {
+class CachedUserDirectory;
 }
 
 namespace chatd::app {
@@ -34,11 +39,14 @@ class Server {
 
  private:
   void drain();
+  void register_gauges(const users::CachedUserDirectory* cache);
 
   Config config_;
   net::SessionOptions session_options_;
   boost::asio::io_context io_;
   std::atomic<bool> draining_{false};
+  metrics::Registry metrics_registry_;
+  metrics::ChatdMetrics metrics_{metrics_registry_};
   chat::Hub hub_;
   net::SessionRegistry registry_;
   std::unique_ptr<fanout::Fanout> fanout_;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,6 +26,8 @@ struct Message {
   std::int64_t timestamp_ms = 0;  ///< Server time at commit, ms since the Unix epoch.
   std::string client_id;          ///< The sender's idempotency key; empty when none.
   ConnectionId origin = 0;        ///< The local connection it came from; not stored.
+  /// When the frame was read, for the delivery-latency metric; not stored.
+  std::chrono::steady_clock::time_point received_at{};
 };
 
 using MessagePtr = std::shared_ptr<const Message>;
@@ -36,6 +39,7 @@ struct PendingMessage {
   std::string text;
   std::string client_id;
   ConnectionId origin = 0;
+  std::chrono::steady_clock::time_point received_at{};
 };
 
 /// A new message id: 4 bytes of seconds, 5 random bytes fixed per process and

@@ -108,6 +108,15 @@ HttpSession::Response HttpSession::route(const Request& request) const {
   if (path == "/healthz") {
     return json_response(http::status::ok, R"({"status":"ok"})", version, keep_alive);
   }
+  if (path == "/metrics") {
+    Response response(http::status::ok, version);
+    response.set(http::field::server, "chatd/" CHATD_VERSION);
+    response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    response.keep_alive(keep_alive);
+    response.body() = services_.render_metrics();
+    response.prepare_payload();
+    return response;
+  }
   if (path == "/readyz") {
     const bool store_ready = services_.store.ready();
     const bool draining = services_.draining.load(std::memory_order_relaxed);

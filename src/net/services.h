@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,9 @@ class Store;
 }
 namespace chatd::users {
 class UserDirectory;
+}
+namespace chatd::metrics {
+class ChatdMetrics;
 }
 
 namespace chatd::net {
@@ -54,6 +58,9 @@ struct Services {
   SessionRegistry& registry;
   const SessionOptions& options;
   const std::atomic<bool>& draining;
+  metrics::ChatdMetrics& metrics;
+  /// Answers /metrics: renders the registry (gauges read at scrape time).
+  std::function<std::string()> render_metrics;
 };
 
 }  // namespace chatd::net

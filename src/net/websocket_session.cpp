@@ -15,6 +15,7 @@
 #include <boost/beast/websocket/error.hpp>
 
 #include "chat/frames.h"
+#include "metrics/chatd_metrics.h"
 #include "store/store.h"
 #include "users/user_directory.h"
 
@@ -80,15 +81,15 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
   if (const auto* error = std::get_if<ChatPathError>(&parsed)) {
     spdlog::info("session {} refused: {} ({})", id_, error->reason, request.target());
     close(kBadPath, error->reason);
-    co_await read_frames();  // until the client answers the close
-    co_return;
+  } else {
+    path_ = std::get<ChatPath>(parsed);
+    chat_ = chat::ChatKey::of(path_.user1, path_.user2);
+    if (co_await verify_users() && co_await replay_history()) {
+      services_.metrics.sessions_opened.inc();
+      spdlog::info("session {} open: {} -> {}", id_, path_.user1, path_.user2);
+    }
   }
-  path_ = std::get<ChatPath>(parsed);
-  chat_ = chat::ChatKey::of(path_.user1, path_.user2);
-
-  if (co_await verify_users() && co_await replay_history()) {
-    spdlog::info("session {} open: {} -> {}", id_, path_.user1, path_.user2);
-  }
+  // Until the client closes, or answers chatd's close.
   co_await read_frames();
   const auto seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
@@ -96,6 +97,7 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
   const std::uint16_t code = close_code_ != 0         ? close_code_
                              : ws_.reason().code != 0 ? ws_.reason().code
                                                       : 1006;
+  services_.metrics.closed(code);
   spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, path_.user1, path_.user2,
                seconds, code);
 }
@@ -160,7 +162,7 @@ asio::awaitable<bool> WebSocketSession::replay_history() {
   }
   for (const auto& [message, frame] : replay_buffer_) {
     queued_bytes_ -= frame->size();
-    if (message->seq > last_seq) push_locked(Outgoing{frame, {}});
+    if (message->seq > last_seq) push_locked(Outgoing{frame, {}, message->received_at});
   }
   replay_buffer_.clear();
   replaying_ = false;
@@ -190,7 +192,7 @@ asio::awaitable<void> WebSocketSession::read_frames() {
     }
     if (accepting) {
       if (!ws_.got_text()) {
-        send(chat::error_frame("unsupported_frame", "binary frames are not supported"));
+        reject("unsupported_frame", "binary frames are not supported");
       } else {
         handle_frame(std::string_view(static_cast<const char*>(buffer.data().data()), bytes));
       }
@@ -214,23 +216,28 @@ asio::awaitable<void> WebSocketSession::wait_for_pending_sends() {
 void WebSocketSession::handle_frame(std::string_view payload) {
   if (!chat_ || replaying_) return;  // not (yet) a verified chat: ignore
   if (services_.draining.load(std::memory_order_relaxed)) {
-    send(chat::error_frame("shutting_down", "server is shutting down; message not stored"));
+    reject("shutting_down", "server is shutting down; message not stored");
     return;
   }
   const chat::FrameLimits limits{services_.options.max_text_bytes};
   auto parsed = chat::parse_v1_frame(payload, *chat_, limits);
   if (auto* error = std::get_if<chat::FrameError>(&parsed)) {
-    send(chat::error_frame(error->code, error->message));
+    reject(error->code, error->message);
     return;
   }
   auto& request = std::get<chat::SendRequest>(parsed);
   ++pending_sends_;
-  services_.store.append(
-      chat::PendingMessage{*chat_, std::move(request.sender), std::move(request.text), {}, id_},
-      asio::bind_executor(ws_.get_executor(),
-                          [self = shared_from_this()](store::AppendResult result) {
-                            self->on_committed(std::move(result));
-                          }));
+  services_.metrics.messages_received.inc();
+  services_.store.append(chat::PendingMessage{*chat_,
+                                              std::move(request.sender),
+                                              std::move(request.text),
+                                              {},
+                                              id_,
+                                              std::chrono::steady_clock::now()},
+                         asio::bind_executor(ws_.get_executor(), [self = shared_from_this()](
+                                                                     store::AppendResult result) {
+                           self->on_committed(std::move(result));
+                         }));
 }
 
 void WebSocketSession::on_committed(store::AppendResult result) {
@@ -240,15 +247,20 @@ void WebSocketSession::on_committed(store::AppendResult result) {
     case store::StoreError::none:
       return;  // v1: no echo; the other connections already have it
     case store::StoreError::overloaded:
-      send(chat::error_frame("overloaded", "server is overloaded; message not stored, retry"));
+      reject("overloaded", "server is overloaded; message not stored, retry");
       return;
     case store::StoreError::shutting_down:
-      send(chat::error_frame("shutting_down", "server is shutting down; message not stored"));
+      reject("shutting_down", "server is shutting down; message not stored");
       return;
     case store::StoreError::unavailable:
-      send(chat::error_frame("store_unavailable", "message store unavailable; message not stored"));
+      reject("store_unavailable", "message store unavailable; message not stored");
       return;
   }
+}
+
+void WebSocketSession::reject(std::string_view code, std::string_view message) {
+  services_.metrics.rejected(code);
+  send(chat::error_frame(code, message));
 }
 
 // ---------------------------------------------------------------------------
@@ -267,6 +279,7 @@ void WebSocketSession::deliver(const chat::MessagePtr& message,
       // message, so a reconnecting client loses nothing.
       spdlog::warn("session {} ({}): send queue over {} bytes, closing as too slow", id_,
                    path_.user1, services_.options.send_queue_max_bytes);
+      services_.metrics.slow_reader_closes.inc();
       while (queue_.size() > (writing_ ? 1u : 0u)) {
         queued_bytes_ -= queue_.back().frame ? queue_.back().frame->size() : 0;
         queue_.pop_back();
@@ -280,7 +293,7 @@ void WebSocketSession::deliver(const chat::MessagePtr& message,
       queued_bytes_ += frame->size();
       replay_buffer_.emplace_back(message, frame);
     } else {
-      start_writer = push_locked(Outgoing{frame, {}});
+      start_writer = push_locked(Outgoing{frame, {}, message->received_at});
     }
   }
   if (start_writer) {
@@ -352,10 +365,18 @@ void WebSocketSession::write_next() {
   }
   ws_.text(true);
   ws_.async_write(asio::buffer(*item.frame), [self](const beast::error_code& error, std::size_t) {
+    std::chrono::steady_clock::time_point received_at;
     {
       std::lock_guard lock(self->mutex_);
+      received_at = self->queue_.front().received_at;
       self->queued_bytes_ -= self->queue_.front().frame->size();
       self->queue_.pop_front();
+    }
+    if (!error && received_at != std::chrono::steady_clock::time_point{}) {
+      auto& metrics = self->services_.metrics;
+      metrics.messages_delivered.inc();
+      metrics.delivery_seconds.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - received_at).count());
     }
     if (error) {
       if (!is_normal_end(error)) {

@@ -56,6 +56,9 @@ class WebSocketSession final : public chat::Subscriber,
   struct Outgoing {
     std::shared_ptr<const std::string> frame;                    ///< A text frame, or
     std::optional<boost::beast::websocket::close_reason> close;  ///< a close.
+    /// When a live message's frame was read (for the latency metric); unset
+    /// for history and error frames.
+    std::chrono::steady_clock::time_point received_at{};
   };
 
   boost::asio::awaitable<void> run(Request request);
@@ -66,6 +69,8 @@ class WebSocketSession final : public chat::Subscriber,
   boost::asio::awaitable<void> wait_for_pending_sends();
   void handle_frame(std::string_view payload);
   void on_committed(store::AppendResult result);
+  /// Sends an error frame for a refused message and counts it.
+  void reject(std::string_view code, std::string_view message);
 
   void send(std::string frame);
   void close(boost::beast::websocket::close_code code, std::string_view reason);

@@ -2,6 +2,7 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -41,6 +42,11 @@ struct HistoryPage {
   std::vector<chat::MessagePtr> messages;  ///< Oldest first.
   bool has_more = false;                   ///< More messages exist past the page's far end.
 };
+
+/// Told after each commit attempt, on the commit thread: how many messages
+/// the batch held, how long the commit took, and whether it succeeded.
+using CommitObserver =
+    std::function<void(std::size_t messages, std::chrono::nanoseconds duration, bool ok)>;
 
 /// Called on the store's commit thread after each committed batch, in commit
 /// order, before any sender hears of its commit.

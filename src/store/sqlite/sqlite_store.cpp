@@ -109,8 +109,8 @@ struct SqliteStore::ReaderStatements {
                     " AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?")) {}
 };
 
-SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener)
-    : options_(std::move(options)), listener_(std::move(listener)) {
+SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener, CommitObserver observer)
+    : options_(std::move(options)), listener_(std::move(listener)), observer_(std::move(observer)) {
   const std::filesystem::path path(options_.path);
   if (path.has_parent_path()) {
     std::error_code error;
@@ -213,7 +213,10 @@ void SqliteStore::writer_loop() {
 
 void SqliteStore::commit(std::vector<Append>& batch, WriterStatements& statements) {
   std::vector<AppendResult> results(batch.size());
-  if (!write_batch(batch, statements, results)) {
+  const auto started = std::chrono::steady_clock::now();
+  const bool ok = write_batch(batch, statements, results);
+  if (observer_) observer_(batch.size(), std::chrono::steady_clock::now() - started, ok);
+  if (!ok) {
     // Nothing of the batch is stored; forget cached sequences, which may
     // have advanced inside the rolled-back transaction.
     chats_.clear();
@@ -276,6 +279,7 @@ bool SqliteStore::write_batch(std::vector<Append>& batch, WriterStatements& stat
     message->timestamp_ms = timestamp;
     message->client_id = pending.client_id;
     message->origin = pending.origin;
+    message->received_at = pending.received_at;
 
     sqlite3_stmt* insert = statements.insert_message.get();
     StatementReset reset(insert);

@@ -42,7 +42,7 @@ class SqliteStore final : public Store {
  public:
   /// Opens (creating if needed) the database and its schema. Throws
   /// SqliteError with a message naming the file when that fails.
-  SqliteStore(SqliteOptions options, CommitListener listener);
+  SqliteStore(SqliteOptions options, CommitListener listener, CommitObserver observer = {});
   ~SqliteStore() override;
 
   // Store
@@ -78,6 +78,7 @@ class SqliteStore final : public Store {
 
   SqliteOptions options_;
   CommitListener listener_;
+  CommitObserver observer_;
   int lock_fd_ = -1;
   Database writer_db_;
   std::vector<Database> reader_dbs_;

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <array>
+#include <string_view>
+
+#include "metrics/registry.h"
+
+namespace chatd::metrics {
+
+/// Every metric chatd exports, registered once at start-up. Parts of chatd get
+/// a reference to this and update the fields; /metrics renders the registry.
+/// docs/operations.md explains each metric.
+class ChatdMetrics {
+ public:
+  explicit ChatdMetrics(Registry& registry);
+
+  Registry& registry;
+
+  Counter& messages_received;   ///< Frames accepted for storage.
+  Counter& messages_committed;  ///< Messages the store committed.
+  Counter& messages_delivered;  ///< Message frames written to receivers.
+  Counter& sessions_opened;     ///< WebSocket sessions that passed verification.
+  Counter& slow_reader_closes;  ///< Receivers closed with 1008.
+  Histogram& commit_seconds;    ///< Duration of one store commit (batch).
+  Histogram& batch_size;        ///< Messages per commit.
+  Histogram& delivery_seconds;  ///< From frame read to the peer's write completing.
+
+  /// Rejected sends, by error code (invalid_json, sender_not_participant, ...).
+  void rejected(std::string_view code);
+  /// Closes, by WebSocket close code.
+  void closed(unsigned code);
+
+ private:
+  // The codes a client can cause; anything else is counted as "other", so a
+  // label's values stay a small fixed set.
+  static constexpr std::array<const char*, 11> kRejectCodes{
+      "invalid_json",      "invalid_frame", "invalid_sender",         "invalid_text",
+      "empty_text",        "text_too_long", "sender_not_participant", "unsupported_frame",
+      "store_unavailable", "overloaded",    "shutting_down"};
+  static constexpr std::array<unsigned, 12> kCloseCodes{1000, 1001, 1006, 1008, 1009, 1011,
+                                                        1013, 4400, 4401, 4403, 4404, 4429};
+
+  Counter& rejected_other_;
+  Counter& closed_other_;
+  std::array<Counter*, kRejectCodes.size()> rejected_by_code_{};
+  std::array<Counter*, kCloseCodes.size()> closed_by_code_{};
+};
+
+}  // namespace chatd::metrics
