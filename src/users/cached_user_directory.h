@@ -39,7 +39,8 @@ class CachedUserDirectory final : public UserDirectory {
  public:
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
-  /// `upstream` must outlive this object and every lookup it has started. `executor` runs
+  /// `upstream` must outlive this object, and this object must outlive the upstream lookups
+  /// it has started (their handlers call back into it). `executor` runs
   /// handlers that have no associated executor; `clock` is injectable for tests.
   CachedUserDirectory(boost::asio::any_io_executor executor, UserDirectory& upstream,
                       UserCacheOptions options = {}, Clock clock = &std::chrono::steady_clock::now);

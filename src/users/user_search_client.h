@@ -36,8 +36,9 @@ struct UserSearchOptions {
 /// verify() is thread-safe; all I/O runs on `io`'s threads.
 class UserSearchClient final : public UserDirectory {
  public:
-  /// `options.url` must pass validate_url(): a bad URL is a start-up error, reported by
-  /// throwing std::invalid_argument. `io` must outlive this object.
+  /// `options.url` must pass validate_url() and `options.ca_file`, if set, must be readable:
+  /// either is a start-up error, reported by throwing std::invalid_argument. `io` must outlive
+  /// this object; lookups in flight keep its internals alive until they complete.
   UserSearchClient(boost::asio::io_context& io, UserSearchOptions options);
   ~UserSearchClient() override;
 
