@@ -66,8 +66,11 @@ std::map<std::string, std::string> parse_dotenv(std::string_view text, std::stri
         continue;
       }
     } else {
-      // An unquoted value ends at a " #" comment.
-      const std::size_t comment = raw.find(" #");
+      // An unquoted value ends at a " #" comment; `KEY= # note` is empty but
+      // `KEY=#ff0000` is a value: a comment needs whitespace before it.
+      const std::string_view after_equals = line.substr(equals + 1);
+      const bool only_comment = raw.starts_with('#') && after_equals.size() > raw.size();
+      const std::size_t comment = only_comment ? 0 : raw.find(" #");
       value = std::string(trim(raw.substr(0, comment)));
     }
     result[std::string(key)] = std::move(value);

@@ -17,6 +17,7 @@ ChatKey ChatKey::of(std::string_view a, std::string_view b) {
 std::optional<ChatKey> ChatKey::parse(std::string_view key) {
   const auto colon = key.find(':');
   if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  if (key[0] == '0' && colon > 1) return std::nullopt;  // one spelling per key: no leading zeros
   std::size_t length = 0;
   const auto [end, error] = std::from_chars(key.data(), key.data() + colon, length);
   if (error != std::errc() || end != key.data() + colon) return std::nullopt;

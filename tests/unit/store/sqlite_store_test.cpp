@@ -1,0 +1,774 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace chatd::store::sqlite {
+namespace {
+namespace asio = boost::asio;
+using chat::ChatKey;
+using chat::MessagePtr;
+using chat::PendingMessage;
+
+// Every wait in these tests is for an event; this only bounds a hang.
+constexpr auto kTimeout = std::chrono::seconds(60);
+
+const ChatKey kAliceBob = ChatKey::of("alice", "bob");
+const ChatKey kAliceCarol = ChatKey::of("alice", "carol");
+
+PendingMessage pending(const ChatKey& chat, std::string sender, std::string text,
+                       std::string client_id = {}, chat::ConnectionId origin = 0) {
+  return PendingMessage{.chat = chat,
+                        .sender = std::move(sender),
+                        .text = std::move(text),
+                        .client_id = std::move(client_id),
+                        .origin = origin};
+}
+
+std::vector<std::uint64_t> seqs_of(const std::vector<MessagePtr>& messages) {
+  std::vector<std::uint64_t> seqs;
+  for (const auto& message : messages) seqs.push_back(message->seq);
+  return seqs;
+}
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> result;
+  for (std::uint64_t seq = first; seq <= last; ++seq) result.push_back(seq);
+  return result;
+}
+
+/// Records what the commit listener is told, with a logical clock shared with
+/// the append handlers so the order of the two can be checked.
+struct CommitLog {
+  std::atomic<std::uint64_t> clock{0};
+  std::mutex mutex;
+  std::vector<std::vector<MessagePtr>> batches;
+  std::map<std::string, std::uint64_t> tick_by_id;  // message id -> when the listener saw it
+
+  CommitListener listener() {
+    return [this](std::span<const MessagePtr> batch) {
+      std::lock_guard lock(mutex);
+      batches.emplace_back(batch.begin(), batch.end());
+      for (const auto& message : batch) tick_by_id[message->id] = clock.fetch_add(1);
+    };
+  }
+
+  std::vector<MessagePtr> messages() {
+    std::lock_guard lock(mutex);
+    std::vector<MessagePtr> all;
+    for (const auto& batch : batches) all.insert(all.end(), batch.begin(), batch.end());
+    return all;
+  }
+
+  std::vector<std::uint64_t> seqs_of_chat(const ChatKey& chat) {
+    std::vector<std::uint64_t> seqs;
+    for (const auto& message : messages()) {
+      if (message->chat == chat) seqs.push_back(message->seq);
+    }
+    return seqs;
+  }
+};
+
+/// Holds the commit thread inside the listener until opened, to make the
+/// queue fill up deterministically.
+class Gate {
+ public:
+  /// Called from the listener: announces arrival and waits to be let through.
+  void pass() {
+    std::unique_lock lock(mutex_);
+    ++arrivals_;
+    changed_.notify_all();
+    changed_.wait_for(lock, kTimeout, [&] { return open_; });
+  }
+  bool wait_for_arrival() {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, kTimeout, [&] { return arrivals_ > 0; });
+  }
+  void open() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int arrivals_ = 0;
+  bool open_ = false;
+};
+
+/// Declared after the store, so that the gate opens before ~SqliteStore
+/// waits for the commit thread, whichever way the test ends.
+struct OpenOnExit {
+  Gate& gate;
+  ~OpenOnExit() { gate.open(); }
+};
+
+/// Counts completions and lets the test wait for a number of them.
+class Completions {
+ public:
+  void add(AppendResult result, std::size_t index) {
+    std::lock_guard lock(mutex_);
+    results_[index] = std::move(result);
+    done_.notify_all();
+  }
+  bool wait_for(std::size_t count) {
+    std::unique_lock lock(mutex_);
+    return done_.wait_for(lock, kTimeout, [&] { return results_.size() >= count; });
+  }
+  std::map<std::size_t, AppendResult> results() {
+    std::lock_guard lock(mutex_);
+    return results_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_;
+  std::map<std::size_t, AppendResult> results_;
+};
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static std::atomic<int> counter{0};
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           ("chatd_sqlite_" + std::to_string(::getpid()) + "_" +
+            std::to_string(counter.fetch_add(1)) + "_" + test->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    io_thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    guard_.reset();
+    io_thread_.join();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  SqliteOptions options(const std::string& file = "chat.db") const {
+    SqliteOptions result;
+    result.path = (dir_ / file).string();
+    return result;
+  }
+
+  /// Appends and waits for the handler, which runs on the test's io_context.
+  AppendResult append(Store& store, PendingMessage message) {
+    auto promise = std::make_shared<std::promise<AppendResult>>();
+    auto future = promise->get_future();
+    async_append(store, std::move(message),
+                 asio::bind_executor(io_, [promise, this](AppendResult result) {
+                   EXPECT_TRUE(io_.get_executor().running_in_this_thread())
+                       << "append handler did not run on its associated executor";
+                   promise->set_value(std::move(result));
+                 }));
+    if (future.wait_for(kTimeout) != std::future_status::ready) {
+      ADD_FAILURE() << "append did not complete";
+      return AppendResult{StoreError::unavailable, nullptr, false};
+    }
+    return future.get();
+  }
+
+  AppendResult append(Store& store, const ChatKey& chat, const std::string& sender,
+                      const std::string& text, const std::string& client_id = {}) {
+    return append(store, pending(chat, sender, text, client_id));
+  }
+
+  /// Appends without waiting; the result lands in `completions` under `index`.
+  void append_async(Store& store, PendingMessage message,
+                    const std::shared_ptr<Completions>& completions, std::size_t index) {
+    async_append(store, std::move(message),
+                 asio::bind_executor(io_, [completions, index](AppendResult result) {
+                   completions->add(std::move(result), index);
+                 }));
+  }
+
+  HistoryPage history(Store& store, const ChatKey& chat, HistoryQuery query) {
+    auto promise = std::make_shared<std::promise<HistoryPage>>();
+    auto future = promise->get_future();
+    async_history(store, chat, query, asio::bind_executor(io_, [promise](HistoryPage page) {
+                    promise->set_value(std::move(page));
+                  }));
+    if (future.wait_for(kTimeout) != std::future_status::ready) {
+      ADD_FAILURE() << "history did not complete";
+      return HistoryPage{StoreError::unavailable, {}, false};
+    }
+    return future.get();
+  }
+
+  HistoryPage newest(Store& store, const ChatKey& chat, std::size_t limit,
+                     std::uint64_t before_seq = 0) {
+    HistoryQuery query;
+    query.limit = limit;
+    query.before_seq = before_seq;
+    return history(store, chat, query);
+  }
+
+  HistoryPage after(Store& store, const ChatKey& chat, std::uint64_t after_seq, std::size_t limit) {
+    HistoryQuery query;
+    query.after_seq = after_seq;
+    query.limit = limit;
+    query.oldest_first = true;
+    return history(store, chat, query);
+  }
+
+  std::filesystem::path dir_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
+  std::thread io_thread_;
+};
+
+// ---------------------------------------------------------------------------
+// Appends
+// ---------------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, AppendAssignsSequencePerChat) {
+  CommitLog log;
+  SqliteStore store(options(), log.listener());
+
+  const std::int64_t before = chat::now_ms();
+  const AppendResult first = append(store, pending(kAliceBob, "alice", "one", {}, 17));
+  const std::int64_t after_first = chat::now_ms();
+  ASSERT_EQ(first.error, StoreError::none);
+  ASSERT_NE(first.message, nullptr);
+  EXPECT_FALSE(first.duplicate);
+  EXPECT_EQ(first.message->seq, 1u);
+  EXPECT_EQ(first.message->chat, kAliceBob);
+  EXPECT_EQ(first.message->sender, "alice");
+  EXPECT_EQ(first.message->text, "one");
+  EXPECT_EQ(first.message->origin, 17u) << "the origin connection must survive the commit";
+  EXPECT_EQ(first.message->id.size(), 24u);
+  EXPECT_GE(first.message->timestamp_ms, before);
+  EXPECT_LE(first.message->timestamp_ms, after_first);
+
+  EXPECT_EQ(append(store, kAliceBob, "bob", "two").message->seq, 2u);
+  EXPECT_EQ(append(store, kAliceCarol, "carol", "other chat").message->seq, 1u);
+  EXPECT_EQ(append(store, ChatKey::of("bob", "alice"), "alice", "three").message->seq, 3u);
+  EXPECT_EQ(append(store, kAliceCarol, "alice", "other chat 2").message->seq, 2u);
+
+  EXPECT_EQ(log.seqs_of_chat(kAliceBob), range(1, 3));
+  EXPECT_EQ(log.seqs_of_chat(kAliceCarol), range(1, 2));
+  EXPECT_TRUE(store.ready());
+}
+
+TEST_F(SqliteStoreTest, ListenerHearsOfEachCommitBeforeItsSender) {
+  CommitLog log;
+  SqliteStore store(options(), log.listener());
+
+  constexpr std::size_t kCount = 200;
+  struct Outcome {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::map<std::string, std::uint64_t> handler_tick_by_id;
+    std::size_t completed = 0;
+    std::size_t failures = 0;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  for (std::size_t i = 0; i < kCount; ++i) {
+    const ChatKey& chat = i % 3 == 0 ? kAliceCarol : kAliceBob;
+    async_append(store, pending(chat, "alice", "m" + std::to_string(i)),
+                 asio::bind_executor(io_, [outcome, &log](AppendResult result) {
+                   const std::uint64_t tick = log.clock.fetch_add(1);
+                   std::lock_guard lock(outcome->mutex);
+                   if (result.error == StoreError::none && result.message) {
+                     outcome->handler_tick_by_id[result.message->id] = tick;
+                   } else {
+                     ++outcome->failures;
+                   }
+                   ++outcome->completed;
+                   outcome->done.notify_all();
+                 }));
+  }
+  {
+    std::unique_lock lock(outcome->mutex);
+    ASSERT_TRUE(
+        outcome->done.wait_for(lock, kTimeout, [&] { return outcome->completed == kCount; }));
+    EXPECT_EQ(outcome->failures, 0u);
+  }
+
+  // Per chat, the listener saw the messages once each, in sequence order.
+  const auto bob_seqs = log.seqs_of_chat(kAliceBob);
+  const auto carol_seqs = log.seqs_of_chat(kAliceCarol);
+  EXPECT_EQ(carol_seqs, range(1, (kCount + 2) / 3));
+  EXPECT_EQ(bob_seqs, range(1, kCount - (kCount + 2) / 3));
+
+  std::lock_guard lock(outcome->mutex);
+  std::lock_guard log_lock(log.mutex);
+  ASSERT_EQ(log.tick_by_id.size(), kCount);
+  for (const auto& [id, handler_tick] : outcome->handler_tick_by_id) {
+    const auto seen = log.tick_by_id.find(id);
+    ASSERT_NE(seen, log.tick_by_id.end()) << "sender told of a message the listener never saw";
+    EXPECT_LT(seen->second, handler_tick) << "sender told before the listener for " << id;
+  }
+}
+
+TEST_F(SqliteStoreTest, AppendsFromOneSourceKeepTheirOrder) {
+  SqliteStore store(options(), {});
+  auto completions = std::make_shared<Completions>();
+  constexpr std::size_t kCount = 300;
+  for (std::size_t i = 0; i < kCount; ++i) {
+    append_async(store, pending(kAliceBob, "alice", std::to_string(i)), completions, i);
+  }
+  ASSERT_TRUE(completions->wait_for(kCount));
+  const auto results = completions->results();
+  for (std::size_t i = 0; i < kCount; ++i) {
+    const AppendResult& result = results.at(i);
+    ASSERT_EQ(result.error, StoreError::none);
+    EXPECT_EQ(result.message->seq, i + 1);
+    EXPECT_EQ(result.message->text, std::to_string(i));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// History
+// ---------------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, HistoryPages) {
+  SqliteStore store(options(), {});
+  for (int i = 1; i <= 10; ++i) {
+    ASSERT_EQ(append(store, kAliceBob, i % 2 ? "alice" : "bob", "msg " + std::to_string(i)).error,
+              StoreError::none);
+  }
+  ASSERT_EQ(append(store, kAliceCarol, "carol", "elsewhere").error, StoreError::none);
+
+  // The newest page, oldest first.
+  const HistoryPage page = newest(store, kAliceBob, 4);
+  EXPECT_EQ(page.error, StoreError::none);
+  EXPECT_EQ(seqs_of(page.messages), range(7, 10));
+  EXPECT_TRUE(page.has_more);
+  ASSERT_EQ(page.messages.size(), 4u);
+  EXPECT_EQ(page.messages[0]->text, "msg 7");
+  EXPECT_EQ(page.messages[0]->sender, "alice");
+  EXPECT_EQ(page.messages[3]->text, "msg 10");
+  EXPECT_EQ(page.messages[3]->sender, "bob");
+  EXPECT_EQ(page.messages[0]->chat, kAliceBob);
+
+  // Paging back with before_seq.
+  const HistoryPage older = newest(store, kAliceBob, 4, 7);
+  EXPECT_EQ(seqs_of(older.messages), range(3, 6));
+  EXPECT_TRUE(older.has_more);
+  const HistoryPage oldest = newest(store, kAliceBob, 4, 3);
+  EXPECT_EQ(seqs_of(oldest.messages), range(1, 2));
+  EXPECT_FALSE(oldest.has_more);
+
+  // A page that holds everything has nothing more.
+  const HistoryPage all = newest(store, kAliceBob, 10);
+  EXPECT_EQ(seqs_of(all.messages), range(1, 10));
+  EXPECT_FALSE(all.has_more);
+  EXPECT_EQ(seqs_of(newest(store, kAliceBob, 100).messages), range(1, 10));
+
+  // Either order of the pair reads the same chat; other chats do not leak in.
+  EXPECT_EQ(seqs_of(newest(store, ChatKey::of("bob", "alice"), 100).messages), range(1, 10));
+  const HistoryPage carol = newest(store, kAliceCarol, 100);
+  ASSERT_EQ(carol.messages.size(), 1u);
+  EXPECT_EQ(carol.messages[0]->text, "elsewhere");
+}
+
+TEST_F(SqliteStoreTest, ResumeAfterSequence) {
+  SqliteStore store(options(), {});
+  for (int i = 1; i <= 10; ++i)
+    ASSERT_EQ(append(store, kAliceBob, "alice", "m").error, StoreError::none);
+
+  const HistoryPage first = after(store, kAliceBob, 5, 3);
+  EXPECT_EQ(seqs_of(first.messages), range(6, 8));
+  EXPECT_TRUE(first.has_more);
+  const HistoryPage rest = after(store, kAliceBob, 8, 3);
+  EXPECT_EQ(seqs_of(rest.messages), range(9, 10));
+  EXPECT_FALSE(rest.has_more);
+  const HistoryPage nothing = after(store, kAliceBob, 10, 3);
+  EXPECT_TRUE(nothing.messages.empty());
+  EXPECT_FALSE(nothing.has_more);
+  EXPECT_EQ(seqs_of(after(store, kAliceBob, 0, 100).messages), range(1, 10));
+}
+
+TEST_F(SqliteStoreTest, HistoryOfAnUnknownChatIsEmpty) {
+  SqliteStore store(options(), {});
+  const HistoryPage page = newest(store, ChatKey::of("nobody", "nothing"), 100);
+  EXPECT_EQ(page.error, StoreError::none);
+  EXPECT_TRUE(page.messages.empty());
+  EXPECT_FALSE(page.has_more);
+}
+
+TEST_F(SqliteStoreTest, HistorySeesEveryAcknowledgedMessage) {
+  SqliteStore store(options(), {});
+  for (int i = 1; i <= 50; ++i) {
+    const AppendResult result = append(store, kAliceBob, "alice", std::to_string(i));
+    ASSERT_EQ(result.error, StoreError::none);
+    const HistoryPage page = newest(store, kAliceBob, 1);
+    ASSERT_EQ(page.messages.size(), 1u);
+    EXPECT_EQ(page.messages[0]->seq, result.message->seq);
+    EXPECT_EQ(page.messages[0]->id, result.message->id);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Durability and exclusive access
+// ---------------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, DataSurvivesReopeningAndSequencesContinue) {
+  std::vector<std::string> ids;
+  {
+    SqliteStore store(options(), {});
+    for (int i = 1; i <= 3; ++i) {
+      const AppendResult result =
+          append(store, kAliceBob, "alice", "before restart " + std::to_string(i));
+      ASSERT_EQ(result.error, StoreError::none);
+      ids.push_back(result.message->id);
+    }
+    ASSERT_EQ(append(store, kAliceCarol, "carol", "c1").error, StoreError::none);
+  }
+  SqliteStore reopened(options(), {});
+  const HistoryPage page = newest(reopened, kAliceBob, 100);
+  ASSERT_EQ(seqs_of(page.messages), range(1, 3));
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(page.messages[i]->id, ids[i]);
+    EXPECT_EQ(page.messages[i]->text, "before restart " + std::to_string(i + 1));
+    EXPECT_EQ(page.messages[i]->sender, "alice");
+  }
+
+  const AppendResult next = append(reopened, kAliceBob, "bob", "after restart");
+  ASSERT_EQ(next.error, StoreError::none);
+  EXPECT_EQ(next.message->seq, 4u) << "a sequence number was reused after a restart";
+  EXPECT_EQ(append(reopened, kAliceCarol, "alice", "c2").message->seq, 2u);
+  EXPECT_EQ(seqs_of(newest(reopened, kAliceBob, 100).messages), range(1, 4));
+}
+
+TEST_F(SqliteStoreTest, DestroyingTheStoreCommitsWhatItAccepted) {
+  constexpr std::size_t kCount = 300;
+  auto completions = std::make_shared<Completions>();
+  {
+    SqliteStore store(options(), {});
+    for (std::size_t i = 0; i < kCount; ++i) {
+      append_async(store, pending(kAliceBob, "alice", std::to_string(i)), completions, i);
+    }
+  }  // destroyed with appends possibly still queued
+  ASSERT_TRUE(completions->wait_for(kCount));
+  for (const auto& [index, result] : completions->results()) {
+    EXPECT_EQ(result.error, StoreError::none) << index;
+  }
+  SqliteStore reopened(options(), {});
+  EXPECT_EQ(seqs_of(newest(reopened, kAliceBob, 1000).messages), range(1, kCount));
+}
+
+TEST_F(SqliteStoreTest, SecondStoreOnTheSamePathIsRefused) {
+  {
+    SqliteStore first(options(), {});
+    try {
+      SqliteStore second(options(), {});
+      ADD_FAILURE() << "a second store opened a file that is in use";
+    } catch (const SqliteError& error) {
+      EXPECT_NE(std::string(error.what()).find("in use"), std::string::npos) << error.what();
+      EXPECT_NE(std::string(error.what()).find(options().path), std::string::npos) << error.what();
+    }
+    // The refused attempt did not disturb the first store.
+    EXPECT_EQ(append(first, kAliceBob, "alice", "still works").error, StoreError::none);
+  }
+  // Once the first store is gone the file can be opened again.
+  SqliteStore again(options(), {});
+  EXPECT_EQ(append(again, kAliceBob, "alice", "again").message->seq, 2u);
+}
+
+TEST_F(SqliteStoreTest, CreatesMissingDirectories) {
+  SqliteOptions nested = options("not/yet/there/chat.db");
+  ASSERT_FALSE(std::filesystem::exists(dir_ / "not"));
+  SqliteStore store(nested, {});
+  EXPECT_EQ(append(store, kAliceBob, "alice", "hi").error, StoreError::none);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "not/yet/there/chat.db"));
+}
+
+// ---------------------------------------------------------------------------
+// Idempotency
+// ---------------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, RepeatedClientIdIsADuplicate) {
+  CommitLog log;
+  SqliteStore store(options(), log.listener());
+
+  const AppendResult original = append(store, kAliceBob, "alice", "hello", "client-1");
+  ASSERT_EQ(original.error, StoreError::none);
+  EXPECT_FALSE(original.duplicate);
+  ASSERT_EQ(log.messages().size(), 1u);
+
+  // A retry, even with different text, returns the original.
+  const AppendResult retry = append(store, kAliceBob, "alice", "hello (retry)", "client-1");
+  ASSERT_EQ(retry.error, StoreError::none);
+  ASSERT_NE(retry.message, nullptr);
+  EXPECT_TRUE(retry.duplicate);
+  EXPECT_EQ(retry.message->id, original.message->id);
+  EXPECT_EQ(retry.message->seq, original.message->seq);
+  EXPECT_EQ(retry.message->text, "hello");
+  EXPECT_EQ(retry.message->client_id, "client-1");
+  EXPECT_EQ(retry.message->timestamp_ms, original.message->timestamp_ms);
+  EXPECT_EQ(log.messages().size(), 1u) << "the listener was told of a duplicate";
+
+  // The same client id from the other user, or in another chat, is a new message.
+  const AppendResult from_bob = append(store, kAliceBob, "bob", "hello", "client-1");
+  EXPECT_FALSE(from_bob.duplicate);
+  EXPECT_EQ(from_bob.message->seq, 2u);
+  const AppendResult other_chat = append(store, kAliceCarol, "alice", "hello", "client-1");
+  EXPECT_FALSE(other_chat.duplicate);
+  EXPECT_EQ(other_chat.message->seq, 1u);
+  // Messages without a client id are never duplicates of each other.
+  EXPECT_FALSE(append(store, kAliceBob, "alice", "same").duplicate);
+  EXPECT_FALSE(append(store, kAliceBob, "alice", "same").duplicate);
+
+  EXPECT_EQ(seqs_of(newest(store, kAliceBob, 100).messages), range(1, 4));
+  EXPECT_EQ(log.messages().size(), 5u);
+}
+
+TEST_F(SqliteStoreTest, DuplicateInTheSameBatchIsStoredOnce) {
+  CommitLog log;
+  SqliteStore store(options(), log.listener());
+  auto completions = std::make_shared<Completions>();
+  for (std::size_t i = 0; i < 5; ++i) {
+    append_async(store, pending(kAliceBob, "alice", "burst", "dup-id"), completions, i);
+  }
+  ASSERT_TRUE(completions->wait_for(5));
+  std::size_t originals = 0;
+  for (const auto& [index, result] : completions->results()) {
+    ASSERT_EQ(result.error, StoreError::none);
+    EXPECT_EQ(result.message->seq, 1u);
+    if (!result.duplicate) ++originals;
+  }
+  EXPECT_EQ(originals, 1u);
+  EXPECT_EQ(log.messages().size(), 1u);
+  EXPECT_EQ(seqs_of(newest(store, kAliceBob, 100).messages), range(1, 1));
+}
+
+TEST_F(SqliteStoreTest, ClientIdIsRememberedAcrossRestarts) {
+  std::string id;
+  {
+    SqliteStore store(options(), {});
+    id = append(store, kAliceBob, "alice", "hello", "c-restart").message->id;
+  }
+  CommitLog log;
+  SqliteStore reopened(options(), log.listener());
+  const AppendResult retry = append(reopened, kAliceBob, "alice", "hello", "c-restart");
+  EXPECT_TRUE(retry.duplicate);
+  EXPECT_EQ(retry.message->id, id);
+  EXPECT_EQ(retry.message->seq, 1u);
+  EXPECT_TRUE(log.messages().empty());
+}
+
+// ---------------------------------------------------------------------------
+// Group commit, draining and back-pressure
+// ---------------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, ConcurrentAppendsGetExactlyOneSequenceEach) {
+  constexpr std::size_t kThreads = 4;
+  constexpr std::size_t kPerThread = 1250;
+  constexpr std::size_t kTotal = kThreads * kPerThread;
+  CommitLog log;
+  SqliteStore store(options(), log.listener());
+  auto completions = std::make_shared<Completions>();
+
+  std::vector<std::thread> senders;
+  for (std::size_t t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (std::size_t i = 0; i < kPerThread; ++i) {
+        const std::size_t index = t * kPerThread + i;
+        append_async(store, pending(kAliceBob, t % 2 ? "alice" : "bob", std::to_string(index)),
+                     completions, index);
+      }
+    });
+  }
+  for (auto& sender : senders) sender.join();
+  ASSERT_TRUE(completions->wait_for(kTotal));
+
+  const auto results = completions->results();
+  std::vector<std::uint64_t> seqs;
+  for (const auto& [index, result] : results) {
+    ASSERT_EQ(result.error, StoreError::none) << index;
+    EXPECT_EQ(result.message->text, std::to_string(index));
+    seqs.push_back(result.message->seq);
+  }
+  // Each sender's messages are sequenced in the order it sent them.
+  for (std::size_t t = 0; t < kThreads; ++t) {
+    for (std::size_t i = 1; i < kPerThread; ++i) {
+      EXPECT_LT(results.at(t * kPerThread + i - 1).message->seq,
+                results.at(t * kPerThread + i).message->seq);
+    }
+  }
+  std::sort(seqs.begin(), seqs.end());
+  EXPECT_EQ(seqs, range(1, kTotal)) << "gaps or duplicates among the sequence numbers";
+  EXPECT_EQ(log.seqs_of_chat(kAliceBob), range(1, kTotal));
+  EXPECT_EQ(seqs_of(newest(store, kAliceBob, kTotal + 1).messages), range(1, kTotal));
+}
+
+TEST_F(SqliteStoreTest, AppendsWaitingDuringACommitShareTheNextOne) {
+  constexpr std::size_t kCount = 1000;
+  Gate gate;
+  std::mutex sizes_mutex;
+  std::vector<std::size_t> batch_sizes;
+  SqliteOptions opts = options();
+  opts.max_batch = 100;
+  SqliteStore store(opts, [&](std::span<const MessagePtr> batch) {
+    {
+      std::lock_guard lock(sizes_mutex);
+      batch_sizes.push_back(batch.size());
+    }
+    gate.pass();
+  });
+  const OpenOnExit open_on_exit{gate};
+
+  auto completions = std::make_shared<Completions>();
+  append_async(store, pending(kAliceBob, "alice", "0"), completions, 0);
+  ASSERT_TRUE(gate.wait_for_arrival());  // the first commit is in the listener, held
+  for (std::size_t i = 1; i < kCount; ++i) {
+    append_async(store, pending(kAliceBob, "alice", std::to_string(i)), completions, i);
+  }
+  gate.open();
+  ASSERT_TRUE(completions->wait_for(kCount));
+
+  std::lock_guard lock(sizes_mutex);
+  // 1 held commit, then the 999 waiting appends in commits of max_batch.
+  ASSERT_EQ(batch_sizes.size(), 11u);
+  EXPECT_EQ(batch_sizes[0], 1u);
+  for (std::size_t i = 1; i < 10; ++i) EXPECT_EQ(batch_sizes[i], 100u) << i;
+  EXPECT_EQ(batch_sizes[10], 99u);
+}
+
+TEST_F(SqliteStoreTest, DrainCommitsEverythingThenRefuses) {
+  constexpr std::size_t kCount = 500;
+  CommitLog log;
+  SqliteStore store(options(), log.listener());
+  auto completions = std::make_shared<Completions>();
+  for (std::size_t i = 0; i < kCount; ++i) {
+    append_async(store, pending(kAliceBob, "alice", std::to_string(i)), completions, i);
+  }
+  store.drain();
+  // When drain returns everything taken is committed and announced.
+  EXPECT_EQ(log.seqs_of_chat(kAliceBob), range(1, kCount));
+  ASSERT_TRUE(completions->wait_for(kCount));
+  for (const auto& [index, result] : completions->results()) {
+    EXPECT_EQ(result.error, StoreError::none) << index;
+  }
+
+  const AppendResult refused = append(store, kAliceBob, "alice", "too late");
+  EXPECT_EQ(refused.error, StoreError::shutting_down);
+  EXPECT_EQ(refused.message, nullptr);
+  store.drain();  // idempotent
+  EXPECT_EQ(append(store, kAliceBob, "alice", "still too late").error, StoreError::shutting_down);
+
+  // Reads still work while drained, and nothing refused was stored.
+  EXPECT_EQ(seqs_of(newest(store, kAliceBob, kCount + 10).messages), range(1, kCount));
+  EXPECT_EQ(log.messages().size(), kCount);
+}
+
+TEST_F(SqliteStoreTest, FullQueueRefusesWithOverloaded) {
+  constexpr std::size_t kMaxQueued = 4;
+  constexpr std::size_t kAttempts = 50;
+  Gate gate;
+  CommitLog log;
+  SqliteOptions opts = options();
+  opts.max_queued = kMaxQueued;
+  opts.max_batch = 1;
+  auto record = log.listener();
+  SqliteStore store(opts, [&](std::span<const MessagePtr> batch) {
+    record(batch);
+    gate.pass();
+  });
+  const OpenOnExit open_on_exit{gate};
+
+  auto completions = std::make_shared<Completions>();
+  append_async(store, pending(kAliceBob, "alice", "first"), completions, 0);
+  ASSERT_TRUE(gate.wait_for_arrival());  // the commit thread is busy with "first"
+  for (std::size_t i = 1; i <= kAttempts; ++i) {
+    append_async(store, pending(kAliceBob, "alice", std::to_string(i)), completions, i);
+  }
+  // The refusals are answered at once, while the queue is still blocked.
+  ASSERT_TRUE(completions->wait_for(kAttempts - kMaxQueued));
+  gate.open();
+  ASSERT_TRUE(completions->wait_for(kAttempts + 1));
+
+  std::size_t overloaded = 0;
+  std::vector<std::uint64_t> seqs;
+  for (const auto& [index, result] : completions->results()) {
+    if (result.error == StoreError::overloaded) {
+      ++overloaded;
+      EXPECT_EQ(result.message, nullptr);
+    } else {
+      ASSERT_EQ(result.error, StoreError::none) << index;
+      seqs.push_back(result.message->seq);
+    }
+  }
+  EXPECT_EQ(overloaded, kAttempts - kMaxQueued);
+  std::sort(seqs.begin(), seqs.end());
+  EXPECT_EQ(seqs, range(1, kMaxQueued + 1));
+  // Refused messages were not stored; accepted ones were, with no gaps.
+  EXPECT_EQ(seqs_of(newest(store, kAliceBob, 100).messages), range(1, kMaxQueued + 1));
+  EXPECT_EQ(log.seqs_of_chat(kAliceBob), range(1, kMaxQueued + 1));
+
+  // Once the queue has room again, appends are taken.
+  EXPECT_EQ(append(store, kAliceBob, "alice", "later").message->seq, kMaxQueued + 2);
+}
+
+// ---------------------------------------------------------------------------
+// Content
+// ---------------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, TextAndNamesRoundTripByteExact) {
+  std::string text =
+      "caf\xC3\xA9 \xF0\x9F\x98\x80 \xE4\xBD\xA0\xE5\xA5\xBD \"quotes\" 'single' \\ ";
+  text.push_back('\0');
+  text += "after NUL\nnew line\r\n\ttab; DROP TABLE messages; --";
+  text.push_back('\0');
+  const std::string sender = "\xC3\xA9mile";
+  const ChatKey chat = ChatKey::of(sender, "\xE5\xBC\xA0\xE4\xB8\x89");
+  const std::string big(16 * 1024, 'z');
+
+  std::string id;
+  {
+    SqliteStore store(options(), {});
+    const AppendResult result = append(store, chat, sender, text);
+    ASSERT_EQ(result.error, StoreError::none);
+    EXPECT_EQ(result.message->text, text);
+    id = result.message->id;
+    ASSERT_EQ(append(store, chat, sender, big).error, StoreError::none);
+  }
+  SqliteStore reopened(options(), {});
+  const HistoryPage page = newest(reopened, chat, 10);
+  ASSERT_EQ(page.messages.size(), 2u);
+  EXPECT_EQ(page.messages[0]->text.size(), text.size());
+  EXPECT_EQ(page.messages[0]->text, text);
+  EXPECT_EQ(page.messages[0]->sender, sender);
+  EXPECT_EQ(page.messages[0]->id, id);
+  EXPECT_EQ(page.messages[0]->chat, chat);
+  EXPECT_EQ(page.messages[1]->text, big);
+}
+
+TEST_F(SqliteStoreTest, ChatsThatTheOldServiceConfusedStayApart) {
+  SqliteStore store(options(), {});
+  const ChatKey one = ChatKey::of("a_b", "c");
+  const ChatKey two = ChatKey::of("a", "b_c");
+  ASSERT_EQ(append(store, one, "a_b", "for c").error, StoreError::none);
+  ASSERT_EQ(append(store, two, "a", "for b_c").error, StoreError::none);
+  const HistoryPage first = newest(store, one, 100);
+  const HistoryPage second = newest(store, two, 100);
+  ASSERT_EQ(first.messages.size(), 1u);
+  ASSERT_EQ(second.messages.size(), 1u);
+  EXPECT_EQ(first.messages[0]->text, "for c");
+  EXPECT_EQ(second.messages[0]->text, "for b_c");
+  EXPECT_EQ(second.messages[0]->seq, 1u);
+}
+
+}  // namespace
+}  // namespace chatd::store::sqlite
