@@ -7,7 +7,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
@@ -50,7 +49,7 @@ WebSocketSession::WebSocketSession(beast::tcp_stream stream, Services services)
       services_(services),
       id_(next_connection_id()),
       opened_at_(std::chrono::steady_clock::now()),
-      pending_sends_changed_(ws_.get_executor()) {}
+      wake_(ws_.get_executor()) {}
 
 WebSocketSession::~WebSocketSession() = default;
 
@@ -121,10 +120,24 @@ asio::awaitable<bool> WebSocketSession::accept(const Request& request) {
 }
 
 asio::awaitable<bool> WebSocketSession::verify_users() {
-  using namespace asio::experimental::awaitable_operators;
-  users::UserDirectory& directory = services_.users;
-  auto [first, second] = co_await (users::async_verify(directory, path_.user1, use_awaitable) &&
-                                   users::async_verify(directory, path_.user2, use_awaitable));
+  // Both lookups run at once. The session waits on a timer that the last
+  // answer, or a close (shutdown), cancels: a drain must not wait for a slow
+  // user-search service.
+  auto answers = std::make_shared<std::array<std::optional<users::UserStatus>, 2>>();
+  const auto executor = ws_.get_executor();
+  for (std::size_t i = 0; i < 2; ++i) {
+    users::async_verify(services_.users, i == 0 ? path_.user1 : path_.user2,
+                        asio::bind_executor(executor, [self = shared_from_this(), answers,
+                                                       i](users::UserStatus status) {
+                          (*answers)[i] = status;
+                          if ((*answers)[0] && (*answers)[1]) self->wake_.cancel();
+                        }));
+  }
+  wake_.expires_at(std::chrono::steady_clock::time_point::max());
+  if (!is_closing()) co_await wake_.async_wait(use_tuple);
+  if (!(*answers)[0] || !(*answers)[1]) co_return false;  // closed while waiting
+  const users::UserStatus first = *(*answers)[0];
+  const users::UserStatus second = *(*answers)[1];
   if (first == users::UserStatus::unavailable || second == users::UserStatus::unavailable) {
     close(websocket::close_code::try_again_later, "user-search service unavailable");
     co_return false;
@@ -185,12 +198,7 @@ asio::awaitable<void> WebSocketSession::read_frames() {
       }
       break;
     }
-    bool accepting = false;
-    {
-      std::lock_guard lock(mutex_);
-      accepting = !closing_;
-    }
-    if (accepting) {
+    if (!is_closing()) {
       if (!ws_.got_text()) {
         reject("unsupported_frame", "binary frames are not supported");
       } else {
@@ -205,8 +213,8 @@ asio::awaitable<void> WebSocketSession::read_frames() {
 }
 
 asio::awaitable<void> WebSocketSession::wait_for_pending_sends() {
-  pending_sends_changed_.expires_at(std::chrono::steady_clock::time_point::max());
-  co_await pending_sends_changed_.async_wait(use_tuple);
+  wake_.expires_at(std::chrono::steady_clock::time_point::max());
+  co_await wake_.async_wait(use_tuple);
 }
 
 // ---------------------------------------------------------------------------
@@ -242,7 +250,7 @@ void WebSocketSession::handle_frame(std::string_view payload) {
 
 void WebSocketSession::on_committed(store::AppendResult result) {
   --pending_sends_;
-  pending_sends_changed_.cancel();
+  wake_.cancel();
   switch (result.error) {
     case store::StoreError::none:
       return;  // v1: no echo; the other connections already have it
@@ -325,7 +333,13 @@ void WebSocketSession::close(websocket::close_code code, std::string_view reason
 void WebSocketSession::close_for_shutdown() {
   asio::post(ws_.get_executor(), [self = shared_from_this()] {
     self->close(websocket::close_code::going_away, "server shutting down");
+    self->wake_.cancel();  // stop waiting for user lookups
   });
+}
+
+bool WebSocketSession::is_closing() {
+  std::lock_guard lock(mutex_);
+  return closing_;
 }
 
 bool WebSocketSession::push_locked(Outgoing item) {

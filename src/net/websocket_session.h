@@ -72,6 +72,7 @@ class WebSocketSession final : public chat::Subscriber,
   /// Sends an error frame for a refused message and counts it.
   void reject(std::string_view code, std::string_view message);
 
+  bool is_closing();
   void send(std::string frame);
   void close(boost::beast::websocket::close_code code, std::string_view reason);
   // Appends under mutex_; returns whether the writer must be started.
@@ -86,7 +87,9 @@ class WebSocketSession final : public chat::Subscriber,
   std::chrono::steady_clock::time_point opened_at_;
   bool joined_ = false;
   std::size_t pending_sends_ = 0;  // strand only
-  boost::asio::steady_timer pending_sends_changed_;
+  // Wakes the session's coroutine: when user lookups are answered, when a
+  // pending send completes, or when the session is closed for shutdown.
+  boost::asio::steady_timer wake_;
 
   std::mutex mutex_;  // guards the members below; never held across I/O
   std::deque<Outgoing> queue_;
