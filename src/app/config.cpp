@@ -100,6 +100,19 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "SHUTDOWN_TIMEOUT_MS", c.shutdown_timeout_ms, "Longest drain on SIGTERM")
       ->check(CLI::Range(0u, 3'600'000u));
 
+  Config::LegacyImport legacy;
+  CLI::App* import = app.add_subcommand(
+      "import-legacy",
+      "Copy the old service's chats ({chat_id, messages}) into this chatd's store (MONGO_URI, "
+      "else SQLITE_PATH), print what was imported and skipped, and exit. Safe to run again");
+  import
+      ->add_option("--from-uri", legacy.from_uri,
+                   "The old MongoDB, e.g. mongodb://host:27017/CatalogServiceDB")
+      ->required();
+  import->add_option("--from-collection", legacy.from_collection, "The old chats collection")
+      ->capture_default_str();
+  import->fallthrough();  // settings such as --mongo-uri may follow the sub-command
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {
@@ -123,6 +136,7 @@ ConfigResult parse_config(int argc, char** argv) {
     return {std::nullopt, 2};
   }
   if (c.max_text_bytes > c.max_message_bytes) c.max_text_bytes = c.max_message_bytes;
+  if (import->parsed()) c.import_legacy = legacy;
   return {c, 0};
 }
 

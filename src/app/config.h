@@ -47,6 +47,13 @@ struct Config {
   std::string log_format = "text";
   unsigned shutdown_timeout_ms = 10'000;
 
+  // `chatd import-legacy`: copy the old service's data into this store, then exit.
+  struct LegacyImport {
+    std::string from_uri;  ///< The old MongoDB; database from the path (default CatalogServiceDB).
+    std::string from_collection = "chats";
+  };
+  std::optional<LegacyImport> import_legacy;  ///< Set when the sub-command was given.
+
   std::vector<std::string> allowed_origin_list() const;
 };
 

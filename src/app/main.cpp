@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "app/config.h"
+#include "app/import_legacy.h"
 #include "app/logging.h"
 #include "app/server.h"
 
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   if (!parsed.config) return parsed.exit_code;
   const chatd::app::Config& config = *parsed.config;
   chatd::app::setup_logging(config.log_level, config.log_format);
+  if (config.import_legacy) return chatd::app::run_import_legacy(config);
   try {
     chatd::app::Server server(config);
     return server.run();

@@ -7,9 +7,9 @@
 #include <future>
 #include <stdexcept>
 
+#include "app/store_factory.h"
 #include "fanout/local_fanout.h"
 #include "net/listener.h"
-#include "store/sqlite/sqlite_store.h"
 #include "users/cached_user_directory.h"
 #include "users/open_user_directory.h"
 #include "users/user_search_client.h"
@@ -42,11 +42,6 @@ Server::Server(const Config& config)
     : config_(config),
       session_options_(session_options(config)),
       io_(static_cast<int>(thread_count(config))) {
-  if (!config_.mongo_uri.empty()) {
-    throw std::runtime_error(
-        "MONGO_URI is set, but this build of chatd has no MongoDB store yet; unset MONGO_URI to "
-        "use the embedded SQLite store (SQLITE_PATH)");
-  }
   if (!config_.redis_url.empty()) {
     throw std::runtime_error(
         "REDIS_URL is set, but this build of chatd cannot fan out through Redis yet; unset it to "
@@ -59,12 +54,9 @@ Server::Server(const Config& config)
   }
 
   fanout_ = std::make_unique<fanout::LocalFanout>(hub_);
-  store::sqlite::SqliteOptions sqlite;
-  sqlite.path = config_.sqlite_path;
-  sqlite.sync = config_.sqlite_sync == "full" ? store::sqlite::SyncMode::full
-                                              : store::sqlite::SyncMode::normal;
-  store_ = std::make_unique<store::sqlite::SqliteStore>(
-      sqlite,
+  // MongoDB with MONGO_URI, else SQLite (store_factory.cpp).
+  store_ = make_store(
+      config_,
       [this](std::span<const chat::MessagePtr> batch) {
         metrics_.messages_committed.inc(batch.size());
         fanout_->publish(batch);
@@ -73,7 +65,6 @@ Server::Server(const Config& config)
         metrics_.batch_size.observe(static_cast<double>(messages));
         metrics_.commit_seconds.observe(std::chrono::duration<double>(took).count());
       });
-  spdlog::info("store: SQLite at {} (synchronous={})", config_.sqlite_path, config_.sqlite_sync);
 
   const users::CachedUserDirectory* user_cache = nullptr;
   if (config_.user_search_url.empty()) {

@@ -4,6 +4,7 @@
   flags, optionally on the data file of an earlier instance) and stops each with SIGTERM
   at teardown, asserting exit code 0.
 * `user_search`: the user-search stand-in (user_search_stub.py), started on port 0.
+* `ferretdb`: a MongoDB-compatible server for the MONGO_URI tests (ferretdb.py).
 * `async def` tests run on a fresh event loop under an overall timeout (pytest-asyncio is
   not available on the target system); connections they open are closed afterwards.
 
@@ -25,6 +26,7 @@ import pytest
 
 from chat_client import close_all_clients
 from chatd_process import ChatdProcess, chatd_binary, clean_environment
+from ferretdb import ferretdb  # noqa: F401  (the `ferretdb` fixture: a MongoDB-compatible server)
 from user_search_stub import UserSearchStub
 
 DEFAULT_TEST_TIMEOUT_S = 30.0
@@ -178,6 +180,9 @@ def _failure_logs(item: pytest.Item) -> list[tuple[str, str]]:
     stub = getattr(item, "_user_search_stub", None)
     if stub is not None:
         sections.append(("user-search stub log", "\n".join(stub.log)))
+    mongo = getattr(item, "_ferretdb", None)
+    if mongo is not None:
+        sections.append((f"{mongo.label} log", mongo.log_text()))
     return sections
 
 

@@ -17,8 +17,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "chat/message.h"
 #include "store/mongo/mongo_handles.h"
@@ -43,6 +45,15 @@ chat::MessagePtr message_from_document(const bson_t* document);
 void append_id_filter(bson_t* filter, const std::string& message_id);
 /// {chat, sender, client_id}: the original of an idempotent send.
 void append_client_id_filter(bson_t* filter, const chat::PendingMessage& message);
+
+/// {$or: [client id filter, ...]} over the batch's messages that have a
+/// client id; returns how many have one.
+std::size_t append_client_ids_filter(bson_t* filter,
+                                     std::span<const chat::PendingMessage> messages);
+/// {_id: {$in: [ObjectId(id), ...]}} on `messages`.
+void append_ids_filter(bson_t* filter, const std::vector<std::string>& message_ids);
+/// {_id: {$in: keys}} on `chats`.
+void append_chats_filter(bson_t* filter, const std::vector<std::string>& chat_keys);
 
 /// Filter and options (sort, limit + 1) of one history page.
 void append_history_filter(bson_t* filter, const chat::ChatKey& chat, const HistoryQuery& query);

@@ -93,6 +93,8 @@ class Bson {
 };
 
 /// The text of a driver error, e.g. "No suitable servers found ...".
-inline std::string_view message_of(const bson_error_t& error) { return error.message; }
+inline std::string_view message_of(const bson_error_t& error) {
+  return error.message;
+}
 
 }  // namespace chatd::store::mongo

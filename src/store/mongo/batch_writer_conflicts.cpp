@@ -1,0 +1,110 @@
+// BatchWriter, continued: what happens after the server refused a document
+// of an ordered bulk insert (see batch_writer.h for the design).
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "store/mongo/batch_writer.h"
+#include "store/mongo/bson_mapping.h"
+
+namespace chatd::store::mongo {
+
+// MongoDB stops an ordered insert at its first error. FerretDB 1.24 does not:
+// after a refusal it goes on with its next internal batch (of 100). Whatever
+// of the rest got stored is therefore looked up by _id (chatd made the ids),
+// committed with the seq it was stored with, and taken out of the retry, so
+// nothing is stored twice and no seq is left empty on either server.
+bool BatchWriter::absorb_stored(std::vector<Insert>& inserts, std::size_t from,
+                                std::vector<AppendResult>& results) {
+  if (from >= inserts.size()) return true;
+  std::vector<std::string> ids;
+  for (std::size_t j = from; j < inserts.size(); ++j) ids.push_back(inserts[j].message->id);
+  Bson filter;
+  append_ids_filter(filter.get(), ids);
+  Cursor cursor(mongoc_collection_find_with_opts(messages_.get(), filter.get(), nullptr, nullptr));
+  std::vector<std::string> stored;
+  const bson_t* document = nullptr;
+  while (mongoc_cursor_next(cursor.get(), &document)) {
+    auto message = std::const_pointer_cast<chat::Message>(message_from_document(document));
+    const auto same_id = [&](const Insert& insert) {
+      return message && insert.message->id == message->id;
+    };
+    const auto found =
+        std::find_if(inserts.begin() + static_cast<std::ptrdiff_t>(from), inserts.end(), same_id);
+    if (found == inserts.end()) continue;
+    message->origin = found->message->origin;
+    auto& last = last_seq_[message->chat.str()];
+    last = std::max(last, message->seq);
+    results[found->index] = AppendResult{StoreError::none, std::move(message), false};
+    stored.push_back(found->message->id);
+  }
+  bson_error_t error;
+  if (mongoc_cursor_error(cursor.get(), &error)) return failed(error, "look up stored messages");
+  if (stored.empty()) return true;
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    spdlog::warn(
+        "mongo: the server went on with an ordered insert after refusing a document "
+        "(FerretDB does); chatd keeps what it stored");
+  }
+  std::erase_if(inserts, [&](const Insert& insert) {
+    return std::find(stored.begin(), stored.end(), insert.message->id) != stored.end();
+  });
+  return true;
+}
+
+// inserts[refused] hit a unique index: either another instance stored the
+// same client id since the lookup (the send is a duplicate), or it wrote the
+// chat since this writer last knew its seq (renumber after the real last).
+// Returns where the bulk resumes, nullopt when the server could not tell.
+std::optional<std::size_t> BatchWriter::resolve_duplicate_key(
+    std::vector<Insert>& inserts, std::size_t refused, std::span<const chat::PendingMessage> batch,
+    std::vector<AppendResult>& results) {
+  const auto renumber = [&](std::size_t from, const chat::ChatKey& chat, std::uint64_t after) {
+    for (std::size_t j = from; j < inserts.size(); ++j) {
+      if (inserts[j].message->chat == chat) inserts[j].message->seq = ++after;
+    }
+  };
+  const Insert& insert = inserts[refused];
+  const chat::PendingMessage& pending = batch[insert.index];
+  const chat::ChatKey chat = insert.message->chat;
+  if (!pending.client_id.empty()) {
+    Bson filter;
+    append_client_id_filter(filter.get(), pending);
+    chat::MessagePtr original;
+    if (!find_one(filter, nullptr, original, "look up a client id")) return std::nullopt;
+    if (original) {
+      auto copy = std::make_shared<chat::Message>(*original);
+      copy->origin = pending.origin;
+      results[insert.index] = AppendResult{StoreError::none, std::move(copy), true};
+      renumber(refused + 1, chat, insert.message->seq - 1);  // its seq stays free
+      return refused + 1;
+    }
+  }
+  Bson filter, newest;
+  HistoryQuery last_one;
+  last_one.limit = 0;  // the history options ask for limit + 1: the newest message
+  append_history_filter(filter.get(), chat, last_one);
+  append_history_options(newest.get(), last_one);
+  chat::MessagePtr last;
+  if (!find_one(filter, &newest, last, "read a chat's last seq")) return std::nullopt;
+  const std::uint64_t last_seq = last ? last->seq : 0;
+  spdlog::debug("mongo: chat {} was written elsewhere up to seq {}; renumbering", chat.str(),
+                last_seq);
+  renumber(refused, chat, last_seq);
+  return refused;
+}
+
+bool BatchWriter::find_one(const Bson& filter, const Bson* options, chat::MessagePtr& found,
+                           const char* what) {
+  Cursor cursor(mongoc_collection_find_with_opts(messages_.get(), filter.get(),
+                                                 options ? options->get() : nullptr, nullptr));
+  const bson_t* document = nullptr;
+  found = mongoc_cursor_next(cursor.get(), &document) ? message_from_document(document) : nullptr;
+  bson_error_t error;
+  return !mongoc_cursor_error(cursor.get(), &error) || failed(error, what);
+}
+
+}  // namespace chatd::store::mongo
