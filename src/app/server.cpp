@@ -11,6 +11,7 @@
 #include "fanout/local_fanout.h"
 #include "net/listener.h"
 #include "users/cached_user_directory.h"
+#include "users/observed_user_directory.h"
 #include "users/open_user_directory.h"
 #include "users/user_search_client.h"
 
@@ -76,12 +77,17 @@ Server::Server(const Config& config)
     search.timeout = std::chrono::milliseconds(config_.user_search_timeout_ms);
     search.max_in_flight = config_.user_search_max_in_flight;
     user_source_ = std::make_unique<users::UserSearchClient>(io_, search);
+    user_observer_ = std::make_unique<users::ObservedUserDirectory>(
+        *user_source_, [&histogram = metrics_.user_lookup_seconds](users::UserStatus,
+                                                                   std::chrono::nanoseconds took) {
+          histogram.observe(std::chrono::duration<double>(took).count());
+        });
     users::UserCacheOptions cache;
     cache.positive_ttl = std::chrono::milliseconds(config_.user_cache_ttl_ms);
     cache.negative_ttl = std::chrono::milliseconds(config_.user_cache_negative_ttl_ms);
     cache.max_entries = config_.user_cache_max_entries;
     auto cached =
-        std::make_unique<users::CachedUserDirectory>(io_.get_executor(), *user_source_, cache);
+        std::make_unique<users::CachedUserDirectory>(io_.get_executor(), *user_observer_, cache);
     user_cache = cached.get();
     users_ = std::move(cached);
     spdlog::info("users: verified by {}", config_.user_search_url);
@@ -95,10 +101,15 @@ Server::Server(const Config& config)
   const auto address = asio::ip::make_address(config_.host, error);
   if (error) throw std::runtime_error("HOST '" + config_.host + "' is not an IP address");
   register_gauges(user_cache);
-  const net::Services services{
-      hub_, *store_, *users_, registry_, session_options_, draining_, metrics_, [this] {
-        return metrics_registry_.render();
-      }};
+  const net::Services services{hub_,
+                               *store_,
+                               *users_,
+                               registry_,
+                               session_options_,
+                               draining_,
+                               metrics_,
+                               [this] { return metrics_registry_.render(); },
+                               [this] { return users_ready(); }};
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 services);
@@ -113,6 +124,15 @@ Server::~Server() {
   for (auto& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
+}
+
+std::string_view Server::users_ready() const {
+  if (!user_observer_) return "off";
+  // "Recently successful": a service that answered within the last 30 s is
+  // taken as reachable even if its very last lookup failed.
+  constexpr auto grace = std::chrono::seconds(30);
+  user_observer_->probe_if_unhealthy(grace);
+  return user_observer_->healthy(grace) ? "ok" : "unavailable";
 }
 
 void Server::register_gauges(const users::CachedUserDirectory* cache) {

@@ -21,7 +21,8 @@ class Listener;
 }
 namespace chatd::users {
 class CachedUserDirectory;
-}
+class ObservedUserDirectory;
+}  // namespace chatd::users
 
 namespace chatd::app {
 
@@ -39,6 +40,7 @@ class Server {
 
  private:
   void drain();
+  std::string_view users_ready() const;
   void register_gauges(const users::CachedUserDirectory* cache);
 
   Config config_;
@@ -52,6 +54,7 @@ class Server {
   std::unique_ptr<fanout::Fanout> fanout_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<users::UserDirectory> user_source_;
+  std::unique_ptr<users::ObservedUserDirectory> user_observer_;
   std::unique_ptr<users::UserDirectory> users_;
   std::shared_ptr<net::Listener> listener_;
   std::vector<std::thread> threads_;

@@ -32,6 +32,9 @@ ChatdMetrics::ChatdMetrics(Registry& r)
                                    "Server-side latency from reading a frame to writing it to a "
                                    "receiver.",
                                    exponential_buckets(0.0001, 2, 16))),
+      user_lookup_seconds(r.histogram("chatd_user_lookup_seconds",
+                                      "Duration of one request to the user-search service.",
+                                      exponential_buckets(0.0005, 2, 14))),
       rejected_other_(r.counter(kRejected, kRejectedHelp, {{"code", "other"}})),
       closed_other_(r.counter(kClosed, kClosedHelp, {{"code", "other"}})) {
   for (std::size_t i = 0; i < kRejectCodes.size(); ++i) {

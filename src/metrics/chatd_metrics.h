@@ -16,14 +16,15 @@ class ChatdMetrics {
 
   Registry& registry;
 
-  Counter& messages_received;   ///< Frames accepted for storage.
-  Counter& messages_committed;  ///< Messages the store committed.
-  Counter& messages_delivered;  ///< Message frames written to receivers.
-  Counter& sessions_opened;     ///< WebSocket sessions that passed verification.
-  Counter& slow_reader_closes;  ///< Receivers closed with 1008.
-  Histogram& commit_seconds;    ///< Duration of one store commit (batch).
-  Histogram& batch_size;        ///< Messages per commit.
-  Histogram& delivery_seconds;  ///< From frame read to the peer's write completing.
+  Counter& messages_received;      ///< Frames accepted for storage.
+  Counter& messages_committed;     ///< Messages the store committed.
+  Counter& messages_delivered;     ///< Message frames written to receivers.
+  Counter& sessions_opened;        ///< WebSocket sessions that passed verification.
+  Counter& slow_reader_closes;     ///< Receivers closed with 1008.
+  Histogram& commit_seconds;       ///< Duration of one store commit (batch).
+  Histogram& batch_size;           ///< Messages per commit.
+  Histogram& delivery_seconds;     ///< From frame read to the peer's write completing.
+  Histogram& user_lookup_seconds;  ///< One request to the user-search service.
 
   /// Rejected sends, by error code (invalid_json, sender_not_participant, ...).
   void rejected(std::string_view code);

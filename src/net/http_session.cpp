@@ -120,9 +120,11 @@ HttpSession::Response HttpSession::route(const Request& request) const {
   if (path == "/readyz") {
     const bool store_ready = services_.store.ready();
     const bool draining = services_.draining.load(std::memory_order_relaxed);
-    const bool ready = store_ready && !draining;
+    const std::string_view users = services_.users_state();
+    const bool ready = store_ready && !draining && users != "unavailable";
     boost::json::object body{{"status", ready ? "ready" : "not_ready"},
                              {"store", store_ready ? "ok" : "unavailable"},
+                             {"user_search", users},
                              {"draining", draining}};
     return json_response(ready ? http::status::ok : http::status::service_unavailable,
                          boost::json::serialize(body), version, keep_alive);

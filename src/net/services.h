@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chatd::chat {
@@ -61,6 +62,8 @@ struct Services {
   metrics::ChatdMetrics& metrics;
   /// Answers /metrics: renders the registry (gauges read at scrape time).
   std::function<std::string()> render_metrics;
+  /// The user-search service's state for /readyz: "ok", "unavailable" or "off".
+  std::function<std::string_view()> users_state;
 };
 
 }  // namespace chatd::net
