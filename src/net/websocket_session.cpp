@@ -76,14 +76,19 @@ void WebSocketSession::start(Request request) {
 
 asio::awaitable<void> WebSocketSession::run(Request request) {
   const auto parsed = parse_chat_path(request.target());
-  if (!co_await accept(request)) co_return;
+  // Results of co_await are kept in named locals, never tested inline in an
+  // `if`: GCC 12 miscompiles `if (co_await f())` in some coroutines.
+  const bool accepted = co_await accept(request);
+  if (!accepted) co_return;
   if (const auto* error = std::get_if<ChatPathError>(&parsed)) {
     spdlog::info("session {} refused: {} ({})", id_, error->reason, request.target());
     close(kBadPath, error->reason);
   } else {
     path_ = std::get<ChatPath>(parsed);
     chat_ = chat::ChatKey::of(path_.user1, path_.user2);
-    if (co_await verify_users() && co_await replay_history()) {
+    const bool verified = co_await verify_users();
+    const bool joined = verified && co_await replay_history();
+    if (joined) {
       services_.metrics.sessions_opened.inc();
       spdlog::info("session {} open: {} -> {}", id_, path_.user1, path_.user2);
     }

@@ -1,0 +1,57 @@
+// chatd_loadgen: measures a running chatd over loopback. See bench/README.md.
+
+#include <iostream>
+#include <stdexcept>
+
+#include "loadgen/chat_load.h"
+#include "loadgen/connection.h"
+#include "loadgen/options.h"
+#include "loadgen/report.h"
+#include "loadgen/storm.h"
+
+namespace {
+
+std::string default_scenario(const chatd::loadgen::Options& options) {
+  if (options.storm > 0) return "storm_" + std::to_string(options.storm);
+  std::string name = "chats" + std::to_string(options.chats);
+  if (options.rate > 0) {
+    name += "_rate" + std::to_string(static_cast<long long>(options.rate));
+  } else {
+    name += "_rate0_inflight" + std::to_string(options.inflight);
+  }
+  if (options.one_way) name += "_oneway";
+  return name;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace chatd::loadgen;
+  int exit_code = 0;
+  const auto options = parse_options(argc, argv, exit_code);
+  if (!options) return exit_code;
+
+  Target target;
+  try {
+    target = Target::make(options->host, options->port, options->source_addresses,
+                          options->connect_timeout);
+  } catch (const std::invalid_argument& error) {
+    std::cerr << error.what() << "\n";
+    return 2;
+  }
+
+  Report report(options->scenario.empty() ? default_scenario(*options) : options->scenario,
+                options->system);
+  const int result = options->storm > 0 ? run_storm(*options, target, report)
+                                        : run_chat_load(*options, target, report);
+  report.print(std::cout);
+  if (!options->json_path.empty()) {
+    std::string error;
+    if (!report.write_json(options->json_path, error)) {
+      std::cerr << error << "\n";
+      return 2;
+    }
+  }
+  if (result != 0) std::cerr << "FAILED: see the counts above\n";
+  return result;
+}

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace chatd::loadgen {
+
+/// Every flag of chatd_loadgen (bench/README.md explains each).
+struct Options {
+  // Target
+  std::string host = "127.0.0.1";
+  unsigned port = 5010;
+  unsigned source_addresses = 8;  ///< client sockets bind to 127.0.0.1 .. 127.0.0.K
+
+  // Messaging run
+  unsigned chats = 100;
+  std::string prefix;      ///< run id; empty = generated
+  unsigned size = 100;     ///< message text bytes
+  double rate = 0;         ///< total messages/s; 0 = as fast as the window allows
+  unsigned inflight = 32;  ///< rate 0: unacknowledged messages per sender
+  double duration = 10;    ///< seconds measured
+  double warmup = 2;       ///< seconds sent but not measured
+  double drain = 5;        ///< longest wait for messages in flight at the end
+  bool one_way = false;    ///< only the first connection of each chat sends
+
+  // Connection storm
+  unsigned storm = 0;  ///< > 0: open this many connections instead
+  unsigned concurrency = 256;
+
+  // Both
+  unsigned threads = 1;
+  double connect_timeout = 10;  ///< seconds for TCP connect + WebSocket handshake
+  double setup_timeout = 120;   ///< seconds for all connections to open and sync
+
+  // Output
+  std::string json_path;
+  std::string scenario;  ///< empty = derived from the mode
+  std::string system = "chatd";
+};
+
+/// Parses argv. Returns nothing when the program should exit with
+/// `exit_code` (0 after --help, 2 on a bad flag; the message is printed).
+std::optional<Options> parse_options(int argc, char** argv, int& exit_code);
+
+}  // namespace chatd::loadgen
