@@ -87,7 +87,8 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
     path_ = std::get<ChatPath>(parsed);
     chat_ = chat::ChatKey::of(path_.user1, path_.user2);
     const bool verified = co_await verify_users();
-    const bool joined = verified && co_await replay_history();
+    bool joined = false;
+    if (verified) joined = co_await replay_history();
     if (joined) {
       services_.metrics.sessions_opened.inc();
       spdlog::info("session {} open: {} -> {}", id_, path_.user1, path_.user2);
