@@ -15,7 +15,8 @@ MongoStore::MongoStore(MongoOptions options, CommitListener listener, CommitObse
     : options_(std::move(options)),
       listener_(std::move(listener)),
       observer_(std::move(observer)),
-      connection_(options_.uri) {
+      connection_(options_.uri),
+      appends_(options_.max_queued) {
   monitor_ = std::thread([this] { monitor_loop(); });
   writer_ = std::thread([this] { writer_loop(); });
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.reader_threads); ++i) {
@@ -25,17 +26,9 @@ MongoStore::MongoStore(MongoOptions options, CommitListener listener, CommitObse
 
 MongoStore::~MongoStore() {
   drain();
-  {
-    std::lock_guard lock(append_mutex_);
-    writer_stopping_ = true;
-  }
-  append_ready_.notify_all();
+  appends_.stop();
   writer_.join();
-  {
-    std::lock_guard lock(read_mutex_);
-    readers_stopping_ = true;
-  }
-  read_ready_.notify_all();
+  reads_.stop();
   for (auto& reader : readers_) reader.join();
   {
     std::lock_guard lock(state_mutex_);
@@ -108,22 +101,7 @@ void MongoStore::mark_unreachable() {
 // ---------------------------------------------------------------------------
 
 void MongoStore::append(chat::PendingMessage message, AppendHandler handler) {
-  StoreError refused = StoreError::none;
-  {
-    std::lock_guard lock(append_mutex_);
-    if (draining_) {
-      refused = StoreError::shutting_down;
-    } else if (appends_.size() >= options_.max_queued) {
-      refused = StoreError::overloaded;
-    } else {
-      appends_.push_back(Append{std::move(message), std::move(handler)});
-    }
-  }
-  if (refused != StoreError::none) {
-    util::post_result(std::move(handler), AppendResult{refused, nullptr, false});
-    return;
-  }
-  append_ready_.notify_one();
+  appends_.push(std::move(message), std::move(handler));
 }
 
 void MongoStore::writer_loop() {
@@ -131,24 +109,10 @@ void MongoStore::writer_loop() {
   BatchWriter writer(client.get(), connection_.database());
   std::vector<Append> batch;
   batch.reserve(options_.max_batch);
-  for (;;) {
-    {
-      std::unique_lock lock(append_mutex_);
-      append_ready_.wait(lock, [&] { return writer_stopping_ || !appends_.empty(); });
-      if (appends_.empty()) return;  // stopping, and everything is committed
-      const std::size_t count = std::min(appends_.size(), options_.max_batch);
-      std::move(appends_.begin(), appends_.begin() + static_cast<std::ptrdiff_t>(count),
-                std::back_inserter(batch));
-      appends_.erase(appends_.begin(), appends_.begin() + static_cast<std::ptrdiff_t>(count));
-      writing_ = true;
-    }
+  while (appends_.take(batch, options_.max_batch)) {
     commit(writer, batch);
     batch.clear();
-    {
-      std::lock_guard lock(append_mutex_);
-      writing_ = false;
-    }
-    append_idle_.notify_all();
+    appends_.done();
   }
 }
 
@@ -183,9 +147,7 @@ void MongoStore::commit(BatchWriter& writer, std::vector<Append>& batch) {
 }
 
 void MongoStore::drain() {
-  std::unique_lock lock(append_mutex_);
-  draining_ = true;
-  append_idle_.wait(lock, [&] { return appends_.empty() && !writing_; });
+  appends_.drain();
 }
 
 // ---------------------------------------------------------------------------
@@ -193,24 +155,12 @@ void MongoStore::drain() {
 // ---------------------------------------------------------------------------
 
 void MongoStore::history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) {
-  {
-    std::lock_guard lock(read_mutex_);
-    reads_.push_back(Read{std::move(chat), query, std::move(handler)});
-  }
-  read_ready_.notify_one();
+  reads_.push(Read{std::move(chat), query, std::move(handler)});
 }
 
 void MongoStore::reader_loop() {
   PooledClient client(connection_.pool());
-  for (;;) {
-    std::optional<Read> read;
-    {
-      std::unique_lock lock(read_mutex_);
-      read_ready_.wait(lock, [&] { return readers_stopping_ || !reads_.empty(); });
-      if (reads_.empty()) return;
-      read.emplace(std::move(reads_.front()));
-      reads_.pop_front();
-    }
+  while (std::optional<Read> read = reads_.pop()) {
     HistoryPage page =
         ready() ? read_page(client.get(), *read) : HistoryPage{StoreError::unavailable, {}, false};
     util::post_result(std::move(read->handler), std::move(page));

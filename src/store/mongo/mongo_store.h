@@ -11,13 +11,14 @@
 
 #include "store/mongo/mongo_connection.h"
 #include "store/store.h"
+#include "store/work_queues.h"
 
 namespace chatd::store::mongo {
 
 class BatchWriter;
 
 struct MongoOptions {
-  std::string uri;                   ///< MONGO_URI; the database is its path (default "chat").
+  std::string uri;  ///< MONGO_URI; the database is its path (default "chat").
   /// Messages per bulk write. 100, not SQLite's 1024: FerretDB 1.24 inserts in
   /// internal batches of 100 and, past a refused document, goes on with the
   /// next one, so a larger ordered bulk could store a chat's messages out of
@@ -59,16 +60,6 @@ class MongoStore final : public Store {
   const std::string& description() const { return connection_.description(); }
 
  private:
-  struct Append {
-    chat::PendingMessage message;
-    AppendHandler handler;
-  };
-  struct Read {
-    chat::ChatKey chat;
-    HistoryQuery query;
-    HistoryHandler handler;
-  };
-
   void writer_loop();
   void reader_loop();
   void monitor_loop();
@@ -88,18 +79,9 @@ class MongoStore final : public Store {
   bool indexes_created_ = false;
   bool stopping_ = false;
 
-  std::mutex append_mutex_;
-  std::condition_variable append_ready_;
-  std::condition_variable append_idle_;
-  std::deque<Append> appends_;
-  bool writing_ = false;
-  bool draining_ = false;
-  bool writer_stopping_ = false;
+  AppendQueue appends_;
 
-  std::mutex read_mutex_;
-  std::condition_variable read_ready_;
-  std::deque<Read> reads_;
-  bool readers_stopping_ = false;
+  ReadQueue reads_;
 
   std::thread monitor_;
   std::thread writer_;

@@ -110,7 +110,10 @@ struct SqliteStore::ReaderStatements {
 };
 
 SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener, CommitObserver observer)
-    : options_(std::move(options)), listener_(std::move(listener)), observer_(std::move(observer)) {
+    : options_(std::move(options)),
+      listener_(std::move(listener)),
+      observer_(std::move(observer)),
+      appends_(options_.max_queued) {
   const std::filesystem::path path(options_.path);
   if (path.has_parent_path()) {
     std::error_code error;
@@ -145,17 +148,9 @@ SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener, CommitO
 
 SqliteStore::~SqliteStore() {
   drain();
-  {
-    std::lock_guard lock(append_mutex_);
-    stopping_ = true;
-  }
-  append_ready_.notify_all();
+  appends_.stop();
   writer_.join();
-  {
-    std::lock_guard lock(read_mutex_);
-    readers_stopping_ = true;
-  }
-  read_ready_.notify_all();
+  reads_.stop();
   for (auto& reader : readers_) reader.join();
   // Statements are finalized by their threads; the connections close here.
   writer_db_.reset();
@@ -168,46 +163,17 @@ SqliteStore::~SqliteStore() {
 // ---------------------------------------------------------------------------
 
 void SqliteStore::append(chat::PendingMessage message, AppendHandler handler) {
-  StoreError refused = StoreError::none;
-  {
-    std::lock_guard lock(append_mutex_);
-    if (draining_) {
-      refused = StoreError::shutting_down;
-    } else if (appends_.size() >= options_.max_queued) {
-      refused = StoreError::overloaded;
-    } else {
-      appends_.push_back(Append{std::move(message), std::move(handler)});
-    }
-  }
-  if (refused != StoreError::none) {
-    util::post_result(std::move(handler), AppendResult{refused, nullptr, false});
-    return;
-  }
-  append_ready_.notify_one();
+  appends_.push(std::move(message), std::move(handler));
 }
 
 void SqliteStore::writer_loop() {
   WriterStatements statements(writer_db_.get());
   std::vector<Append> batch;
   batch.reserve(options_.max_batch);
-  for (;;) {
-    {
-      std::unique_lock lock(append_mutex_);
-      append_ready_.wait(lock, [&] { return stopping_ || !appends_.empty(); });
-      if (appends_.empty()) return;  // stopping, and everything is committed
-      const std::size_t count = std::min(appends_.size(), options_.max_batch);
-      std::move(appends_.begin(), appends_.begin() + static_cast<std::ptrdiff_t>(count),
-                std::back_inserter(batch));
-      appends_.erase(appends_.begin(), appends_.begin() + static_cast<std::ptrdiff_t>(count));
-      writing_ = true;
-    }
+  while (appends_.take(batch, options_.max_batch)) {
     commit(batch, statements);
     batch.clear();
-    {
-      std::lock_guard lock(append_mutex_);
-      writing_ = false;
-    }
-    append_idle_.notify_all();
+    appends_.done();
   }
 }
 
@@ -355,9 +321,7 @@ SqliteStore::ChatState* SqliteStore::chat_state(const chat::ChatKey& chat,
 }
 
 void SqliteStore::drain() {
-  std::unique_lock lock(append_mutex_);
-  draining_ = true;
-  append_idle_.wait(lock, [&] { return appends_.empty() && !writing_; });
+  appends_.drain();
 }
 
 // ---------------------------------------------------------------------------
@@ -365,24 +329,12 @@ void SqliteStore::drain() {
 // ---------------------------------------------------------------------------
 
 void SqliteStore::history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) {
-  {
-    std::lock_guard lock(read_mutex_);
-    reads_.push_back(Read{std::move(chat), query, std::move(handler)});
-  }
-  read_ready_.notify_one();
+  reads_.push(Read{std::move(chat), query, std::move(handler)});
 }
 
 void SqliteStore::reader_loop(std::size_t index) {
   ReaderStatements statements(reader_dbs_[index].get());
-  for (;;) {
-    std::optional<Read> read;
-    {
-      std::unique_lock lock(read_mutex_);
-      read_ready_.wait(lock, [&] { return readers_stopping_ || !reads_.empty(); });
-      if (reads_.empty()) return;
-      read.emplace(std::move(reads_.front()));
-      reads_.pop_front();
-    }
+  while (std::optional<Read> read = reads_.pop()) {
     HistoryPage page = read_page(*read, statements);
     util::post_result(std::move(read->handler), std::move(page));
   }

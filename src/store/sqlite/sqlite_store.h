@@ -11,6 +11,7 @@
 
 #include "store/sqlite/sqlite_handle.h"
 #include "store/store.h"
+#include "store/work_queues.h"
 
 namespace chatd::store::sqlite {
 
@@ -52,15 +53,6 @@ class SqliteStore final : public Store {
   void drain() override;
 
  private:
-  struct Append {
-    chat::PendingMessage message;
-    AppendHandler handler;
-  };
-  struct Read {
-    chat::ChatKey chat;
-    HistoryQuery query;
-    HistoryHandler handler;
-  };
   struct ChatState {
     sqlite3_int64 id = 0;
     std::uint64_t last_seq = 0;
@@ -87,18 +79,9 @@ class SqliteStore final : public Store {
   // Written only on the writer thread.
   std::unordered_map<std::string, ChatState> chats_;
 
-  std::mutex append_mutex_;
-  std::condition_variable append_ready_;
-  std::condition_variable append_idle_;
-  std::deque<Append> appends_;
-  bool writing_ = false;
-  bool draining_ = false;
-  bool stopping_ = false;
+  AppendQueue appends_;
 
-  std::mutex read_mutex_;
-  std::condition_variable read_ready_;
-  std::deque<Read> reads_;
-  bool readers_stopping_ = false;
+  ReadQueue reads_;
 
   std::thread writer_;
   std::vector<std::thread> readers_;
