@@ -92,7 +92,12 @@ void HttpSession::on_request(Request request) {
     std::make_shared<WebSocketSession>(std::move(stream_), services_)->start(std::move(request));
     return;
   }
-  write(route(request));
+  Response response = route(request);
+  if (request.method() == http::verb::head) {
+    // Same headers as GET (Content-Length included), no body.
+    response.body().clear();
+  }
+  write(std::move(response));
 }
 
 HttpSession::Response HttpSession::route(const Request& request) const {
