@@ -86,6 +86,22 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "SEND_QUEUE_MAX_BYTES", c.send_queue_max_bytes,
           "Bytes queued to a slow receiver before closing it with 1008")
       ->check(CLI::Range(4096u, 1024u * 1024 * 1024));
+  setting(app, "MESSAGES_PER_SECOND", c.messages_per_second,
+          "Messages one connection may send a second (0 = no limit)")
+      ->check(CLI::Range(0u, 1'000'000u));
+  setting(app, "MESSAGE_BURST", c.message_burst, "Messages a connection may send at once")
+      ->check(CLI::Range(1u, 1'000'000u));
+  setting(app, "MAX_CONNECTIONS", c.max_connections, "WebSocket connections in all (0 = no limit)")
+      ->check(CLI::Range(0u, 10'000'000u));
+  setting(app, "MAX_CONNECTIONS_PER_IP", c.max_connections_per_ip,
+          "Connections from one address (0 = no limit)")
+      ->check(CLI::Range(0u, 10'000'000u));
+  setting(app, "MAX_CONNECTIONS_PER_USER", c.max_connections_per_user,
+          "Connections of one user (0 = no limit)")
+      ->check(CLI::Range(0u, 1'000'000u));
+  setting(app, "NEW_CONNECTIONS_PER_IP_PER_SECOND", c.new_connections_per_ip_per_second,
+          "New connections a second from one address, bursts of 5 s allowed (0 = no limit)")
+      ->check(CLI::Range(0u, 1'000'000u));
   setting(app, "HANDSHAKE_TIMEOUT_MS", c.handshake_timeout_ms, "Time to complete the handshake")
       ->check(CLI::Range(100u, 600'000u));
   setting(app, "IDLE_TIMEOUT_MS", c.idle_timeout_ms,

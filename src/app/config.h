@@ -38,6 +38,12 @@ struct Config {
   unsigned max_message_bytes = 64 * 1024;
   unsigned max_text_bytes = 16 * 1024;
   unsigned send_queue_max_bytes = 1024 * 1024;
+  unsigned messages_per_second = 20;
+  unsigned message_burst = 50;
+  unsigned max_connections = 100'000;
+  unsigned max_connections_per_ip = 2'000;
+  unsigned max_connections_per_user = 32;
+  unsigned new_connections_per_ip_per_second = 100;
   unsigned handshake_timeout_ms = 10'000;
   unsigned idle_timeout_ms = 60'000;
 

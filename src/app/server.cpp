@@ -26,9 +26,20 @@ net::SessionOptions session_options(const Config& c) {
   o.max_message_bytes = c.max_message_bytes;
   o.max_text_bytes = c.max_text_bytes;
   o.send_queue_max_bytes = c.send_queue_max_bytes;
+  o.messages_per_second = c.messages_per_second;
+  o.message_burst = c.message_burst;
   o.handshake_timeout = std::chrono::milliseconds(c.handshake_timeout_ms);
   o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
   o.allowed_origins = c.allowed_origin_list();
+  return o;
+}
+
+net::ConnectionLimitOptions connection_limit_options(const Config& c) {
+  net::ConnectionLimitOptions o;
+  o.max_total = c.max_connections;
+  o.max_per_ip = c.max_connections_per_ip;
+  o.max_per_user = c.max_connections_per_user;
+  o.new_per_ip_per_second = c.new_connections_per_ip_per_second;
   return o;
 }
 
@@ -42,7 +53,8 @@ unsigned thread_count(const Config& c) {
 Server::Server(const Config& config)
     : config_(config),
       session_options_(session_options(config)),
-      io_(static_cast<int>(thread_count(config))) {
+      io_(static_cast<int>(thread_count(config))),
+      connection_limits_(connection_limit_options(config)) {
   if (!config_.redis_url.empty()) {
     throw std::runtime_error(
         "REDIS_URL is set, but this build of chatd cannot fan out through Redis yet; unset it to "
@@ -105,6 +117,7 @@ Server::Server(const Config& config)
                                *store_,
                                *users_,
                                registry_,
+                               connection_limits_,
                                session_options_,
                                draining_,
                                metrics_,

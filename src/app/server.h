@@ -11,6 +11,7 @@
 #include "fanout/fanout.h"
 #include "metrics/chatd_metrics.h"
 #include "metrics/registry.h"
+#include "net/connection_limits.h"
 #include "net/services.h"
 #include "net/session_registry.h"
 #include "store/store.h"
@@ -51,6 +52,7 @@ class Server {
   metrics::ChatdMetrics metrics_{metrics_registry_};
   chat::Hub hub_;
   net::SessionRegistry registry_;
+  net::ConnectionLimits connection_limits_;
   std::unique_ptr<fanout::Fanout> fanout_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<users::UserDirectory> user_source_;

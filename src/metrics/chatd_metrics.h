@@ -34,10 +34,10 @@ class ChatdMetrics {
  private:
   // The codes a client can cause; anything else is counted as "other", so a
   // label's values stay a small fixed set.
-  static constexpr std::array<const char*, 11> kRejectCodes{
-      "invalid_json",      "invalid_frame", "invalid_sender",         "invalid_text",
-      "empty_text",        "text_too_long", "sender_not_participant", "unsupported_frame",
-      "store_unavailable", "overloaded",    "shutting_down"};
+  static constexpr std::array<const char*, 12> kRejectCodes{
+      "rate_limited",      "invalid_json",      "invalid_frame", "invalid_sender",
+      "invalid_text",      "empty_text",        "text_too_long", "sender_not_participant",
+      "unsupported_frame", "store_unavailable", "overloaded",    "shutting_down"};
   static constexpr std::array<unsigned, 12> kCloseCodes{1000, 1001, 1006, 1008, 1009, 1011,
                                                         1013, 4400, 4401, 4403, 4404, 4429};
 

@@ -24,6 +24,7 @@ class ChatdMetrics;
 namespace chatd::net {
 
 class SessionRegistry;
+class ConnectionLimits;
 
 /// Limits of one connection. Each default says why it has its value.
 struct SessionOptions {
@@ -43,6 +44,13 @@ struct SessionOptions {
   std::size_t max_header_bytes = 8 * 1024;
   /// Largest HTTP request body.
   std::size_t max_body_bytes = 64 * 1024;
+  /// Messages a connection may send a second, and at once (0 = no limit):
+  /// more than a person types, less than a script flooding a chat.
+  double messages_per_second = 20;
+  double message_burst = 50;
+  /// Frames refused for the rate before the connection is closed with 4429:
+  /// a client that ignores rate_limited errors is a flood, not a person.
+  double rate_limit_strikes = 20;
   /// Time to send a complete HTTP request and finish the WebSocket handshake.
   std::chrono::milliseconds handshake_timeout{10'000};
   /// A connection silent this long is pinged once and closed if still silent.
@@ -57,6 +65,7 @@ struct Services {
   store::Store& store;
   users::UserDirectory& users;
   SessionRegistry& registry;
+  ConnectionLimits& limits;
   const SessionOptions& options;
   const std::atomic<bool>& draining;
   metrics::ChatdMetrics& metrics;

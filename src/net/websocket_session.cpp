@@ -35,6 +35,7 @@ chat::ConnectionId next_connection_id() {
 // chatd's close codes (SPEC §3) beyond the standard ones.
 constexpr websocket::close_code kBadPath = static_cast<websocket::close_code>(4400);
 constexpr websocket::close_code kUnknownUser = static_cast<websocket::close_code>(4404);
+constexpr websocket::close_code kTooMany = static_cast<websocket::close_code>(4429);
 
 bool is_normal_end(const beast::error_code& error) {
   return error == websocket::error::closed || error == asio::error::operation_aborted ||
@@ -49,6 +50,11 @@ WebSocketSession::WebSocketSession(beast::tcp_stream stream, Services services)
       services_(services),
       id_(next_connection_id()),
       opened_at_(std::chrono::steady_clock::now()),
+      send_rate_(services_.options.messages_per_second, services_.options.message_burst),
+      // Strikes refill at a tenth of their number a second: a client that
+      // keeps sending past the limit for about ten seconds is closed.
+      rate_strikes_(services_.options.rate_limit_strikes / 10,
+                    services_.options.rate_limit_strikes),
       wake_(ws_.get_executor()) {}
 
 WebSocketSession::~WebSocketSession() = default;
@@ -83,8 +89,10 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
   if (const auto* error = std::get_if<ChatPathError>(&parsed)) {
     spdlog::info("session {} refused: {} ({})", id_, error->reason, request.target());
     close(kBadPath, error->reason);
+  } else if (path_ = std::get<ChatPath>(parsed); const auto refusal = admit()) {
+    spdlog::info("session {} refused: {} ({})", id_, *refusal, path_.user1);
+    close(kTooMany, *refusal);
   } else {
-    path_ = std::get<ChatPath>(parsed);
     chat_ = chat::ChatKey::of(path_.user1, path_.user2);
     const bool verified = co_await verify_users();
     bool joined = false;
@@ -105,6 +113,16 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
   services_.metrics.closed(code);
   spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, path_.user1, path_.user2,
                seconds, code);
+}
+
+std::optional<std::string> WebSocketSession::admit() {
+  std::string reason;
+  boost::system::error_code error;
+  const auto remote = beast::get_lowest_layer(ws_).socket().remote_endpoint(error);
+  if (error) return "connection lost";
+  ticket_ = services_.limits.admit(remote.address(), reason);
+  if (!ticket_ || !services_.limits.admit_user(*ticket_, path_.user1, reason)) return reason;
+  return std::nullopt;
 }
 
 asio::awaitable<bool> WebSocketSession::accept(const Request& request) {
@@ -231,6 +249,15 @@ void WebSocketSession::handle_frame(std::string_view payload) {
   if (!chat_ || replaying_) return;  // not (yet) a verified chat: ignore
   if (services_.draining.load(std::memory_order_relaxed)) {
     reject("shutting_down", "server is shutting down; message not stored");
+    return;
+  }
+  if (!send_rate_.try_take()) {
+    if (!rate_strikes_.try_take()) {
+      services_.metrics.rejected("rate_limited");
+      close(kTooMany, "message rate limit exceeded repeatedly");
+      return;
+    }
+    reject("rate_limited", "too many messages; message not stored, slow down");
     return;
   }
   const chat::FrameLimits limits{services_.options.max_text_bytes};

@@ -15,7 +15,9 @@
 
 #include "chat/chat_key.h"
 #include "chat/hub.h"
+#include "chat/token_bucket.h"
 #include "net/chat_path.h"
+#include "net/connection_limits.h"
 #include "net/services.h"
 #include "net/session_registry.h"
 #include "store/store.h"
@@ -63,6 +65,8 @@ class WebSocketSession final : public chat::Subscriber,
 
   boost::asio::awaitable<void> run(Request request);
   boost::asio::awaitable<bool> accept(const Request& request);
+  /// Counts the connection against the limits; a refusal is the reason.
+  std::optional<std::string> admit();
   boost::asio::awaitable<bool> verify_users();
   boost::asio::awaitable<bool> replay_history();
   boost::asio::awaitable<void> read_frames();
@@ -86,7 +90,10 @@ class WebSocketSession final : public chat::Subscriber,
   std::optional<chat::ChatKey> chat_;
   std::chrono::steady_clock::time_point opened_at_;
   bool joined_ = false;
-  std::size_t pending_sends_ = 0;  // strand only
+  std::unique_ptr<ConnectionLimits::Ticket> ticket_;  // counts this connection while it lives
+  chat::TokenBucket send_rate_;                       // strand only
+  chat::TokenBucket rate_strikes_;                    // strand only
+  std::size_t pending_sends_ = 0;                     // strand only
   // Wakes the session's coroutine: when user lookups are answered, when a
   // pending send completes, or when the session is closed for shutdown.
   boost::asio::steady_timer wake_;
