@@ -33,6 +33,18 @@ _CHATD_SETTINGS = {
 }
 
 
+# The store of every chatd the `chatd` factory starts (conftest.py): SQLite files, or
+# databases on one session-wide MongoDB-compatible server.
+STORES = ("sqlite", "mongodb")
+E2E_STORE = os.environ.get("CHATD_E2E_STORE", "") or "sqlite"
+
+
+def sqlite_only(reason: str):
+    """Decorator: skips the test in the CHATD_E2E_STORE=mongodb run, saying why."""
+    import pytest
+    return pytest.mark.skipif(E2E_STORE == "mongodb", reason=f"SQLite-specific: {reason}")
+
+
 def chatd_binary() -> Path:
     return Path(os.environ.get("CHATD_BIN", str(DEFAULT_BINARY)))
 
@@ -66,7 +78,8 @@ def quote_segment(name: str) -> str:
 
 class ChatdProcess:
     def __init__(self, *, binary: Path, workdir: Path, sqlite_path: Path,
-                 args: list[str], env: dict[str, str], label: str) -> None:
+                 args: list[str], env: dict[str, str], label: str,
+                 mongo_uri: str | None = None) -> None:
         self.binary = binary
         self.workdir = workdir
         self.sqlite_path = sqlite_path
@@ -80,8 +93,12 @@ class ChatdProcess:
         self._listening = threading.Event()
         self._output_closed = threading.Event()
 
-        command = [str(binary), "--host", "127.0.0.1", "--port", "0",
-                   "--sqlite-path", str(sqlite_path), *args]
+        # `sqlite_path` names the data either way: with `mongo_uri` (CHATD_E2E_STORE=mongodb)
+        # the factory derived the database from it, and chatd gets --mongo-uri instead.
+        self.mongo_uri = mongo_uri
+        store = (["--mongo-uri", mongo_uri] if mongo_uri is not None
+                 else ["--sqlite-path", str(sqlite_path)])
+        command = [str(binary), "--host", "127.0.0.1", "--port", "0", *store, *args]
         self.command = command
         self._process = subprocess.Popen(
             command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,

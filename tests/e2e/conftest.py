@@ -5,6 +5,10 @@
   at teardown, asserting exit code 0.
 * `user_search`: the user-search stand-in (user_search_stub.py), started on port 0.
 * `ferretdb`: a MongoDB-compatible server for the MONGO_URI tests (ferretdb.py).
+* `CHATD_E2E_STORE=sqlite|mongodb` (default sqlite) picks the store of every chatd the
+  factory starts: `--sqlite-path` in the test's temporary directory, or `--mongo-uri` on
+  one session-wide FerretDB (or MONGO_TEST_URI), with a database derived from that same
+  SQLite path (so "the same data" means the same database). `E2E_STORE` says which.
 * `async def` tests run on a fresh event loop under an overall timeout (pytest-asyncio is
   not available on the target system); connections they open are closed afterwards.
 
@@ -15,25 +19,37 @@ attached to the report and written to tests/e2e/artifacts/.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
+import json
 import re
+import secrets
 import shutil
 import socket
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chat_client import close_all_clients
-from chatd_process import ChatdProcess, chatd_binary, clean_environment
+from chatd_process import E2E_STORE, STORES, ChatdProcess, chatd_binary, clean_environment
 from ferretdb import ferretdb  # noqa: F401  (the `ferretdb` fixture: a MongoDB-compatible server)
+from ferretdb import session_mongo  # noqa: F401  (the store under CHATD_E2E_STORE=mongodb)
 from user_search_stub import UserSearchStub
 
 DEFAULT_TEST_TIMEOUT_S = 30.0
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
+MONGO_READY_TIMEOUT_S = 20.0
+_SESSION_SALT = secrets.token_hex(4)  # fresh databases even on a reused MONGO_TEST_URI
+
 
 def pytest_configure(config: pytest.Config) -> None:
+    if E2E_STORE not in STORES:
+        raise pytest.UsageError(f"CHATD_E2E_STORE={E2E_STORE!r}: expected one of {STORES}")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)  # logs of an earlier run would mislead
     config.addinivalue_line(
         "markers", "e2e_timeout(seconds): overall time limit of one async e2e test")
@@ -65,9 +81,69 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 # ---------------------------------------------------------------------- chatd
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if E2E_STORE != "mongodb":
+        return
+    # test_mongo*.py choose their store themselves (MONGO_URI on a FerretDB of their own,
+    # or SQLite for the import): the mongodb run would repeat the default run's work.
+    skip = pytest.mark.skip(reason="store-independent MongoDB test: run by the default "
+                                   "(CHATD_E2E_STORE=sqlite) run")
+    for item in items:
+        if item.path.name.startswith("test_mongo"):
+            item.add_marker(skip)
+
+
+def mongo_database_for(sqlite_path: Path) -> str:
+    """The MongoDB database standing in for a SQLite file: same path, same database."""
+    digest = hashlib.sha256(f"{_SESSION_SALT}:{sqlite_path.resolve()}".encode()).hexdigest()
+    return f"chatd_e2e_{digest[:16]}"
+
+
+def _test_chose_store(args: tuple[str, ...], env: dict[str, str] | None,
+                      dotenv: str | None) -> bool:
+    """True when the test gives chatd its store itself (MONGO_URI, --mongo-uri, ...)."""
+    flags = {arg.split("=", 1)[0] for arg in args}
+    if flags & {"--mongo-uri", "--sqlite-path"}:
+        return True
+    if env and ("MONGO_URI" in env or "SQLITE_PATH" in env):
+        return True
+    return dotenv is not None and re.search(r"^\s*(MONGO_URI|SQLITE_PATH)\s*=", dotenv,
+                                            re.MULTILINE) is not None
+
+
+def wait_store_ready(server: ChatdProcess, timeout: float = MONGO_READY_TIMEOUT_S) -> None:
+    """Polls /readyz until its "store" says ok (the MongoDB store connects in the
+    background; sessions opened before that are closed with 1013)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not server.running:
+            break
+        try:
+            with urllib.request.urlopen(f"{server.http_base}/readyz", timeout=2) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:  # 503 while not ready
+            body = error.read()
+        except OSError as error:
+            last = str(error)
+            time.sleep(0.05)
+            continue
+        try:
+            last = json.loads(body).get("store", body)
+        except ValueError:
+            last = body
+        if last == "ok":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{server.label}: the MongoDB store was not ready within {timeout}s "
+                         f"(/readyz store: {last!r})\ncommand: {server.command}\n"
+                         f"--- log ---\n{server.log_text(40)}")
+
+
 class ChatdFactory:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, mongo: Any = None) -> None:
         self._tmp_path = tmp_path
+        self._mongo = mongo  # the session's server when CHATD_E2E_STORE=mongodb
         self.instances: list[ChatdProcess] = []
 
     def __call__(self, *args: str, user_search: UserSearchStub | str | None = None,
@@ -96,14 +172,20 @@ class ChatdFactory:
             flags += ["--user-search-url", url]
         environment = clean_environment(binary)
         environment.update(env or {})
+        mongo_uri = None
+        if self._mongo is not None and not _test_chose_store(args, env, dotenv):
+            mongo_uri = self._mongo.uri(mongo_database_for(sqlite_path))
         try:
             server = ChatdProcess(binary=binary, workdir=workdir, sqlite_path=sqlite_path,
-                                  args=flags, env=environment, label=f"chatd#{index}")
+                                  args=flags, env=environment, label=f"chatd#{index}",
+                                  mongo_uri=mongo_uri)
         except OSError as error:
             pytest.fail(f"cannot start {binary} (being rebuilt?): {error}", pytrace=False)
         self.instances.append(server)
         if wait:
             server.wait_listening()
+            if mongo_uri is not None:
+                wait_store_ready(server)
         return server
 
     def stop_all(self) -> list[str]:
@@ -125,7 +207,8 @@ class ChatdFactory:
 
 @pytest.fixture
 def chatd(request: pytest.FixtureRequest, tmp_path: Path):
-    factory = ChatdFactory(tmp_path)
+    mongo = request.getfixturevalue("session_mongo") if E2E_STORE == "mongodb" else None
+    factory = ChatdFactory(tmp_path, mongo)
     request.node._chatd_factory = factory
     yield factory
     problems = factory.stop_all()

@@ -191,22 +191,36 @@ def unique_database(prefix: str = "chatd_e2e") -> str:
     return f"{prefix}_{secrets.token_hex(4)}"
 
 
+def start_mongo_server(directory: Path) -> FerretDB | ExternalMongo:
+    """The server MONGO_TEST_URI names, else a FerretDB started with its data in
+    `directory`; fails (never skips) when there is neither."""
+    external = os.environ.get("MONGO_TEST_URI")
+    if external:
+        return ExternalMongo(external)
+    binary = ferretdb_binary()
+    if binary is None or not binary.is_file():
+        pytest.fail("FerretDB not found for the MongoDB tests. Install it with "
+                    "`scripts/install-deps --test` (needs Go >= 1.24), point FERRETDB_BIN "
+                    "at a ferretdb binary, or set MONGO_TEST_URI=mongodb://host:port to "
+                    "use a running MongoDB.", pytrace=False)
+    return FerretDB(binary, directory).start()
+
+
 @pytest.fixture
 def ferretdb(request: pytest.FixtureRequest, tmp_path: Path):
     """A running MongoDB-compatible server: `.uri(database)`, `.stop()`, `.kill()`,
     `.start()`, `.port`."""
-    external = os.environ.get("MONGO_TEST_URI")
-    if external:
-        server: FerretDB | ExternalMongo = ExternalMongo(external)
-    else:
-        binary = ferretdb_binary()
-        if binary is None or not binary.is_file():
-            pytest.fail("FerretDB not found for the MongoDB tests. Install it with "
-                        "`scripts/install-deps --test` (needs Go >= 1.24), point FERRETDB_BIN "
-                        "at a ferretdb binary, or set MONGO_TEST_URI=mongodb://host:port to "
-                        "use a running MongoDB.", pytrace=False)
-        server = FerretDB(binary, tmp_path / "ferretdb").start()
+    server = start_mongo_server(tmp_path / "ferretdb")
     request.node._ferretdb = server
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def session_mongo(tmp_path_factory: pytest.TempPathFactory):
+    """One MongoDB-compatible server for the whole session: the store of every chatd the
+    `chatd` factory starts when CHATD_E2E_STORE=mongodb (each on a database of its own)."""
+    server = start_mongo_server(tmp_path_factory.mktemp("session-ferretdb"))
     yield server
     server.cleanup()
 
