@@ -13,6 +13,9 @@ bool is_chat_target(std::string_view target) {
 }
 
 std::variant<ChatPath, ChatPathError> parse_chat_path(std::string_view target) {
+  // Checked on the raw target: Boost.URL's segment view hides a leading
+  // "/.", so "/./ws/a/b" would otherwise parse as a chat path.
+  if (!is_chat_target(target)) return ChatPathError{"path must be /ws/{user1}/{user2}"};
   const auto parsed = urls::parse_origin_form(target);
   if (!parsed) return ChatPathError{"malformed request target"};
   const urls::url_view& url = *parsed;

@@ -62,6 +62,7 @@ bool BatchWriter::write(std::span<const chat::PendingMessage> batch,
     message->timestamp_ms = timestamp;
     message->client_id = pending.client_id;
     message->origin = pending.origin;
+    message->received_at = pending.received_at;
     inserts.push_back(Insert{i, std::move(message)});
   }
 

@@ -35,6 +35,7 @@ bool BatchWriter::absorb_stored(std::vector<Insert>& inserts, std::size_t from,
         std::find_if(inserts.begin() + static_cast<std::ptrdiff_t>(from), inserts.end(), same_id);
     if (found == inserts.end()) continue;
     message->origin = found->message->origin;
+    message->received_at = found->message->received_at;
     auto& last = last_seq_[message->chat.str()];
     last = std::max(last, message->seq);
     results[found->index] = AppendResult{StoreError::none, std::move(message), false};
@@ -67,6 +68,12 @@ std::optional<std::size_t> BatchWriter::resolve_duplicate_key(
       if (inserts[j].message->chat == chat) inserts[j].message->seq = ++after;
     }
   };
+  // The refused document may be this writer's own, stored by an earlier
+  // attempt whose reply was lost (the driver retries writes): then it is
+  // committed, not a conflict, and renumbering it would store it twice.
+  const std::string own_id = inserts[refused].message->id;
+  if (!absorb_stored(inserts, refused, results)) return std::nullopt;
+  if (refused >= inserts.size() || inserts[refused].message->id != own_id) return refused;
   const Insert& insert = inserts[refused];
   const chat::PendingMessage& pending = batch[insert.index];
   const chat::ChatKey chat = insert.message->chat;
