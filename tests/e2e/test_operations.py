@@ -417,8 +417,9 @@ async def test_metric_values_follow_a_chat(chatd):
 
 
 async def test_close_codes_and_slow_readers_are_counted(chatd):
+    # No rate limit: the slow-reader part floods on purpose.
     server = chatd("--send-queue-max-bytes", "4096", "--max-message-bytes", "1024",
-                   "--max-text-bytes", "900")
+                   "--max-text-bytes", "900", "--messages-per-second", "0")
     base = await in_thread(scrape, server)
 
     def delta(metrics: Metrics, name: str, **labels: str) -> float:
@@ -544,7 +545,8 @@ async def test_drain_mid_stream_loses_nothing_the_receiver_saw(chatd):
     # state at once: in the socket, read but not committed, committed but not yet
     # written to the receiver. And the sender goes on sending during the drain.
     total, signal_after, window = 500, 100, 64
-    server = chatd("--history-limit", "10000")
+    # No rate limit: the sender streams faster than a person would.
+    server = chatd("--history-limit", "10000", "--messages-per-second", "0")
     sender = await ChatClient.open(server, "alice", "bob", "alice (sender)")
     receiver = await ChatClient.open(server, "bob", "alice", "bob (receiver)")
     received: list[dict] = []
