@@ -74,6 +74,9 @@ ConfigResult parse_config(int argc, char** argv) {
       ->check(CLI::Range(1u, 100'000'000u));
 
   setting(app, "SECRET_KEY", c.secret_key, "HS256 key for client tokens; unset = no tokens");
+  setting(app, "TOKEN_LEEWAY_SECONDS", c.token_leeway_seconds,
+          "Clock skew tolerated on a token's exp and nbf")
+      ->check(CLI::Range(0u, 300u));
   setting(app, "ALLOWED_ORIGINS", c.allowed_origins,
           "Comma-separated browser origins allowed to connect; unset = any");
 

@@ -31,6 +31,7 @@ struct Config {
 
   // Security
   std::string secret_key;
+  unsigned token_leeway_seconds = 30;
   std::string allowed_origins;
 
   // Protocol and limits

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "app/store_factory.h"
+#include "auth/token_verifier.h"
 #include "fanout/local_fanout.h"
 #include "net/listener.h"
 #include "users/cached_user_directory.h"
@@ -60,11 +61,6 @@ Server::Server(const Config& config)
         "REDIS_URL is set, but this build of chatd cannot fan out through Redis yet; unset it to "
         "run a single instance");
   }
-  if (!config_.secret_key.empty()) {
-    throw std::runtime_error(
-        "SECRET_KEY is set, but this build of chatd cannot check tokens yet; refusing to start "
-        "without the authentication you asked for (unset SECRET_KEY to run without tokens)");
-  }
 
   fanout_ = std::make_unique<fanout::LocalFanout>(hub_);
   // MongoDB with MONGO_URI, else SQLite (store_factory.cpp).
@@ -104,7 +100,13 @@ Server::Server(const Config& config)
     users_ = std::move(cached);
     spdlog::info("users: verified by {}", config_.user_search_url);
   }
-  spdlog::warn("SECRET_KEY is not set: clients are not authenticated (any sender of a chat)");
+  if (config_.secret_key.empty()) {
+    spdlog::warn("SECRET_KEY is not set: clients are not authenticated (any sender of a chat)");
+  } else {
+    tokens_ = std::make_unique<auth::TokenVerifier>(auth::TokenOptions{
+        config_.secret_key, std::chrono::seconds(config_.token_leeway_seconds)});
+    spdlog::info("auth: every connection needs an HS256 token signed with SECRET_KEY");
+  }
   if (session_options_.allowed_origins.empty()) {
     spdlog::warn("ALLOWED_ORIGINS is not set: web pages of any origin may connect");
   }
@@ -121,6 +123,7 @@ Server::Server(const Config& config)
                                session_options_,
                                draining_,
                                metrics_,
+                               tokens_.get(),
                                [this] { return metrics_registry_.render(); },
                                [this] { return users_ready(); }};
   try {

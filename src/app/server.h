@@ -20,6 +20,9 @@
 namespace chatd::net {
 class Listener;
 }
+namespace chatd::auth {
+class TokenVerifier;
+}
 namespace chatd::users {
 class CachedUserDirectory;
 class ObservedUserDirectory;
@@ -58,6 +61,7 @@ class Server {
   std::unique_ptr<users::UserDirectory> user_source_;
   std::unique_ptr<users::ObservedUserDirectory> user_observer_;
   std::unique_ptr<users::UserDirectory> users_;
+  std::unique_ptr<auth::TokenVerifier> tokens_;
   std::shared_ptr<net::Listener> listener_;
   std::vector<std::thread> threads_;
 };

@@ -20,6 +20,9 @@ class UserDirectory;
 namespace chatd::metrics {
 class ChatdMetrics;
 }
+namespace chatd::auth {
+class TokenVerifier;
+}
 
 namespace chatd::net {
 
@@ -69,6 +72,8 @@ struct Services {
   const SessionOptions& options;
   const std::atomic<bool>& draining;
   metrics::ChatdMetrics& metrics;
+  /// Checks client tokens when SECRET_KEY is set; null = no authentication.
+  const auth::TokenVerifier* tokens;
   /// Answers /metrics: renders the registry (gauges read at scrape time).
   std::function<std::string()> render_metrics;
   /// The user-search service's state for /readyz: "ok", "unavailable" or "off".

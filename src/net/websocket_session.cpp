@@ -13,6 +13,7 @@
 #include <boost/beast/version.hpp>
 #include <boost/beast/websocket/error.hpp>
 
+#include "auth/token_verifier.h"
 #include "chat/frames.h"
 #include "metrics/chatd_metrics.h"
 #include "store/store.h"
@@ -34,6 +35,8 @@ chat::ConnectionId next_connection_id() {
 
 // chatd's close codes (SPEC §3) beyond the standard ones.
 constexpr websocket::close_code kBadPath = static_cast<websocket::close_code>(4400);
+constexpr websocket::close_code kUnauthorized = static_cast<websocket::close_code>(4401);
+constexpr websocket::close_code kForbidden = static_cast<websocket::close_code>(4403);
 constexpr websocket::close_code kUnknownUser = static_cast<websocket::close_code>(4404);
 constexpr websocket::close_code kTooMany = static_cast<websocket::close_code>(4429);
 
@@ -86,12 +89,11 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
   // `if`: GCC 12 miscompiles `if (co_await f())` in some coroutines.
   const bool accepted = co_await accept(request);
   if (!accepted) co_return;
-  if (const auto* error = std::get_if<ChatPathError>(&parsed)) {
-    spdlog::info("session {} refused: {} ({})", id_, error->reason, request.target());
-    close(kBadPath, error->reason);
-  } else if (path_ = std::get<ChatPath>(parsed); const auto refusal = admit()) {
-    spdlog::info("session {} refused: {} ({})", id_, *refusal, path_.user1);
-    close(kTooMany, *refusal);
+  if (const auto refused = refusal(request, parsed)) {
+    // The target is not logged: its query may carry a token.
+    spdlog::info("session {} refused: {} ({} -> {})", id_, refused->reason.c_str(), path_.user1,
+                 path_.user2);
+    close(static_cast<websocket::close_code>(refused->code), refused->reason.c_str());
   } else {
     chat_ = chat::ChatKey::of(path_.user1, path_.user2);
     const bool verified = co_await verify_users();
@@ -99,7 +101,7 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
     if (verified) joined = co_await replay_history();
     if (joined) {
       services_.metrics.sessions_opened.inc();
-      spdlog::info("session {} open: {} -> {}", id_, path_.user1, path_.user2);
+      spdlog::info("session {} open: {} -> {}", id_, user_, peer());
     }
   }
   // Until the client closes, or answers chatd's close.
@@ -111,8 +113,38 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
                              : ws_.reason().code != 0 ? ws_.reason().code
                                                       : 1006;
   services_.metrics.closed(code);
-  spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, path_.user1, path_.user2,
-               seconds, code);
+  spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, user_, peer(), seconds,
+               code);
+}
+
+std::optional<websocket::close_reason> WebSocketSession::refusal(
+    const Request& request, const std::variant<ChatPath, ChatPathError>& parsed) {
+  if (const auto* error = std::get_if<ChatPathError>(&parsed)) {
+    return websocket::close_reason(kBadPath, error->reason);
+  }
+  path_ = std::get<ChatPath>(parsed);
+  if (auto refused = authenticate(request)) return refused;
+  if (const auto reason = admit()) return websocket::close_reason(kTooMany, *reason);
+  return std::nullopt;
+}
+
+std::optional<websocket::close_reason> WebSocketSession::authenticate(const Request& request) {
+  if (services_.tokens == nullptr) {
+    user_ = path_.user1;  // compatibility mode: the path says who connects
+    return std::nullopt;
+  }
+  const auto token = auth::extract_token(path_.token, request[beast::http::field::authorization],
+                                         request[beast::http::field::sec_websocket_protocol]);
+  const auth::TokenResult result = services_.tokens->verify(token.value_or(""));
+  if (!result.ok()) {
+    return websocket::close_reason(kUnauthorized,
+                                   "unauthorized: " + std::string(auth::to_string(result.error)));
+  }
+  if (*result.subject != path_.user1 && *result.subject != path_.user2) {
+    return websocket::close_reason(kForbidden, "forbidden: token subject is not a user of this chat");
+  }
+  user_ = *result.subject;
+  return std::nullopt;
 }
 
 std::optional<std::string> WebSocketSession::admit() {
@@ -121,7 +153,7 @@ std::optional<std::string> WebSocketSession::admit() {
   const auto remote = beast::get_lowest_layer(ws_).socket().remote_endpoint(error);
   if (error) return "connection lost";
   ticket_ = services_.limits.admit(remote.address(), reason);
-  if (!ticket_ || !services_.limits.admit_user(*ticket_, path_.user1, reason)) return reason;
+  if (!ticket_ || !services_.limits.admit_user(*ticket_, user_, reason)) return reason;
   return std::nullopt;
 }
 
@@ -267,6 +299,12 @@ void WebSocketSession::handle_frame(std::string_view payload) {
     return;
   }
   auto& request = std::get<chat::SendRequest>(parsed);
+  if (services_.tokens != nullptr && request.sender != user_) {
+    // SPEC §2: with tokens the stored sender is always the token's subject.
+    reject("sender_not_authenticated",
+           "sender \"" + request.sender + "\" is not the authenticated user \"" + user_ + "\"");
+    return;
+  }
   ++pending_sends_;
   services_.metrics.messages_received.inc();
   services_.store.append(chat::PendingMessage{*chat_,
@@ -318,8 +356,8 @@ void WebSocketSession::deliver(const chat::MessagePtr& message,
       // A receiver this slow would make chatd hold its backlog without bound.
       // Drop what it has not started receiving and close: the store has every
       // message, so a reconnecting client loses nothing.
-      spdlog::warn("session {} ({}): send queue over {} bytes, closing as too slow", id_,
-                   path_.user1, services_.options.send_queue_max_bytes);
+      spdlog::warn("session {} ({}): send queue over {} bytes, closing as too slow", id_, user_,
+                   services_.options.send_queue_max_bytes);
       services_.metrics.slow_reader_closes.inc();
       while (queue_.size() > (writing_ ? 1u : 0u)) {
         queued_bytes_ -= queue_.back().frame ? queue_.back().frame->size() : 0;

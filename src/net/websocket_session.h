@@ -45,7 +45,8 @@ class WebSocketSession final : public chat::Subscriber,
 
   // chat::Subscriber
   chat::ConnectionId connection_id() const override { return id_; }
-  const std::string& user() const override { return path_.user1; }
+  /// The connecting user: the token's subject with SECRET_KEY, else user1 of the path.
+  const std::string& user() const override { return user_; }
   void deliver(const chat::MessagePtr& message,
                const std::shared_ptr<const std::string>& frame) override;
 
@@ -65,8 +66,14 @@ class WebSocketSession final : public chat::Subscriber,
 
   boost::asio::awaitable<void> run(Request request);
   boost::asio::awaitable<bool> accept(const Request& request);
+  /// Path, token and limits, in that order; the first refusal is the close to send.
+  std::optional<boost::beast::websocket::close_reason> refusal(
+      const Request& request, const std::variant<ChatPath, ChatPathError>& parsed);
+  /// Sets user_ from the token (SECRET_KEY) or the path; a refusal is 4401 or 4403.
+  std::optional<boost::beast::websocket::close_reason> authenticate(const Request& request);
   /// Counts the connection against the limits; a refusal is the reason.
   std::optional<std::string> admit();
+  const std::string& peer() const { return user_ == path_.user1 ? path_.user2 : path_.user1; }
   boost::asio::awaitable<bool> verify_users();
   boost::asio::awaitable<bool> replay_history();
   boost::asio::awaitable<void> read_frames();
@@ -87,6 +94,7 @@ class WebSocketSession final : public chat::Subscriber,
   Services services_;
   const chat::ConnectionId id_;
   ChatPath path_;
+  std::string user_;
   std::optional<chat::ChatKey> chat_;
   std::chrono::steady_clock::time_point opened_at_;
   bool joined_ = false;
