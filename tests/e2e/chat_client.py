@@ -170,12 +170,13 @@ async def close_all_clients() -> None:
 
 
 async def open_expect_close(url: str, code: int, label: str | None = None,
-                            timeout: float = RECV_TIMEOUT_S) -> str:
+                            timeout: float = RECV_TIMEOUT_S, **kwargs: Any) -> str:
     """The contract for rejected connections: the handshake is accepted (so a browser can
-    read the close code), then the server closes with `code`. Returns the reason."""
+    read the close code), then the server closes with `code`. Returns the reason.
+    `kwargs` go to websockets.connect (e.g. `extra_headers`, `subprotocols`)."""
     label = label or url
     try:
-        client = await ChatClient.open_url(url, label, timeout=timeout)
+        client = await ChatClient.open_url(url, label, timeout=timeout, **kwargs)
     except pytest.fail.Exception as failure:
         pytest.fail(f"expected the WebSocket to be accepted then closed with {code}; "
                     f"{failure.msg}")

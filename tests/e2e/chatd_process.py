@@ -28,8 +28,8 @@ _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 # Environment variables chatd reads; none may leak in from the developer's shell.
 _CHATD_SETTINGS = {
     "PORT", "HOST", "MONGO_URI", "SQLITE_PATH", "USER_SEARCH_URL", "USER_SEARCH_TIMEOUT_MS",
-    "SECRET_KEY", "HISTORY_LIMIT", "MAX_MESSAGE_BYTES", "REDIS_URL", "ALLOWED_ORIGINS",
-    "LOG_LEVEL", "LOG_FORMAT", "THREADS", "SHUTDOWN_TIMEOUT_MS",
+    "SECRET_KEY", "TOKEN_LEEWAY_SECONDS", "HISTORY_LIMIT", "MAX_MESSAGE_BYTES", "REDIS_URL",
+    "ALLOWED_ORIGINS", "LOG_LEVEL", "LOG_FORMAT", "THREADS", "SHUTDOWN_TIMEOUT_MS",
 }
 
 
