@@ -1,6 +1,8 @@
 #include "app/config.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <iostream>
 
 #include "app/dotenv.h"
@@ -27,7 +29,13 @@ std::vector<std::string> Config::allowed_origin_list() const {
     std::string_view item = rest.substr(0, comma);
     while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
     while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (!item.empty()) origins.emplace_back(item);
+    // Browsers send an origin as scheme://host[:port], lower case, with no path: an
+    // entry written "https://Chat.example.com/" means the same origin.
+    while (!item.empty() && item.back() == '/') item.remove_suffix(1);
+    std::string origin(item);
+    std::transform(origin.begin(), origin.end(), origin.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!origin.empty()) origins.push_back(std::move(origin));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
   return origins;
@@ -110,6 +118,12 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "IDLE_TIMEOUT_MS", c.idle_timeout_ms,
           "Silence before a ping, then a close (ping at half)")
       ->check(CLI::Range(1000u, 86'400'000u));
+  setting(app, "MAX_HTTP_HEADER_BYTES", c.max_http_header_bytes,
+          "Largest HTTP request header block; larger gets 431")
+      ->check(CLI::Range(1024u, 1024u * 1024));
+  setting(app, "MAX_HTTP_BODY_BYTES", c.max_http_body_bytes,
+          "Largest HTTP request body; larger gets 413")
+      ->check(CLI::Range(0u, 16u * 1024 * 1024));
 
   setting(app, "REDIS_URL", c.redis_url,
           "Redis for fan-out between instances; unset = one instance");

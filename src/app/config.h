@@ -47,6 +47,8 @@ struct Config {
   unsigned new_connections_per_ip_per_second = 100;
   unsigned handshake_timeout_ms = 10'000;
   unsigned idle_timeout_ms = 60'000;
+  unsigned max_http_header_bytes = 8 * 1024;
+  unsigned max_http_body_bytes = 64 * 1024;
 
   // Operations
   std::string redis_url;

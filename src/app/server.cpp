@@ -31,6 +31,8 @@ net::SessionOptions session_options(const Config& c) {
   o.message_burst = c.message_burst;
   o.handshake_timeout = std::chrono::milliseconds(c.handshake_timeout_ms);
   o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
+  o.max_header_bytes = c.max_http_header_bytes;
+  o.max_body_bytes = c.max_http_body_bytes;
   o.allowed_origins = c.allowed_origin_list();
   return o;
 }

@@ -59,12 +59,19 @@ void HttpSession::read_request() {
                        self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, error);
                        return;
                      }
-                     if (error == http::error::header_limit || error == http::error::body_limit) {
-                       auto response = json_response(
+                     if (error == http::error::header_limit) {
+                       self->write(json_response(
+                           http::status::request_header_fields_too_large,
+                           error_body("headers_too_large",
+                                      "request header block over MAX_HTTP_HEADER_BYTES"),
+                           11, false));
+                       return;
+                     }
+                     if (error == http::error::body_limit) {
+                       self->write(json_response(
                            http::status::payload_too_large,
-                           error_body("request_too_large", "request header or body too large"), 11,
-                           false);
-                       self->write(std::move(response));
+                           error_body("body_too_large", "request body over MAX_HTTP_BODY_BYTES"),
+                           11, false));
                        return;
                      }
                      if (error) {
@@ -149,7 +156,10 @@ bool HttpSession::origin_allowed(const Request& request) const {
   const auto origin = request.find(http::field::origin);
   // Clients that are not browsers send no Origin; browsers always do.
   if (origin == request.end()) return true;
-  const std::string_view value = origin->value();
+  // Scheme and host are case-insensitive (RFC 6454); the allowed list is lower case.
+  std::string value(origin->value());
+  std::transform(value.begin(), value.end(), value.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return std::find(allowed.begin(), allowed.end(), value) != allowed.end() ||
          std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
 }
