@@ -98,9 +98,8 @@ std::vector<double> exponential_buckets(double start, double factor, std::size_t
   return bounds;
 }
 
-Registry::Child& Registry::child(const std::string& name, const std::string& help, Type type,
+Registry::Child& Registry::child_locked(const std::string& name, const std::string& help, Type type,
                                  const Labels& labels) {
-  std::lock_guard lock(mutex_);
   auto [it, inserted] = families_.try_emplace(name, Family{help, type, {}});
   if (!inserted && it->second.type != type) {
     throw std::logic_error("metric " + name + " registered with two types");
@@ -114,33 +113,38 @@ Registry::Child& Registry::child(const std::string& name, const std::string& hel
 }
 
 Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
-  Child& c = child(name, help, Type::counter, labels);
+  std::lock_guard lock(mutex_);  // the child is created and filled in under one lock
+  Child& c = child_locked(name, help, Type::counter, labels);
   if (!c.counter) c.counter = std::make_unique<Counter>();
   return *c.counter;
 }
 
 Gauge& Registry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
-  Child& c = child(name, help, Type::gauge, labels);
+  std::lock_guard lock(mutex_);
+  Child& c = child_locked(name, help, Type::gauge, labels);
   if (!c.gauge) c.gauge = std::make_unique<Gauge>();
   return *c.gauge;
 }
 
 Histogram& Registry::histogram(const std::string& name, const std::string& help,
                                std::vector<double> bounds, const Labels& labels) {
-  Child& c = child(name, help, Type::histogram, labels);
+  std::lock_guard lock(mutex_);
+  Child& c = child_locked(name, help, Type::histogram, labels);
   if (!c.histogram) c.histogram = std::make_unique<Histogram>(std::move(bounds));
   return *c.histogram;
 }
 
 void Registry::gauge_callback(const std::string& name, const std::string& help,
                               std::function<double()> read, const Labels& labels) {
-  Child& c = child(name, help, Type::gauge, labels);
+  std::lock_guard lock(mutex_);
+  Child& c = child_locked(name, help, Type::gauge, labels);
   c.read = std::move(read);
 }
 
 void Registry::counter_callback(const std::string& name, const std::string& help,
                                 std::function<double()> read, const Labels& labels) {
-  Child& c = child(name, help, Type::counter, labels);
+  std::lock_guard lock(mutex_);
+  Child& c = child_locked(name, help, Type::counter, labels);
   c.read = std::move(read);
 }
 

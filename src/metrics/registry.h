@@ -97,7 +97,9 @@ class Registry {
     std::vector<std::unique_ptr<Child>> children;
   };
 
-  Child& child(const std::string& name, const std::string& help, Type type, const Labels& labels);
+  /// The family's child with these labels, created when missing. mutex_ must be held.
+  Child& child_locked(const std::string& name, const std::string& help, Type type,
+                      const Labels& labels);
 
   mutable std::mutex mutex_;
   std::map<std::string, Family> families_;

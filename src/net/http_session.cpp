@@ -53,33 +53,48 @@ void HttpSession::read_request() {
   parser->header_limit(static_cast<std::uint32_t>(services_.options.max_header_bytes));
   parser->body_limit(services_.options.max_body_bytes);
   stream_.expires_after(services_.options.handshake_timeout);
-  http::async_read(stream_, buffer_, *parser,
-                   [self = shared_from_this(), parser](beast::error_code error, std::size_t) {
-                     if (error == http::error::end_of_stream || error == beast::error::timeout) {
-                       self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, error);
-                       return;
-                     }
-                     if (error == http::error::header_limit) {
-                       self->write(json_response(
-                           http::status::request_header_fields_too_large,
-                           error_body("headers_too_large",
-                                      "request header block over MAX_HTTP_HEADER_BYTES"),
-                           11, false));
-                       return;
-                     }
-                     if (error == http::error::body_limit) {
-                       self->write(json_response(
-                           http::status::payload_too_large,
-                           error_body("body_too_large", "request body over MAX_HTTP_BODY_BYTES"),
-                           11, false));
-                       return;
-                     }
-                     if (error) {
-                       spdlog::debug("http: read failed: {}", error.message());
-                       return;
-                     }
-                     self->on_request(parser->release());
-                   });
+  // The header first: Beast's header_limit leaves out lines parsed from earlier
+  // reads, so the exact size of the block is checked here from what it consumed.
+  http::async_read_header(
+      stream_, buffer_, *parser,
+      [self = shared_from_this(), parser](beast::error_code error, std::size_t header_bytes) {
+        if (!error && header_bytes > self->services_.options.max_header_bytes) {
+          error = http::error::header_limit;
+        }
+        if (error || parser->is_done()) {
+          self->on_read(error, *parser);
+          return;
+        }
+        http::async_read(self->stream_, self->buffer_, *parser,
+                         [self, parser](beast::error_code body_error, std::size_t) {
+                           self->on_read(body_error, *parser);
+                         });
+      });
+}
+
+void HttpSession::on_read(beast::error_code error, Parser& parser) {
+  if (error == http::error::end_of_stream || error == beast::error::timeout) {
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, error);
+    return;
+  }
+  if (error == http::error::header_limit) {
+    write(json_response(http::status::request_header_fields_too_large,
+                        error_body("headers_too_large",
+                                   "request header block over MAX_HTTP_HEADER_BYTES"),
+                        11, false));
+    return;
+  }
+  if (error == http::error::body_limit) {
+    write(json_response(http::status::payload_too_large,
+                        error_body("body_too_large", "request body over MAX_HTTP_BODY_BYTES"),
+                        11, false));
+    return;
+  }
+  if (error) {
+    spdlog::debug("http: read failed: {}", error.message());
+    return;
+  }
+  on_request(parser.release());
 }
 
 void HttpSession::on_request(Request request) {

@@ -3,6 +3,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <memory>
 
@@ -22,7 +23,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
+  using Parser = boost::beast::http::request_parser<boost::beast::http::string_body>;
+
   void read_request();
+  void on_read(boost::beast::error_code error, Parser& parser);
   void on_request(Request request);
   Response route(const Request& request) const;
   bool origin_allowed(const Request& request) const;

@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -25,24 +25,13 @@ from websockets.exceptions import ConnectionClosed
 from chat_client import ChatClient, in_thread, open_expect_close
 from chatd_process import REPO_ROOT, chatd_binary
 from ferretdb import unique_database, wait_readyz
+from raw_websocket import open_unresponsive_websocket, read_close_frame
+from server_metrics import Metrics, http_get, poll, scrape, wait_for
 
 DEPLOY = REPO_ROOT / "deploy"
-POLL_S = 0.02
 
 
 # ---------------------------------------------------------------------- HTTP helpers
-
-def http_get(server, path: str) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = response.read()
-        headers = {name.lower(): value for name, value in response.getheaders()}
-        return response.status, headers, body
-    finally:
-        connection.close()
-
 
 def get_json(server, path: str) -> tuple[int, Any]:
     status, headers, body = http_get(server, path)
@@ -54,125 +43,7 @@ def get_json(server, path: str) -> tuple[int, Any]:
         pytest.fail(f"{path}: body is not JSON: {body[:200]!r}")
 
 
-async def poll(fetch: Callable[[], Any], predicate: Callable[[Any], bool], what: str,
-               timeout: float = 10.0) -> Any:
-    """Calls `fetch` (blocking, run in a thread) until `predicate` holds on its result."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await asyncio.to_thread(fetch)
-        if predicate(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: not reached within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(POLL_S)
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not reached within {timeout}s"
-        time.sleep(POLL_S)
-
-
 # ---------------------------------------------------------------------- /metrics
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
-
-
-class Metrics:
-    """One scrape of /metrics, parsed strictly as the Prometheus text format (0.0.4)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.types: dict[str, str] = {}
-        self.helps: dict[str, str] = {}
-        self.samples: dict[tuple[str, frozenset], float] = {}
-        assert text.endswith("\n"), "the exposition ends with a line feed"
-        for number, line in enumerate(text.split("\n")[:-1], 1):
-            where = f"/metrics line {number}: {line!r}"
-            assert line, f"{where}: empty line"
-            if line.startswith("#"):
-                match = re.match(r"^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$", line)
-                assert match, f"{where}: not a HELP or TYPE line"
-                keyword, name, rest = match.groups()
-                table = self.helps if keyword == "HELP" else self.types
-                assert name not in table, f"{where}: second {keyword} for {name}"
-                if keyword == "TYPE":
-                    assert rest in ("counter", "gauge", "histogram", "summary", "untyped"), where
-                table[name] = rest
-                continue
-            match = _SAMPLE.match(line)
-            assert match, f"{where}: not a sample"
-            name, label_text, value = match.groups()
-            labels = {}
-            if label_text:
-                position = 0
-                while position < len(label_text):
-                    label = _LABEL.match(label_text, position)
-                    assert label, f"{where}: bad label at {label_text[position:]!r}"
-                    labels[label.group(1)] = re.sub(
-                        r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1),
-                        label.group(2))
-                    position = label.end()
-                    if position < len(label_text):
-                        assert label_text[position] == ",", f"{where}: labels not comma-separated"
-                        position += 1
-            family = self._family(name)
-            assert family in self.types, f"{where}: sample before its family's TYPE line"
-            key = (name, frozenset(labels.items()))
-            assert key not in self.samples, f"{where}: series written twice"
-            self.samples[key] = float(value)
-
-    def __repr__(self) -> str:
-        shown = sorted(f"{name}{dict(labels) or ''}={value:g}"
-                       for (name, labels), value in self.samples.items()
-                       if value and not name.endswith("_bucket"))
-        return "<metrics " + ", ".join(shown) + ">"
-
-    def _family(self, name: str) -> str:
-        for suffix in ("_bucket", "_sum", "_count"):
-            base = name[: -len(suffix)]
-            if name.endswith(suffix) and self.types.get(base) == "histogram":
-                return base
-        return name
-
-    def has(self, name: str, **labels: str) -> bool:
-        return (name, frozenset(labels.items())) in self.samples
-
-    def value(self, name: str, **labels: str) -> float:
-        key = (name, frozenset(labels.items()))
-        assert key in self.samples, f"/metrics has no series {name}{labels or ''}"
-        return self.samples[key]
-
-    def histogram(self, name: str, **labels: str) -> dict[str, Any]:
-        """Buckets (le -> cumulative count, in increasing le), sum and count; checks that
-        buckets are cumulative, end at +Inf, and that _count equals the +Inf bucket."""
-        assert self.types.get(name) == "histogram", f"{name} is not a histogram"
-        buckets = []
-        for (sample, label_set), value in self.samples.items():
-            label_map = dict(label_set)
-            le = label_map.pop("le", None)
-            if sample == f"{name}_bucket" and label_map == labels:
-                buckets.append((float(le), value))
-        buckets.sort()
-        assert buckets and buckets[-1][0] == float("inf"), f"{name}: no le=\"+Inf\" bucket"
-        counts = [count for _, count in buckets]
-        assert counts == sorted(counts), f"{name}: buckets are not cumulative: {buckets}"
-        count = self.value(f"{name}_count", **labels)
-        assert count == counts[-1], f"{name}: _count {count} != +Inf bucket {counts[-1]}"
-        return {"buckets": buckets, "sum": self.value(f"{name}_sum", **labels), "count": count}
-
-
-def scrape(server) -> Metrics:
-    status, headers, body = http_get(server, "/metrics")
-    assert status == 200, f"/metrics answered {status}: {body[:200]!r}"
-    content_type = headers.get("content-type", "")
-    assert content_type.startswith("text/plain") and "version=0.0.4" in content_type, (
-        f"/metrics Content-Type is {content_type!r}")
-    return Metrics(body.decode("utf-8"))
-
 
 REJECT_CODES = ("invalid_json", "invalid_frame", "invalid_sender", "invalid_text", "empty_text",
                 "text_too_long", "sender_not_participant", "unsupported_frame",
@@ -656,55 +527,6 @@ async def test_drain_mid_stream_loses_nothing_the_receiver_saw(chatd):
     print(f"drain: {in_flight_at_signal} in flight at the signal; sent {sent}, stored and "
           f"delivered {len(history)}, refused as shutting_down {len(errors)}, never read "
           f"{sent - len(history) - len(errors)}")
-
-
-def open_unresponsive_websocket(server, path: str, receive_buffer: int = 0) -> socket.socket:
-    """A WebSocket client that completes the handshake, then never answers anything
-    (not even the server's close frame). `receive_buffer` shrinks SO_RCVBUF."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if receive_buffer:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.settimeout(5)
-    sock.connect(("127.0.0.1", server.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, f"connection closed during the handshake: {response!r}"
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response[:200]
-    return sock
-
-
-def read_close_frame(sock: socket.socket, timeout: float = 10.0) -> int:
-    """Reads server frames until a close frame; returns its code."""
-    sock.settimeout(timeout)
-    data = b""
-
-    def need(n: int) -> None:
-        nonlocal data
-        while len(data) < n:
-            chunk = sock.recv(65536)
-            assert chunk, "connection ended without a close frame"
-            data += chunk
-
-    while True:
-        need(2)
-        opcode, length = data[0] & 0x0F, data[1] & 0x7F
-        header = 2
-        if length == 126:
-            need(4)
-            length, header = int.from_bytes(data[2:4], "big"), 4
-        elif length == 127:
-            need(10)
-            length, header = int.from_bytes(data[2:10], "big"), 10
-        need(header + length)
-        payload, data = data[header:header + length], data[header + length:]
-        if opcode == 0x8:
-            return int.from_bytes(payload[:2], "big")
 
 
 @pytest.mark.e2e_timeout(60)
