@@ -118,6 +118,7 @@ Server::Server(const Config& config)
   if (error) throw std::runtime_error("HOST '" + config_.host + "' is not an IP address");
   register_gauges(user_cache);
   const net::Services services{hub_,
+                               *fanout_,
                                *store_,
                                *users_,
                                registry_,

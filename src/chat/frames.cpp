@@ -41,6 +41,10 @@ std::variant<SendRequest, FrameError> parse_v1_frame(std::string_view payload, c
 }
 
 std::string message_frame(const Message& message) {
+  return json::serialize(message_object(message));
+}
+
+json::object message_object(const Message& message) {
   json::object frame;
   frame.reserve(6);
   frame.emplace("sender", message.sender);
@@ -49,7 +53,7 @@ std::string message_frame(const Message& message) {
   frame.emplace("id", message.id);
   frame.emplace("seq", message.seq);
   frame.emplace("ts", format_timestamp(message.timestamp_ms));
-  return json::serialize(frame);
+  return frame;
 }
 
 std::string error_frame(std::string_view code, std::string_view message) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <boost/json/object.hpp>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -34,6 +35,9 @@ std::variant<SendRequest, FrameError> parse_v1_frame(std::string_view payload, c
 /// The frame every connection receives for a committed message. v1 clients
 /// read `sender` and `text`; the other fields are additions SPEC §1 allows.
 std::string message_frame(const Message& message);
+
+/// The JSON object of message_frame, for frames that embed messages (v2 history pages).
+boost::json::object message_object(const Message& message);
 
 /// `{"type":"error","code":...,"message":...}`.
 std::string error_frame(std::string_view code, std::string_view message);

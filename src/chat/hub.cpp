@@ -11,24 +11,36 @@ Hub::Shard& Hub::shard_of(const ChatKey& chat) const {
   return shards_[std::hash<std::string>{}(chat.str()) % kShards];
 }
 
-void Hub::join(const ChatKey& chat, const std::shared_ptr<Subscriber>& subscriber) {
-  Shard& shard = shard_of(chat);
-  std::lock_guard lock(shard.mutex);
-  shard.chats[chat.str()].push_back(subscriber);
+std::size_t Hub::count_locked(const std::vector<std::weak_ptr<Subscriber>>& list,
+                              const std::string& user) {
+  return static_cast<std::size_t>(std::count_if(list.begin(), list.end(), [&](const auto& weak) {
+    const auto strong = weak.lock();
+    return strong && strong->user() == user;
+  }));
 }
 
-void Hub::leave(const ChatKey& chat, const Subscriber& subscriber) {
+std::size_t Hub::join(const ChatKey& chat, const std::shared_ptr<Subscriber>& subscriber) {
+  Shard& shard = shard_of(chat);
+  std::lock_guard lock(shard.mutex);
+  auto& list = shard.chats[chat.str()];
+  list.push_back(subscriber);
+  return count_locked(list, subscriber->user());
+}
+
+std::size_t Hub::leave(const ChatKey& chat, const Subscriber& subscriber) {
   Shard& shard = shard_of(chat);
   std::lock_guard lock(shard.mutex);
   const auto found = shard.chats.find(chat.str());
-  if (found == shard.chats.end()) return;
+  if (found == shard.chats.end()) return 0;
   auto& list = found->second;
   // Also drops entries whose session is already gone.
   std::erase_if(list, [&](const std::weak_ptr<Subscriber>& weak) {
     const auto strong = weak.lock();
     return !strong || strong.get() == &subscriber;
   });
+  const std::size_t remaining = count_locked(list, subscriber.user());
   if (list.empty()) shard.chats.erase(found);
+  return remaining;
 }
 
 std::vector<std::shared_ptr<Subscriber>> Hub::receivers(const ChatKey& chat) const {
@@ -56,10 +68,18 @@ void Hub::deliver(const MessagePtr& message) {
   }
 }
 
+void Hub::notify(const ChatKey& chat, ConnectionId origin,
+                 const std::shared_ptr<const std::string>& frame) {
+  for (const auto& receiver : receivers(chat)) {
+    if (receiver->connection_id() != origin) receiver->notify(frame);
+  }
+}
+
 std::size_t Hub::connections_of(const ChatKey& chat, const std::string& user) const {
-  const auto receivers_now = receivers(chat);
-  return static_cast<std::size_t>(std::count_if(receivers_now.begin(), receivers_now.end(),
-                                                [&](const auto& r) { return r->user() == user; }));
+  Shard& shard = shard_of(chat);
+  std::lock_guard lock(shard.mutex);
+  const auto found = shard.chats.find(chat.str());
+  return found == shard.chats.end() ? 0 : count_locked(found->second, user);
 }
 
 std::size_t Hub::active_chats() const {

@@ -24,6 +24,11 @@ class Subscriber {
   /// `frame` is the serialized frame shared by every receiver. Must not block.
   virtual void deliver(const MessagePtr& message,
                        const std::shared_ptr<const std::string>& frame) = 0;
+
+  /// An event of the chat that is not a message (v2: typing, presence, read
+  /// receipts): best effort, never stored. Called from any thread; must not
+  /// block. v1 connections ignore events.
+  virtual void notify(const std::shared_ptr<const std::string>& /*frame*/) {}
 };
 
 /// Maps each chat to its local connections.
@@ -37,12 +42,20 @@ class Hub {
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
 
-  void join(const ChatKey& chat, const std::shared_ptr<Subscriber>& subscriber);
-  void leave(const ChatKey& chat, const Subscriber& subscriber);
+  /// Returns how many connections the subscriber's user has in the chat now,
+  /// this one included (presence: 1 means the user just came online).
+  std::size_t join(const ChatKey& chat, const std::shared_ptr<Subscriber>& subscriber);
+  /// Returns how many connections the subscriber's user still has in the chat
+  /// (presence: 0 means the user just went offline).
+  std::size_t leave(const ChatKey& chat, const Subscriber& subscriber);
 
   /// Hands a committed message to every local connection of its chat except
   /// the one it came from (v1: no echo; v2: the sender gets an ack instead).
   void deliver(const MessagePtr& message);
+
+  /// Hands an event frame to every local connection of the chat but `origin`.
+  void notify(const ChatKey& chat, ConnectionId origin,
+              const std::shared_ptr<const std::string>& frame);
 
   /// How many local connections `user` has in `chat`.
   std::size_t connections_of(const ChatKey& chat, const std::string& user) const;
@@ -57,6 +70,9 @@ class Hub {
   static constexpr std::size_t kShards = 64;
 
   Shard& shard_of(const ChatKey& chat) const;
+  /// Live connections of `user` in a chat's list; the shard's mutex must be held.
+  static std::size_t count_locked(const std::vector<std::weak_ptr<Subscriber>>& list,
+                                  const std::string& user);
   std::vector<std::shared_ptr<Subscriber>> receivers(const ChatKey& chat) const;
 
   mutable std::array<Shard, kShards> shards_;

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <memory>
 #include <span>
+#include <string>
 
 #include "chat/message.h"
 
@@ -16,6 +18,11 @@ class Fanout {
   /// Called by the store on its commit thread, once per committed batch, in
   /// commit order: per chat, messages arrive in sequence order.
   virtual void publish(std::span<const chat::MessagePtr> batch) = 0;
+
+  /// Carries an event of a chat (typing, presence, read receipt: a v2 frame,
+  /// already serialized) to its connections but `origin`. Best effort.
+  virtual void publish_event(const chat::ChatKey& chat, chat::ConnectionId origin,
+                             std::shared_ptr<const std::string> frame) = 0;
 };
 
 }  // namespace chatd::fanout

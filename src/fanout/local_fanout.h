@@ -14,6 +14,11 @@ class LocalFanout final : public Fanout {
     for (const auto& message : batch) hub_.deliver(message);
   }
 
+  void publish_event(const chat::ChatKey& chat, chat::ConnectionId origin,
+                     std::shared_ptr<const std::string> frame) override {
+    hub_.notify(chat, origin, frame);
+  }
+
  private:
   chat::Hub& hub_;
 };

@@ -1,6 +1,7 @@
 #include "net/chat_path.h"
 
 #include <boost/url/parse.hpp>
+#include <charconv>
 #include <boost/url/url_view.hpp>
 
 #include "chat/username.h"
@@ -32,6 +33,15 @@ std::variant<ChatPath, ChatPathError> parse_chat_path(std::string_view target) {
   const auto params = url.params();
   if (const auto token = params.find("token"); token != params.end() && (*token).has_value) {
     path.token = (*token).value;
+  }
+  if (const auto after = params.find("after"); after != params.end()) {
+    const std::string& value = (*after).value;
+    std::uint64_t seq = 0;
+    const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), seq);
+    if (value.empty() || error != std::errc() || end != value.data() + value.size()) {
+      return ChatPathError{"\"after\" must be a sequence number"};
+    }
+    path.after_seq = seq;
   }
   return path;
 }

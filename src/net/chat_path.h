@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -12,6 +14,8 @@ struct ChatPath {
   std::string user1;
   std::string user2;
   std::string token;  ///< The `token` query parameter, if any.
+  /// v2 resume: `?after=<seq>`, the last sequence number the client has seen.
+  std::optional<std::uint64_t> after_seq;
 };
 
 /// Why a target is not a valid chat path (close 4400).

@@ -23,6 +23,9 @@ class ChatdMetrics;
 namespace chatd::auth {
 class TokenVerifier;
 }
+namespace chatd::fanout {
+class Fanout;
+}
 
 namespace chatd::net {
 
@@ -65,6 +68,9 @@ struct SessionOptions {
 /// What sessions need from the rest of chatd, wired once in app/.
 struct Services {
   chat::Hub& hub;
+  /// Events of a chat (v2 typing, presence, receipts) go out through it, to
+  /// this instance's hub and, with Redis, to the others.
+  fanout::Fanout& fanout;
   store::Store& store;
   users::UserDirectory& users;
   SessionRegistry& registry;

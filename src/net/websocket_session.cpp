@@ -15,6 +15,8 @@
 
 #include "auth/token_verifier.h"
 #include "chat/frames.h"
+#include "chat/frames_v2.h"
+#include "fanout/fanout.h"
 #include "metrics/chatd_metrics.h"
 #include "store/store.h"
 #include "users/user_directory.h"
@@ -58,6 +60,9 @@ WebSocketSession::WebSocketSession(beast::tcp_stream stream, Services services)
       // keeps sending past the limit for about ten seconds is closed.
       rate_strikes_(services_.options.rate_limit_strikes / 10,
                     services_.options.rate_limit_strikes),
+      // Typing events: a client sends one when typing starts and stops; more
+      // than a few a second is noise and is dropped.
+      typing_rate_(2, 5),
       wake_(ws_.get_executor()) {}
 
 WebSocketSession::~WebSocketSession() = default;
@@ -74,7 +79,9 @@ void WebSocketSession::start(Request request) {
                        spdlog::error("session {} ended by an exception: {}", self->id_, e.what());
                      }
                    }
-                   if (self->joined_) self->services_.hub.leave(*self->chat_, *self);
+                   if (self->joined_) {
+                     self->announce_presence(self->services_.hub.leave(*self->chat_, *self));
+                   }
                    self->services_.registry.remove(self.get());
                  });
 }
@@ -98,7 +105,7 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
     chat_ = chat::ChatKey::of(path_.user1, path_.user2);
     const bool verified = co_await verify_users();
     bool joined = false;
-    if (verified) joined = co_await replay_history();
+    if (verified) joined = co_await join_chat();
     if (joined) {
       services_.metrics.sessions_opened.inc();
       spdlog::info("session {} open: {} -> {}", id_, user_, peer());
@@ -163,9 +170,21 @@ asio::awaitable<bool> WebSocketSession::accept(const Request& request) {
   beast::get_lowest_layer(ws_).expires_never();
   ws_.set_option(websocket::stream_base::timeout{services_.options.handshake_timeout,
                                                  services_.options.idle_timeout, true});
-  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
-    response.set(beast::http::field::server, "chatd/" CHATD_VERSION);
-  }));
+  // v2 when the client offers chat.v2; a token carried as a subprotocol is never selected.
+  std::string_view offered = request[beast::http::field::sec_websocket_protocol];
+  while (!offered.empty()) {
+    const auto comma = offered.find(',');
+    std::string_view entry = offered.substr(0, comma);
+    offered = comma == std::string_view::npos ? std::string_view{} : offered.substr(comma + 1);
+    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+    if (entry == chat::v2::kSubprotocol) protocol_ = Protocol::v2;
+  }
+  ws_.set_option(websocket::stream_base::decorator(
+      [v2 = protocol_ == Protocol::v2](websocket::response_type& response) {
+        response.set(beast::http::field::server, "chatd/" CHATD_VERSION);
+        if (v2) response.set(beast::http::field::sec_websocket_protocol, chat::v2::kSubprotocol);
+      }));
   ws_.read_message_max(services_.options.max_message_bytes);
   const auto [error] = co_await ws_.async_accept(request, use_tuple);
   if (error) {
@@ -208,12 +227,18 @@ asio::awaitable<bool> WebSocketSession::verify_users() {
   co_return true;
 }
 
-asio::awaitable<bool> WebSocketSession::replay_history() {
+asio::awaitable<bool> WebSocketSession::join_chat() {
   // Join first, then read: a message committed after the join reaches the
   // replay buffer, one committed before it is in the history, and one in
   // both is told apart by its sequence number. Nothing falls in between.
-  services_.hub.join(*chat_, shared_from_this());
+  const std::size_t devices = services_.hub.join(*chat_, shared_from_this());
   joined_ = true;
+  announce_presence(devices);
+  const bool replayed = protocol_ == Protocol::v2 ? co_await replay_v2() : co_await replay_v1();
+  co_return replayed;
+}
+
+asio::awaitable<bool> WebSocketSession::replay_v1() {
   store::HistoryQuery query;
   query.limit = services_.options.history_limit;
   store::HistoryPage page =
@@ -222,24 +247,29 @@ asio::awaitable<bool> WebSocketSession::replay_history() {
     close(websocket::close_code::try_again_later, "message store unavailable");
     co_return false;
   }
-  std::lock_guard lock(mutex_);
-  if (closing_) co_return false;  // closed as too slow while the history was read
   std::uint64_t last_seq = 0;
   for (const auto& message : page.messages) {
-    push_locked(Outgoing{std::make_shared<const std::string>(chat::message_frame(*message)), {}});
+    send(chat::message_frame(*message));
     last_seq = message->seq;
   }
-  for (const auto& [message, frame] : replay_buffer_) {
-    queued_bytes_ -= frame->size();
-    if (message->seq > last_seq) push_locked(Outgoing{frame, {}, message->received_at});
+  finish_replay(last_seq);
+  co_return !is_closing();  // closed as too slow while the history was read
+}
+
+void WebSocketSession::finish_replay(std::uint64_t last_seq) {
+  bool start_writer = false;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [message, frame] : replay_buffer_) {
+      queued_bytes_ -= frame->size();
+      if (message->seq > last_seq && !closing_) {
+        start_writer |= push_locked(Outgoing{frame, {}, message->received_at});
+      }
+    }
+    replay_buffer_.clear();
+    replaying_ = false;
   }
-  replay_buffer_.clear();
-  replaying_ = false;
-  if (!writing_ && !queue_.empty()) {
-    writing_ = true;
-    asio::post(ws_.get_executor(), [self = shared_from_this()] { self->write_next(); });
-  }
-  co_return true;
+  if (start_writer) write_next();
 }
 
 asio::awaitable<void> WebSocketSession::read_frames() {
@@ -273,6 +303,18 @@ asio::awaitable<void> WebSocketSession::wait_for_pending_sends() {
   co_await wake_.async_wait(use_tuple);
 }
 
+asio::awaitable<void> WebSocketSession::wait_for_queue_below(std::size_t bytes) {
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_ || queued_bytes_ <= bytes || !writing_) break;
+      drain_waiter_ = std::max<std::size_t>(bytes, 1);  // the writer wakes us (write_next)
+    }
+    wake_.expires_at(std::chrono::steady_clock::time_point::max());
+    co_await wake_.async_wait(use_tuple);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Incoming frames
 // ---------------------------------------------------------------------------
@@ -283,15 +325,25 @@ void WebSocketSession::handle_frame(std::string_view payload) {
     reject("shutting_down", "server is shutting down; message not stored");
     return;
   }
-  if (!send_rate_.try_take()) {
-    if (!rate_strikes_.try_take()) {
-      services_.metrics.rejected("rate_limited");
-      close(kTooMany, "message rate limit exceeded repeatedly");
-      return;
-    }
-    reject("rate_limited", "too many messages; message not stored, slow down");
-    return;
+  if (protocol_ == Protocol::v2) {
+    handle_frame_v2(payload);
+  } else if (take_rate_token()) {
+    handle_frame_v1(payload);
   }
+}
+
+bool WebSocketSession::take_rate_token() {
+  if (send_rate_.try_take()) return true;
+  if (!rate_strikes_.try_take()) {
+    services_.metrics.rejected("rate_limited");
+    close(kTooMany, "message rate limit exceeded repeatedly");
+    return false;
+  }
+  reject("rate_limited", "too many messages; message not stored, slow down");
+  return false;
+}
+
+void WebSocketSession::handle_frame_v1(std::string_view payload) {
   const chat::FrameLimits limits{services_.options.max_text_bytes};
   auto parsed = chat::parse_v1_frame(payload, *chat_, limits);
   if (auto* error = std::get_if<chat::FrameError>(&parsed)) {
@@ -305,41 +357,53 @@ void WebSocketSession::handle_frame(std::string_view payload) {
            "sender \"" + request.sender + "\" is not the authenticated user \"" + user_ + "\"");
     return;
   }
-  ++pending_sends_;
-  services_.metrics.messages_received.inc();
-  services_.store.append(chat::PendingMessage{*chat_,
-                                              std::move(request.sender),
-                                              std::move(request.text),
-                                              {},
-                                              id_,
-                                              std::chrono::steady_clock::now()},
-                         asio::bind_executor(ws_.get_executor(), [self = shared_from_this()](
-                                                                     store::AppendResult result) {
-                           self->on_committed(std::move(result));
-                         }));
+  append(std::move(request.sender), std::move(request.text), {});
 }
 
-void WebSocketSession::on_committed(store::AppendResult result) {
+void WebSocketSession::append(std::string sender, std::string text, std::string client_id) {
+  ++pending_sends_;
+  services_.metrics.messages_received.inc();
+  auto on_done = [self = shared_from_this(), id = client_id](store::AppendResult result) {
+    self->on_committed(std::move(result), id);
+  };
+  services_.store.append(
+      chat::PendingMessage{*chat_, std::move(sender), std::move(text), std::move(client_id), id_,
+                           std::chrono::steady_clock::now()},
+      asio::bind_executor(ws_.get_executor(), std::move(on_done)));
+}
+
+void WebSocketSession::on_committed(store::AppendResult result, const std::string& client_id) {
   --pending_sends_;
   wake_.cancel();
   switch (result.error) {
     case store::StoreError::none:
-      return;  // v1: no echo; the other connections already have it
+      // v1: no echo; v2: the ack. The other connections already have it.
+      if (protocol_ == Protocol::v2) send(chat::v2::ack_frame(*result.message, result.duplicate));
+      return;
     case store::StoreError::overloaded:
-      reject("overloaded", "server is overloaded; message not stored, retry");
+      reject("overloaded", "server is overloaded; message not stored, retry", client_id);
       return;
     case store::StoreError::shutting_down:
-      reject("shutting_down", "server is shutting down; message not stored");
+      reject("shutting_down", "server is shutting down; message not stored", client_id);
       return;
     case store::StoreError::unavailable:
-      reject("store_unavailable", "message store unavailable; message not stored");
+      reject("store_unavailable", "message store unavailable; message not stored", client_id);
       return;
   }
 }
 
-void WebSocketSession::reject(std::string_view code, std::string_view message) {
+void WebSocketSession::reject(std::string_view code, std::string_view message,
+                              std::string_view client_id) {
   services_.metrics.rejected(code);
-  send(chat::error_frame(code, message));
+  send(chat::v2::error_frame(code, message, client_id));
+}
+
+void WebSocketSession::announce_presence(std::size_t devices) {
+  publish_event(chat::v2::presence_frame(user_, devices));
+}
+
+void WebSocketSession::publish_event(std::string frame) {
+  services_.fanout.publish_event(*chat_, id_, std::make_shared<const std::string>(std::move(frame)));
 }
 
 // ---------------------------------------------------------------------------
@@ -374,6 +438,23 @@ void WebSocketSession::deliver(const chat::MessagePtr& message,
     } else {
       start_writer = push_locked(Outgoing{frame, {}, message->received_at});
     }
+  }
+  if (start_writer) {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] { self->write_next(); });
+  }
+}
+
+void WebSocketSession::notify(const std::shared_ptr<const std::string>& frame) {
+  if (protocol_ != Protocol::v2) return;  // v1 clients never see events
+  bool start_writer = false;
+  {
+    std::lock_guard lock(mutex_);
+    // Events are best effort: none before the hello, none past the queue's bound.
+    if (closing_ || !events_open_ ||
+        queued_bytes_ + frame->size() > services_.options.send_queue_max_bytes) {
+      return;
+    }
+    start_writer = push_locked(Outgoing{frame, {}});
   }
   if (start_writer) {
     asio::post(ws_.get_executor(), [self = shared_from_this()] { self->write_next(); });
@@ -422,8 +503,7 @@ bool WebSocketSession::push_locked(Outgoing item) {
     queued_bytes_ += item.frame->size();
   }
   queue_.push_back(std::move(item));
-  // While the history is replayed, only a close may start the writer.
-  if (writing_ || (replaying_ && !is_close)) return false;
+  if (writing_) return false;
   writing_ = true;
   return true;
 }
@@ -440,6 +520,12 @@ void WebSocketSession::write_next() {
   }
   auto self = shared_from_this();
   if (item.close) {
+    bool wake_waiter = false;
+    {
+      std::lock_guard lock(mutex_);
+      wake_waiter = std::exchange(drain_waiter_, 0) != 0;
+    }
+    if (wake_waiter) wake_.cancel();  // a replay waiting for the queue ends now
     ws_.async_close(*item.close, [self](const beast::error_code& error) {
       if (error && !is_normal_end(error)) {
         spdlog::debug("session {}: close failed: {}", self->id_, error.message());
@@ -451,12 +537,18 @@ void WebSocketSession::write_next() {
   ws_.text(true);
   ws_.async_write(asio::buffer(*item.frame), [self](const beast::error_code& error, std::size_t) {
     std::chrono::steady_clock::time_point received_at;
+    bool wake_waiter = false;
     {
       std::lock_guard lock(self->mutex_);
       received_at = self->queue_.front().received_at;
       self->queued_bytes_ -= self->queue_.front().frame->size();
       self->queue_.pop_front();
+      if (self->drain_waiter_ != 0 && (error || self->queued_bytes_ <= self->drain_waiter_)) {
+        self->drain_waiter_ = 0;
+        wake_waiter = true;
+      }
     }
+    if (wake_waiter) self->wake_.cancel();
     if (!error && received_at != std::chrono::steady_clock::time_point{}) {
       auto& metrics = self->services_.metrics;
       metrics.messages_delivered.inc();

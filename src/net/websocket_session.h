@@ -49,6 +49,7 @@ class WebSocketSession final : public chat::Subscriber,
   const std::string& user() const override { return user_; }
   void deliver(const chat::MessagePtr& message,
                const std::shared_ptr<const std::string>& frame) override;
+  void notify(const std::shared_ptr<const std::string>& frame) override;
 
   // Closable
   void close_for_shutdown() override;
@@ -74,14 +75,34 @@ class WebSocketSession final : public chat::Subscriber,
   /// Counts the connection against the limits; a refusal is the reason.
   std::optional<std::string> admit();
   const std::string& peer() const { return user_ == path_.user1 ? path_.user2 : path_.user1; }
+  enum class Protocol { v1, v2 };
+
   boost::asio::awaitable<bool> verify_users();
-  boost::asio::awaitable<bool> replay_history();
+  /// Joins the hub, announces presence, and sends what the client sees first.
+  boost::asio::awaitable<bool> join_chat();
+  /// v1: the last HISTORY_LIMIT messages, one frame each.
+  boost::asio::awaitable<bool> replay_v1();
+  /// v2 (websocket_session_v2.cpp): hello, then the latest history page, or
+  /// with `?after=` every later message, paged from the store.
+  boost::asio::awaitable<bool> replay_v2();
+  /// Ends the replay: live messages buffered meanwhile follow, past `last_seq`.
+  void finish_replay(std::uint64_t last_seq);
   boost::asio::awaitable<void> read_frames();
   boost::asio::awaitable<void> wait_for_pending_sends();
+  /// Waits until at most `bytes` are queued (or the session closes).
+  boost::asio::awaitable<void> wait_for_queue_below(std::size_t bytes);
   void handle_frame(std::string_view payload);
-  void on_committed(store::AppendResult result);
+  void handle_frame_v1(std::string_view payload);
+  void handle_frame_v2(std::string_view payload);
+  void send_history_page(std::uint64_t before, std::size_t limit);
+  /// The per-connection rate limit; false when this frame is refused.
+  bool take_rate_token();
+  void append(std::string sender, std::string text, std::string client_id);
+  void on_committed(store::AppendResult result, const std::string& client_id);
   /// Sends an error frame for a refused message and counts it.
-  void reject(std::string_view code, std::string_view message);
+  void reject(std::string_view code, std::string_view message, std::string_view client_id = {});
+  void announce_presence(std::size_t devices);
+  void publish_event(std::string frame);
 
   bool is_closing();
   void send(std::string frame);
@@ -95,12 +116,14 @@ class WebSocketSession final : public chat::Subscriber,
   const chat::ConnectionId id_;
   ChatPath path_;
   std::string user_;
+  Protocol protocol_ = Protocol::v1;
   std::optional<chat::ChatKey> chat_;
   std::chrono::steady_clock::time_point opened_at_;
   bool joined_ = false;
   std::unique_ptr<ConnectionLimits::Ticket> ticket_;  // counts this connection while it lives
   chat::TokenBucket send_rate_;                       // strand only
   chat::TokenBucket rate_strikes_;                    // strand only
+  chat::TokenBucket typing_rate_;                     // strand only
   std::size_t pending_sends_ = 0;                     // strand only
   // Wakes the session's coroutine: when user lookups are answered, when a
   // pending send completes, or when the session is closed for shutdown.
@@ -112,6 +135,8 @@ class WebSocketSession final : public chat::Subscriber,
   bool writing_ = false;
   bool closing_ = false;
   bool replaying_ = true;  // deliveries wait in replay_buffer_ until history is sent
+  bool events_open_ = false;  // v2 events are queued once the hello is
+  std::size_t drain_waiter_ = 0;  // wait_for_queue_below's bound; 0 = nobody waits
   std::vector<std::pair<chat::MessagePtr, std::shared_ptr<const std::string>>> replay_buffer_;
   std::uint16_t close_code_ = 0;
 };

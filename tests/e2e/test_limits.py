@@ -8,6 +8,15 @@ import json
 from websockets.exceptions import ConnectionClosed
 
 from chat_client import ChatClient, open_expect_close
+from server_metrics import poll, scrape
+
+
+async def wait_sessions_opened(server, count: int) -> None:
+    """The 101 comes before chatd counts a connection against the limits: wait
+    until `count` sessions are counted, so the next one is the one refused."""
+    await poll(lambda: scrape(server),
+               lambda m: m.value("chatd_sessions_opened_total") >= count,
+               f"{count} sessions opened")
 
 
 async def test_flood_past_the_rate_gets_errors_then_close_4429(chatd):
@@ -50,6 +59,7 @@ async def test_too_many_connections_of_one_user_close_4429(chatd):
     server = chatd("--max-connections-per-user", "2")
     first = await ChatClient.open(server, "alice", "bob", "alice 1")
     second = await ChatClient.open(server, "alice", "carol", "alice 2")
+    await wait_sessions_opened(server, 2)
     reason = await open_expect_close(server.ws_url("alice", "dave"), 4429, "alice 3")
     assert "user" in reason
     # Bob is not affected, and a freed slot can be used again.
@@ -62,6 +72,7 @@ async def test_too_many_connections_of_one_user_close_4429(chatd):
 async def test_connection_limits_per_address_and_in_all(chatd):
     server = chatd("--max-connections-per-ip", "3")
     clients = [await ChatClient.open(server, f"u{i}", "x", f"u{i}") for i in range(3)]
+    await wait_sessions_opened(server, 3)
     reason = await open_expect_close(server.ws_url("u3", "x"), 4429, "4th from 127.0.0.1")
     assert "address" in reason
     assert len(clients) == 3
@@ -69,6 +80,7 @@ async def test_connection_limits_per_address_and_in_all(chatd):
     total = chatd("--max-connections", "2")
     await ChatClient.open(total, "a", "b", "a")
     await ChatClient.open(total, "b", "a", "b")
+    await wait_sessions_opened(total, 2)
     reason = await open_expect_close(total.ws_url("c", "d"), 4429, "3rd in all")
     assert "limit" in reason
 

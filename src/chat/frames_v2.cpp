@@ -1,0 +1,151 @@
+#include "chat/frames_v2.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <optional>
+
+namespace chatd::chat::v2 {
+namespace json = boost::json;
+
+namespace {
+
+Refusal refuse(std::string code, std::string message, std::string client_id = {}) {
+  return Refusal{FrameError{std::move(code), std::move(message)}, std::move(client_id)};
+}
+
+/// A non-negative integer field; absent gives `fallback`, anything else nullopt.
+std::optional<std::uint64_t> unsigned_field(const json::object& object, std::string_view key,
+                                            std::uint64_t fallback) {
+  const json::value* value = object.if_contains(key);
+  if (value == nullptr || value->is_null()) return fallback;
+  if (const auto* n = value->if_uint64()) return *n;
+  if (const auto* n = value->if_int64(); n != nullptr && *n >= 0) {
+    return static_cast<std::uint64_t>(*n);
+  }
+  return std::nullopt;
+}
+
+std::variant<ClientFrame, Refusal> parse_send(const json::object& object,
+                                              const FrameLimits& limits) {
+  const json::value* client_id = object.if_contains("client_id");
+  if (client_id == nullptr || !client_id->is_string() || client_id->get_string().empty() ||
+      client_id->get_string().size() > kMaxClientIdBytes) {
+    return refuse("invalid_client_id", "\"client_id\" must be a string of 1 to " +
+                                           std::to_string(kMaxClientIdBytes) + " bytes");
+  }
+  std::string id(client_id->get_string());
+  const json::value* text = object.if_contains("text");
+  if (text == nullptr || !text->is_string()) {
+    return refuse("invalid_text", "\"text\" must be a string", std::move(id));
+  }
+  const std::string_view body = text->get_string();
+  if (body.empty()) return refuse("empty_text", "\"text\" must not be empty", std::move(id));
+  if (body.size() > limits.max_text_bytes) {
+    return refuse("text_too_long",
+                  "\"text\" is longer than " + std::to_string(limits.max_text_bytes) + " bytes",
+                  std::move(id));
+  }
+  return Send{std::move(id), std::string(body)};
+}
+
+}  // namespace
+
+std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
+                                                      const FrameLimits& limits) {
+  unsigned char buffer[4096];
+  json::monotonic_resource resource(buffer, sizeof buffer);
+  json::error_code error;
+  const json::value value = json::parse(payload, error, &resource);
+  if (error) return refuse("invalid_json", "frame is not valid JSON: " + error.message());
+  const json::object* object = value.if_object();
+  if (object == nullptr) return refuse("invalid_frame", "frame must be a JSON object");
+  const json::value* type = object->if_contains("type");
+  if (type == nullptr || !type->is_string()) {
+    return refuse("invalid_type", "\"type\" must be a string (send, history, typing, read, ping)");
+  }
+  const std::string_view kind = type->get_string();
+  if (kind == "send") return parse_send(*object, limits);
+  if (kind == "history") {
+    const auto before = unsigned_field(*object, "before", 0);
+    const auto limit = unsigned_field(*object, "limit", 0);
+    if (!before || !limit) {
+      return refuse("invalid_history", "\"before\" and \"limit\" must be non-negative integers");
+    }
+    return HistoryRequest{*before, static_cast<std::size_t>(std::min<std::uint64_t>(
+                                       *limit, kMaxHistoryPage))};
+  }
+  if (kind == "typing") {
+    const json::value* typing = object->if_contains("typing");
+    if (typing != nullptr && !typing->is_bool()) {
+      return refuse("invalid_typing", "\"typing\" must be true or false");
+    }
+    return Typing{typing == nullptr || typing->get_bool()};
+  }
+  if (kind == "read") {
+    const auto seq = unsigned_field(*object, "seq", 0);
+    if (!seq || *seq == 0) return refuse("invalid_read", "\"seq\" must be a positive integer");
+    return Read{*seq};
+  }
+  if (kind == "ping") return Ping{};
+  return refuse("unknown_type", "unknown frame type \"" + std::string(kind).substr(0, 32) + "\"");
+}
+
+std::string hello_frame(const Hello& hello) {
+  json::object frame;
+  frame.emplace("type", "hello");
+  frame.emplace("protocol", kSubprotocol);
+  frame.emplace("chat", hello.chat);
+  frame.emplace("me", hello.me);
+  frame.emplace("peer", hello.peer);
+  frame.emplace("peer_online", hello.peer_devices > 0);
+  frame.emplace("peer_devices", hello.peer_devices);
+  frame.emplace("last_seq", hello.last_seq);
+  if (hello.resuming) frame.emplace("resume_after", hello.resume_after);
+  return json::serialize(frame);
+}
+
+std::string history_frame(std::span<const MessagePtr> messages, bool has_more) {
+  json::array list;
+  list.reserve(messages.size());
+  for (const auto& message : messages) list.emplace_back(message_object(*message));
+  json::object frame;
+  frame.emplace("type", "history");
+  frame.emplace("messages", std::move(list));
+  frame.emplace("has_more", has_more);
+  return json::serialize(frame);
+}
+
+std::string ack_frame(const Message& message, bool duplicate) {
+  json::object frame;
+  frame.emplace("type", "ack");
+  frame.emplace("client_id", message.client_id);
+  frame.emplace("id", message.id);
+  frame.emplace("seq", message.seq);
+  frame.emplace("ts", format_timestamp(message.timestamp_ms));
+  frame.emplace("duplicate", duplicate);
+  return json::serialize(frame);
+}
+
+std::string typing_frame(std::string_view user, bool typing) {
+  return json::serialize(json::object{{"type", "typing"}, {"user", user}, {"typing", typing}});
+}
+
+std::string presence_frame(std::string_view user, std::size_t devices) {
+  return json::serialize(json::object{
+      {"type", "presence"}, {"user", user}, {"online", devices > 0}, {"devices", devices}});
+}
+
+std::string read_frame(std::string_view user, std::uint64_t seq) {
+  return json::serialize(json::object{{"type", "read"}, {"user", user}, {"seq", seq}});
+}
+
+std::string pong_frame() { return R"({"type":"pong"})"; }
+
+std::string error_frame(std::string_view code, std::string_view message,
+                        std::string_view client_id) {
+  if (client_id.empty()) return chat::error_frame(code, message);
+  return json::serialize(json::object{
+      {"type", "error"}, {"code", code}, {"message", message}, {"client_id", client_id}});
+}
+
+}  // namespace chatd::chat::v2
