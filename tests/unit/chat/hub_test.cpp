@@ -35,6 +35,16 @@ class RecordingSubscriber final : public Subscriber {
     deliveries_.push_back(Delivery{message->seq, message->text, frame});
   }
 
+  void notify(const std::shared_ptr<const std::string>& frame) override {
+    std::lock_guard lock(mutex_);
+    events_.push_back(*frame);
+  }
+
+  std::vector<std::string> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+
   std::vector<Delivery> deliveries() const {
     std::lock_guard lock(mutex_);
     return deliveries_;
@@ -52,6 +62,7 @@ class RecordingSubscriber final : public Subscriber {
   const std::string user_;
   mutable std::mutex mutex_;
   std::vector<Delivery> deliveries_;
+  std::vector<std::string> events_;
 };
 
 MessagePtr make_message(const ChatKey& chat, std::uint64_t seq, std::string sender,
@@ -229,6 +240,40 @@ TEST(Hub, CountsConnectionsPerUserAndChat) {
   hub.leave(kAliceCarol, *carol);
   EXPECT_EQ(hub.active_chats(), 1u);
   EXPECT_EQ(hub.connections(), 2u);
+}
+
+TEST(Hub, JoinAndLeaveSayHowManyConnectionsTheUserHasInTheChat) {
+  Hub hub;
+  auto alice1 = std::make_shared<RecordingSubscriber>(1, "alice");
+  auto alice2 = std::make_shared<RecordingSubscriber>(2, "alice");
+  auto bob = std::make_shared<RecordingSubscriber>(3, "bob");
+  auto alice_elsewhere = std::make_shared<RecordingSubscriber>(4, "alice");
+  EXPECT_EQ(hub.join(kAliceBob, alice1), 1u);  // alice came online
+  EXPECT_EQ(hub.join(kAliceBob, bob), 1u);
+  EXPECT_EQ(hub.join(kAliceCarol, alice_elsewhere), 1u);  // another chat counts apart
+  EXPECT_EQ(hub.join(kAliceBob, alice2), 2u);
+  EXPECT_EQ(hub.leave(kAliceBob, *alice1), 1u);
+  EXPECT_EQ(hub.leave(kAliceBob, *alice2), 0u);  // alice went offline
+  EXPECT_EQ(hub.leave(kAliceBob, *bob), 0u);
+  EXPECT_EQ(hub.leave(kAliceBob, *bob), 0u);  // leaving twice is harmless
+}
+
+TEST(Hub, EventsReachEveryConnectionOfTheChatButTheOrigin) {
+  Hub hub;
+  auto alice1 = std::make_shared<RecordingSubscriber>(1, "alice");
+  auto alice2 = std::make_shared<RecordingSubscriber>(2, "alice");
+  auto bob = std::make_shared<RecordingSubscriber>(3, "bob");
+  auto carol = std::make_shared<RecordingSubscriber>(4, "carol");
+  hub.join(kAliceBob, alice1);
+  hub.join(kAliceBob, alice2);
+  hub.join(kAliceBob, bob);
+  hub.join(kAliceCarol, carol);
+  hub.notify(kAliceBob, 1, std::make_shared<const std::string>("typing"));
+  EXPECT_TRUE(alice1->events().empty());
+  EXPECT_EQ(alice2->events(), std::vector<std::string>{"typing"});
+  EXPECT_EQ(bob->events(), std::vector<std::string>{"typing"});
+  EXPECT_TRUE(carol->events().empty());
+  EXPECT_TRUE(bob->deliveries().empty()) << "an event is not a message";
 }
 
 TEST(Hub, ManyChatsAreCountedAcrossShards) {
