@@ -15,6 +15,8 @@
 #include <memory>
 #include <utility>
 
+#include "util/header_list.h"
+
 namespace chatd::auth {
 namespace {
 
@@ -175,9 +177,7 @@ bool is_space(char c) noexcept {
 }
 
 std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
+  return util::trim_http_whitespace(s);
 }
 
 // Three non-empty base64url parts separated by two dots.
@@ -310,11 +310,7 @@ std::optional<std::string> extract_token(std::string_view query_token,
   // A browser cannot set Authorization on a WebSocket, so the token may ride in the
   // subprotocol list. An explicit `bearer.` entry wins over a bare JWT-shaped entry.
   std::optional<std::string_view> bare;
-  std::string_view rest = websocket_protocol_header;
-  while (!rest.empty()) {
-    const auto comma = rest.find(',');
-    const std::string_view entry = trim(rest.substr(0, comma));
-    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  for (const std::string_view entry : util::split_header_list(websocket_protocol_header)) {
     if (ieq_prefix(entry, kBearerProtocolPrefix)) {
       const std::string_view value = entry.substr(kBearerProtocolPrefix.size());
       if (!value.empty()) return std::string(value);

@@ -20,6 +20,7 @@
 #include "metrics/chatd_metrics.h"
 #include "store/store.h"
 #include "users/user_directory.h"
+#include "util/header_list.h"
 
 namespace chatd::net {
 namespace asio = boost::asio;
@@ -171,13 +172,8 @@ asio::awaitable<bool> WebSocketSession::accept(const Request& request) {
   ws_.set_option(websocket::stream_base::timeout{services_.options.handshake_timeout,
                                                  services_.options.idle_timeout, true});
   // v2 when the client offers chat.v2; a token carried as a subprotocol is never selected.
-  std::string_view offered = request[beast::http::field::sec_websocket_protocol];
-  while (!offered.empty()) {
-    const auto comma = offered.find(',');
-    std::string_view entry = offered.substr(0, comma);
-    offered = comma == std::string_view::npos ? std::string_view{} : offered.substr(comma + 1);
-    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
-    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+  for (const auto entry :
+       util::split_header_list(request[beast::http::field::sec_websocket_protocol])) {
     if (entry == chat::v2::kSubprotocol) protocol_ = Protocol::v2;
   }
   ws_.set_option(websocket::stream_base::decorator(
