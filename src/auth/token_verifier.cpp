@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -284,7 +285,12 @@ TokenResult TokenVerifier::verify(std::string_view token,
     // jwt_get_grant returns NULL for an absent claim and for a non-string one (a number).
     const char* sub = jwt_get_grant(jwt.get(), "sub");
     if (sub == nullptr || *sub == '\0') return fail(TokenError::no_subject);
-    return TokenResult{std::string(sub), TokenError::missing};
+    // system_clock counts nanoseconds in 64 bits, up to the year 2262: a later
+    // `exp` is as good as never, and is held at 2255 so the time point cannot overflow.
+    constexpr std::int64_t kLatestExpiry = 9'000'000'000;
+    const std::int64_t expires_s = std::min(saturating_add(*exp.value, leeway), kLatestExpiry);
+    return TokenResult{std::string(sub), TokenError::missing,
+                       std::chrono::system_clock::time_point(std::chrono::seconds(expires_s))};
   } catch (...) {
     // Only allocation failure can get here; the handshake refuses the token (4401).
     return fail(TokenError::malformed);

@@ -41,6 +41,9 @@ std::string_view to_string(TokenError error) noexcept;
 struct TokenResult {
   std::optional<std::string> subject;     ///< Set on success (the verified `sub`).
   TokenError error{TokenError::missing};  ///< Meaningful only when `subject` is empty.
+  /// On success: when the token stops being valid (`exp` + leeway). A connection
+  /// opened with it is closed then (4401), so a token's lifetime bounds the session's.
+  std::chrono::system_clock::time_point expires_at{};
 
   [[nodiscard]] bool ok() const noexcept { return subject.has_value(); }
 };

@@ -108,6 +108,7 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
     bool joined = false;
     if (verified) joined = co_await join_chat();
     if (joined) {
+      watch_token_expiry();
       services_.metrics.sessions_opened.inc();
       spdlog::info("session {} open: {} -> {}", id_, user_, peer());
     }
@@ -152,7 +153,20 @@ std::optional<websocket::close_reason> WebSocketSession::authenticate(const Requ
     return websocket::close_reason(kForbidden, "forbidden: token subject is not a user of this chat");
   }
   user_ = *result.subject;
+  token_expires_at_ = result.expires_at;
   return std::nullopt;
+}
+
+void WebSocketSession::watch_token_expiry() {
+  if (token_expires_at_ == std::chrono::system_clock::time_point{}) return;
+  const auto left = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      token_expires_at_ - std::chrono::system_clock::now());
+  token_timer_.emplace(ws_.get_executor());
+  token_timer_->expires_after(left);
+  token_timer_->async_wait([weak = weak_from_this()](const beast::error_code& error) {
+    if (error) return;  // the session ended first
+    if (const auto self = weak.lock()) self->close(kUnauthorized, "unauthorized: expired");
+  });
 }
 
 std::optional<std::string> WebSocketSession::admit() {

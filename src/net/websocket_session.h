@@ -101,6 +101,8 @@ class WebSocketSession final : public chat::Subscriber,
   void on_committed(store::AppendResult result, const std::string& client_id);
   /// Sends an error frame for a refused message and counts it.
   void reject(std::string_view code, std::string_view message, std::string_view client_id = {});
+  /// With a token: closes the session (4401) when the token expires.
+  void watch_token_expiry();
   void announce_presence(std::size_t devices);
   void publish_event(std::string frame);
 
@@ -117,6 +119,8 @@ class WebSocketSession final : public chat::Subscriber,
   ChatPath path_;
   std::string user_;
   Protocol protocol_ = Protocol::v1;
+  std::chrono::system_clock::time_point token_expires_at_{};  // unset without SECRET_KEY
+  std::optional<boost::asio::steady_timer> token_timer_;       // only with SECRET_KEY
   std::optional<chat::ChatKey> chat_;
   std::chrono::steady_clock::time_point opened_at_;
   bool joined_ = false;

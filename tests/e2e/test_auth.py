@@ -1,7 +1,7 @@
 """JWT authentication with SECRET_KEY (README "Tokens"; close codes 4401 and 4403).
 
-The tokens are made here with hmac/hashlib/base64 rather than a JWT library, so that
-hostile ones (alg none, HS512, tampered payloads, wrong claim types) can be crafted
+The tokens are made in tokens.py with hmac/hashlib/base64 rather than a JWT library, so
+that hostile ones (alg none, HS512, tampered payloads, wrong claim types) can be crafted
 byte for byte. Every refused connection is opened on a chat that already has history:
 the handshake must succeed (HTTP 101) and the close must be the first thing the client
 receives (open_expect_close fails on any frame before it).
@@ -9,77 +9,19 @@ receives (open_expect_close fails on any frame before it).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import secrets
-import time
 from typing import Any, Callable
 
 import pytest
 
 from chat_client import ChatClient, in_thread, open_expect_close, seqs, texts
+from tokens import OMIT as _OMIT
+from tokens import OTHER_SECRET, SECRET, b64url, claims_for, make_jwt, tampered, token_for
+from tokens import json_bytes as _json
 
-SECRET = "e2e-secret-" + secrets.token_hex(16)
-OTHER_SECRET = "not-the-secret-" + secrets.token_hex(16)
 HISTORY_TEXT = "said before the newcomer connected"
-
-_HMAC = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}
 
 
 # ---------------------------------------------------------------------- tokens
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def make_jwt(claims: dict[str, Any], *, key: str = SECRET, alg: str = "HS256",
-             sign_with: str | None = "HS256", header: dict[str, Any] | None = None) -> str:
-    """A compact JWS. `alg` goes into the header; `sign_with` is the HMAC actually used
-    (None = empty signature, as `alg: none` tokens have)."""
-    header = {"alg": alg, "typ": "JWT"} if header is None else header
-    signing_input = f"{b64url(_json(header))}.{b64url(_json(claims))}"
-    if sign_with is None:
-        return signing_input + "."
-    mac = hmac.new(key.encode(), signing_input.encode(), _HMAC[sign_with]).digest()
-    return f"{signing_input}.{b64url(mac)}"
-
-
-_OMIT = object()
-
-
-def claims_for(sub: Any = "alice", *, exp_in: Any = 3600, nbf_in: Any = _OMIT,
-               **extra: Any) -> dict[str, Any]:
-    """Claims relative to now: `exp_in`/`nbf_in` seconds from now (`_OMIT` leaves the
-    claim out; a non-int is put in as given, e.g. a string)."""
-    now = int(time.time())
-    claims: dict[str, Any] = {"iat": now}
-    if sub is not _OMIT:
-        claims["sub"] = sub
-    if exp_in is not _OMIT:
-        claims["exp"] = now + exp_in if isinstance(exp_in, int) else exp_in
-    if nbf_in is not _OMIT:
-        claims["nbf"] = now + nbf_in if isinstance(nbf_in, int) else nbf_in
-    claims.update(extra)
-    return claims
-
-
-def token_for(sub: str, **kwargs: Any) -> str:
-    return make_jwt(claims_for(sub, **kwargs))
-
-
-def tampered(token: str, **changes: Any) -> str:
-    """The token with its payload changed and the original signature kept."""
-    header, payload, signature = token.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    claims.update(changes)
-    return f"{header}.{b64url(_json(claims))}.{signature}"
-
 
 def percent_encode_all(text: str) -> str:
     """Every byte as %XX: a server that does not decode the query sees no JWT at all."""
@@ -388,3 +330,20 @@ async def test_tokens_do_not_appear_in_the_log(chatd):
         signature = token.rsplit(".", 1)[1]
         assert signature not in log, "a token's signature appears in chatd's log"
     assert SECRET not in log, "SECRET_KEY appears in chatd's log"
+
+
+async def test_an_open_session_is_closed_4401_when_its_token_expires(chatd):
+    # A token's lifetime bounds the session's: with no leeway, a token valid for 2 more
+    # seconds opens the chat, which is then closed as expired.
+    server = auth_server(chatd, "--token-leeway-seconds", "0")
+    lasting = await open_with_token(server, "bob", "alice", token_for("bob", exp_in=3600))
+    short = await open_with_token(server, "alice", "bob", token_for("alice", exp_in=2))
+    await short.send_message("alice", "before the expiry")
+    assert (await lasting.recv_message())["text"] == "before the expiry"
+    reason = await short.expect_close(4401, timeout=15)
+    assert reason == "unauthorized: expired"
+    # The other session, with its own token, goes on.
+    again = await open_with_token(server, "alice", "bob", token_for("alice", exp_in=3600))
+    assert (await again.recv_message())["text"] == "before the expiry"
+    await again.send_message("alice", "with a new token")
+    assert (await lasting.recv_message())["text"] == "with a new token"
