@@ -270,10 +270,12 @@ void WebSocketSession::finish_replay(std::uint64_t last_seq) {
   bool start_writer = false;
   {
     std::lock_guard lock(mutex_);
+    last_seq_sent_ = last_seq;
     for (const auto& [message, frame] : replay_buffer_) {
       queued_bytes_ -= frame->size();
-      if (message->seq > last_seq && !closing_) {
+      if (message->seq > last_seq_sent_ && !closing_) {
         start_writer |= push_locked(Outgoing{frame, {}, message->received_at});
+        last_seq_sent_ = message->seq;
       }
     }
     replay_buffer_.clear();
@@ -426,6 +428,7 @@ void WebSocketSession::deliver(const chat::MessagePtr& message,
   {
     std::lock_guard lock(mutex_);
     if (closing_) return;
+    if (!replaying_ && message->seq <= last_seq_sent_) return;  // the replay had it
     if (queued_bytes_ + frame->size() > services_.options.send_queue_max_bytes) {
       // A receiver this slow would make chatd hold its backlog without bound.
       // Drop what it has not started receiving and close: the store has every
@@ -447,6 +450,7 @@ void WebSocketSession::deliver(const chat::MessagePtr& message,
       replay_buffer_.emplace_back(message, frame);
     } else {
       start_writer = push_locked(Outgoing{frame, {}, message->received_at});
+      last_seq_sent_ = message->seq;
     }
   }
   if (start_writer) {

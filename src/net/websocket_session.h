@@ -140,6 +140,10 @@ class WebSocketSession final : public chat::Subscriber,
   bool closing_ = false;
   bool replaying_ = true;  // deliveries wait in replay_buffer_ until history is sent
   bool events_open_ = false;  // v2 events are queued once the hello is
+  // The highest seq queued for this client. The fan-out runs after the commit,
+  // so a message the replay read from the store may still be delivered live
+  // afterwards: deliver() drops what is not past this.
+  std::uint64_t last_seq_sent_ = 0;
   std::size_t drain_waiter_ = 0;  // wait_for_queue_below's bound; 0 = nobody waits
   std::vector<std::pair<chat::MessagePtr, std::shared_ptr<const std::string>>> replay_buffer_;
   std::uint16_t close_code_ = 0;
