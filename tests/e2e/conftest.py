@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+import figures
 from chat_client import close_all_clients
 from chatd_process import E2E_STORE, STORES, ChatdProcess, chatd_binary, clean_environment
 from ferretdb import ferretdb  # noqa: F401  (the `ferretdb` fixture: a MongoDB-compatible server)
@@ -45,6 +46,13 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 MONGO_READY_TIMEOUT_S = 20.0
 _SESSION_SALT = secrets.token_hex(4)  # fresh databases even on a reused MONGO_TEST_URI
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if figures.LINES:
+        terminalreporter.section("figures")
+        for line in figures.LINES:
+            terminalreporter.write_line(line)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -23,6 +23,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chat_client import ChatClient, in_thread, open_expect_close
+from figures import report
 from chatd_process import REPO_ROOT, chatd_binary
 from ferretdb import unique_database, wait_readyz
 from raw_websocket import open_unresponsive_websocket, read_close_frame
@@ -524,7 +525,7 @@ async def test_drain_mid_stream_loses_nothing_the_receiver_saw(chatd):
     assert in_flight_at_signal > 0, (
         "no message was in flight when chatd was signalled: this run did not test a drain "
         "mid-stream")
-    print(f"drain: {in_flight_at_signal} in flight at the signal; sent {sent}, stored and "
+    report(f"drain: {in_flight_at_signal} in flight at the signal; sent {sent}, stored and "
           f"delivered {len(history)}, refused as shutting_down {len(errors)}, never read "
           f"{sent - len(history) - len(errors)}")
 

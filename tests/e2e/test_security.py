@@ -20,6 +20,7 @@ import websockets
 from websockets.exceptions import InvalidStatusCode
 
 from chat_client import ChatClient, in_thread, seqs, texts
+from figures import report
 from raw_websocket import (OP_CLOSE, OP_PING, http_exchange, open_unresponsive_websocket,
                            read_close_frame, read_frames_until_eof, read_http_response,
                            send_client_frame, trickle_until_disconnected, upgrade_request,
@@ -331,7 +332,7 @@ async def test_a_slow_reader_is_closed_1008_and_a_100k_flood_does_not_grow_memor
                f"had read {at_close['received']:.0f}, committed {at_close['committed']:.0f} "
                f"and written {at_close['delivered']:.0f} to it, ~{queued / 1024:.0f} KiB "
                f"queued for it")
-    print(figures)
+    report(figures)
 
     assert frame["seq"] == FLOOD + 1, f"the marker's seq: {frame!r} ({figures})"
     assert seqs(tail) == list(range(FLOOD + 1 - len(tail), FLOOD + 1)), seqs(tail)[:5]
