@@ -25,8 +25,7 @@ std::optional<std::uint64_t> unsigned_field(const json::object& object, std::str
   return std::nullopt;
 }
 
-std::variant<ClientFrame, Refusal> parse_send(const json::object& object,
-                                              const FrameLimits& limits) {
+std::variant<Send, Refusal> parse_send(const json::object& object, const FrameLimits& limits) {
   const json::value* client_id = object.if_contains("client_id");
   if (client_id == nullptr || !client_id->is_string() || client_id->get_string().empty() ||
       client_id->get_string().size() > kMaxClientIdBytes) {
@@ -64,7 +63,11 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
     return refuse("invalid_type", "\"type\" must be a string (send, history, typing, read, ping)");
   }
   const std::string_view kind = type->get_string();
-  if (kind == "send") return parse_send(*object, limits);
+  if (kind == "send") {
+    auto send = parse_send(*object, limits);
+    if (auto* refusal = std::get_if<Refusal>(&send)) return std::move(*refusal);
+    return std::get<Send>(std::move(send));
+  }
   if (kind == "history") {
     const auto before = unsigned_field(*object, "before", 0);
     const auto limit = unsigned_field(*object, "limit", 0);
@@ -88,6 +91,17 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
   }
   if (kind == "ping") return Ping{};
   return refuse("unknown_type", "unknown frame type \"" + std::string(kind).substr(0, 32) + "\"");
+}
+
+std::variant<Send, Refusal> parse_send_body(std::string_view body, const FrameLimits& limits) {
+  unsigned char buffer[4096];
+  json::monotonic_resource resource(buffer, sizeof buffer);
+  json::error_code error;
+  const json::value value = json::parse(body, error, &resource);
+  if (error) return refuse("invalid_json", "body is not valid JSON: " + error.message());
+  const json::object* object = value.if_object();
+  if (object == nullptr) return refuse("invalid_frame", "body must be a JSON object");
+  return parse_send(*object, limits);
 }
 
 std::string hello_frame(const Hello& hello) {

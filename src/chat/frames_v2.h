@@ -62,6 +62,10 @@ struct Refusal {
 std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
                                                       const FrameLimits& limits);
 
+/// A message to send as a JSON object `{"client_id":…,"text":…}` without `type`
+/// (the body of the REST API's POST), checked as a v2 send is.
+std::variant<Send, Refusal> parse_send_body(std::string_view body, const FrameLimits& limits);
+
 /// What the hello frame says about the chat.
 struct Hello {
   std::string_view chat;  ///< The chat key, e.g. "5:alice:bob".

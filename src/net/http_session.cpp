@@ -12,6 +12,7 @@
 #include "chat/frames.h"
 #include "chat/hub.h"
 #include "net/chat_path.h"
+#include "net/rest_api.h"
 #include "net/websocket_session.h"
 #include "store/store.h"
 
@@ -112,6 +113,13 @@ void HttpSession::on_request(Request request) {
       return;
     }
     std::make_shared<WebSocketSession>(std::move(stream_), services_)->start(std::move(request));
+    return;
+  }
+  if (RestApi::handles(request.target())) {
+    RestApi::handle(services_, stream_.get_executor(), request,
+                    [self = shared_from_this()](Response response) {
+                      self->write(std::move(response));
+                    });
     return;
   }
   Response response = route(request);

@@ -1,0 +1,237 @@
+#include "net/rest_api.h"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <charconv>
+#include <memory>
+#include <optional>
+#include <variant>
+
+#include "auth/token_verifier.h"
+#include "chat/chat_key.h"
+#include "chat/frames_v2.h"
+#include "chat/username.h"
+#include "metrics/chatd_metrics.h"
+#include "store/store.h"
+#include "users/user_directory.h"
+
+namespace chatd::net {
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+namespace urls = boost::urls;
+
+http::response<http::string_body> json_response(http::status status, std::string body,
+                                                unsigned version, bool keep_alive);
+
+namespace {
+
+using Response = RestApi::Response;
+
+/// One request being answered: what was parsed, and where the answer goes.
+struct Call {
+  unsigned version = 11;
+  bool keep_alive = true;
+  RestApi::Done done;
+
+  void reply(http::status status, std::string body) const {
+    done(json_response(status, std::move(body), version, keep_alive));
+  }
+  void error(http::status status, std::string_view code, std::string_view message) const {
+    reply(status, json::serialize(json::object{{"code", code}, {"message", message}}));
+  }
+};
+
+/// `/api/chats/{user1}/{user2}/messages`, percent-decoded, with its query.
+struct MessagesPath {
+  std::string user1;
+  std::string user2;
+  urls::url_view url;
+};
+
+std::optional<std::uint64_t> query_number(const urls::url_view& url, std::string_view key,
+                                          bool& bad) {
+  const auto params = url.params();
+  const auto found = params.find(key);
+  if (found == params.end()) return std::nullopt;
+  const std::string value = (*found).value;
+  std::uint64_t number = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
+  if (value.empty() || error != std::errc() || end != value.data() + value.size()) bad = true;
+  return number;
+}
+
+/// The connecting user, or the refusal to send (401/403), as for a WebSocket.
+std::optional<std::string> identify(const Services& services, const RestApi::Request& request,
+                                    const MessagesPath& path, const Call& call) {
+  if (services.tokens == nullptr) return path.user1;
+  std::string query_token;
+  const auto params = path.url.params();
+  if (const auto token = params.find("token"); token != params.end()) {
+    query_token = (*token).value;
+  }
+  const auto token =
+      auth::extract_token(query_token, request[http::field::authorization], std::string_view{});
+  const auth::TokenResult result = services.tokens->verify(token.value_or(""));
+  if (!result.ok()) {
+    call.error(http::status::unauthorized, "unauthorized",
+               "unauthorized: " + std::string(auth::to_string(result.error)));
+    return std::nullopt;
+  }
+  if (*result.subject != path.user1 && *result.subject != path.user2) {
+    call.error(http::status::forbidden, "forbidden", "token subject is not a user of this chat");
+    return std::nullopt;
+  }
+  return *result.subject;
+}
+
+void get_messages(const Services& services, asio::any_io_executor executor,
+                  const MessagesPath& path, const Call& call) {
+  bool bad = false;
+  store::HistoryQuery query;
+  query.before_seq = query_number(path.url, "before", bad).value_or(0);
+  const auto after = query_number(path.url, "after", bad);
+  const auto limit = query_number(path.url, "limit", bad);
+  if (bad) {
+    call.error(http::status::bad_request, "invalid_query",
+               "before, after and limit must be non-negative integers");
+    return;
+  }
+  query.after_seq = after.value_or(0);
+  query.oldest_first = after.has_value();  // after: the oldest page past it; else the newest
+  query.limit = std::min<std::uint64_t>(limit.value_or(services.options.history_limit),
+                                        chat::v2::kMaxHistoryPage);
+  const auto chat = chat::ChatKey::of(path.user1, path.user2);
+  services.store.history(
+      chat, query, asio::bind_executor(executor, [call, chat](store::HistoryPage page) {
+        if (page.error != store::StoreError::none) {
+          call.error(http::status::service_unavailable, "store_unavailable",
+                     "message store unavailable; try again");
+          return;
+        }
+        json::array messages;
+        for (const auto& message : page.messages) {
+          messages.emplace_back(chat::message_object(*message));
+        }
+        call.reply(http::status::ok,
+                   json::serialize(json::object{{"chat", chat.str()},
+                                                {"messages", std::move(messages)},
+                                                {"has_more", page.has_more}}));
+      }));
+}
+
+void append_message(const Services& services, asio::any_io_executor executor,
+                    chat::PendingMessage pending, const Call& call) {
+  services.metrics.messages_received.inc();
+  services.store.append(
+      std::move(pending), asio::bind_executor(executor, [call](store::AppendResult result) {
+        switch (result.error) {
+          case store::StoreError::none:
+            call.reply(result.duplicate ? http::status::ok : http::status::created,
+                       chat::v2::ack_frame(*result.message, result.duplicate));
+            return;
+          case store::StoreError::overloaded:
+            call.error(http::status::service_unavailable, "overloaded",
+                       "server is overloaded; message not stored, retry");
+            return;
+          case store::StoreError::shutting_down:
+            call.error(http::status::service_unavailable, "shutting_down",
+                       "server is shutting down; message not stored");
+            return;
+          case store::StoreError::unavailable:
+            call.error(http::status::service_unavailable, "store_unavailable",
+                       "message store unavailable; message not stored");
+            return;
+        }
+      }));
+}
+
+void post_message(const Services& services, asio::any_io_executor executor,
+                  const RestApi::Request& request, const MessagesPath& path, std::string me,
+                  const Call& call) {
+  const chat::FrameLimits limits{services.options.max_text_bytes};
+  auto parsed = chat::v2::parse_send_body(request.body(), limits);
+  if (auto* refusal = std::get_if<chat::v2::Refusal>(&parsed)) {
+    services.metrics.rejected(refusal->error.code);
+    call.error(http::status::bad_request, refusal->error.code, refusal->error.message);
+    return;
+  }
+  auto send = std::get<chat::v2::Send>(std::move(parsed));
+  auto pending = std::make_shared<chat::PendingMessage>(
+      chat::PendingMessage{chat::ChatKey::of(path.user1, path.user2), std::move(me),
+                           std::move(send.text), std::move(send.client_id), 0,
+                           std::chrono::steady_clock::now()});
+  // Both users must exist, as for a WebSocket; the cache answers most lookups.
+  auto answers = std::make_shared<std::array<std::optional<users::UserStatus>, 2>>();
+  const std::array<std::string, 2> names{path.user1, path.user2};
+  for (std::size_t i = 0; i < 2; ++i) {
+    users::async_verify(
+        services.users, names[i],
+        asio::bind_executor(executor, [services, executor, call, pending, answers, names,
+                                       i](users::UserStatus status) {
+          (*answers)[i] = status;
+          if (!(*answers)[0] || !(*answers)[1]) return;
+          for (std::size_t j = 0; j < 2; ++j) {
+            if (*(*answers)[j] == users::UserStatus::unavailable) {
+              call.error(http::status::service_unavailable, "user_search_unavailable",
+                         "user-search service unavailable; try again");
+              return;
+            }
+          }
+          for (std::size_t j = 0; j < 2; ++j) {
+            if (*(*answers)[j] == users::UserStatus::not_found) {
+              call.error(http::status::not_found, "unknown_user", "unknown user: " + names[j]);
+              return;
+            }
+          }
+          append_message(services, executor, std::move(*pending), call);
+        }));
+  }
+}
+
+}  // namespace
+
+void RestApi::handle(const Services& services, asio::any_io_executor executor,
+                     const Request& request, Done done) {
+  const Call call{request.version(), request.keep_alive(), std::move(done)};
+  const auto parsed = urls::parse_origin_form(request.target());
+  if (!parsed) {
+    call.error(http::status::bad_request, "invalid_path", "malformed request target");
+    return;
+  }
+  const auto segments = parsed->encoded_segments();
+  std::vector<std::string> parts;
+  for (const auto& segment : segments) parts.push_back(segment.decode());
+  if (parts.size() != 5 || parts[0] != "api" || parts[1] != "chats" || parts[4] != "messages") {
+    call.error(http::status::not_found, "not_found",
+               "no such endpoint; see /api/chats/{user1}/{user2}/messages");
+    return;
+  }
+  MessagesPath path{parts[2], parts[3], *parsed};
+  for (const std::string* user : {&path.user1, &path.user2}) {
+    if (auto error = chat::validate_username(*user)) {
+      call.error(http::status::bad_request, "invalid_username", *error);
+      return;
+    }
+  }
+  if (services.draining.load(std::memory_order_relaxed)) {
+    call.error(http::status::service_unavailable, "shutting_down", "server is shutting down");
+    return;
+  }
+  const bool is_get = request.method() == http::verb::get;
+  if (!is_get && request.method() != http::verb::post) {
+    call.error(http::status::method_not_allowed, "method_not_allowed",
+               "GET to read the messages, POST to send one");
+    return;
+  }
+  const auto me = identify(services, request, path, call);
+  if (!me) return;
+  if (is_get) {
+    get_messages(services, std::move(executor), path, call);
+  } else {
+    post_message(services, std::move(executor), request, path, *me, call);
+  }
+}
+
+}  // namespace chatd::net

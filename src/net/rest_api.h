@@ -1,0 +1,34 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <functional>
+#include <string_view>
+
+#include "net/services.h"
+
+namespace chatd::net {
+
+/// The REST API under /api (docs/openapi.yaml), for other services of the
+/// ecosystem: a chat's messages, and sending as the authenticated user.
+///
+/// The caller is "me" by the same rules as a WebSocket: the token's subject
+/// with SECRET_KEY (`Authorization: Bearer` or `?token=`), else user1 of the
+/// path. Every answer is JSON; errors are `{"code":…,"message":…}`.
+class RestApi {
+ public:
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Response = boost::beast::http::response<boost::beast::http::string_body>;
+  /// Called once with the response, on `executor`.
+  using Done = std::function<void(Response)>;
+
+  static bool handles(std::string_view target) { return target.starts_with("/api/"); }
+
+  /// Answers `request`. Store and user-search work runs off the I/O thread;
+  /// `done` is called on `executor` (the HTTP session's strand).
+  static void handle(const Services& services, boost::asio::any_io_executor executor,
+                     const Request& request, Done done);
+};
+
+}  // namespace chatd::net
