@@ -114,6 +114,8 @@ std::string hello_frame(const Hello& hello) {
   frame.emplace("peer_online", hello.peer_devices > 0);
   frame.emplace("peer_devices", hello.peer_devices);
   frame.emplace("last_seq", hello.last_seq);
+  frame.emplace("my_read_seq", hello.my_read_seq);
+  frame.emplace("peer_read_seq", hello.peer_read_seq);
   if (hello.resuming) frame.emplace("resume_after", hello.resume_after);
   return json::serialize(frame);
 }

@@ -75,6 +75,8 @@ struct Hello {
   std::uint64_t last_seq = 0;    ///< The chat's newest message, 0 when it has none.
   std::uint64_t resume_after = 0;  ///< Set when the client resumes (`?after=`).
   bool resuming = false;
+  std::uint64_t my_read_seq = 0;    ///< How far "me" has read (on any device).
+  std::uint64_t peer_read_seq = 0;  ///< How far the peer has read.
 };
 
 std::string hello_frame(const Hello& hello);

@@ -62,12 +62,16 @@ std::optional<std::uint64_t> query_number(const urls::url_view& url, std::string
   return number;
 }
 
-/// The connecting user, or the refusal to send (401/403), as for a WebSocket.
-std::optional<std::string> identify(const Services& services, const RestApi::Request& request,
-                                    const MessagesPath& path, const Call& call) {
-  if (services.tokens == nullptr) return path.user1;
+/// The token's subject, or the refusal sent (401); nullopt without SECRET_KEY too,
+/// with `refused` false.
+std::optional<std::string> token_subject(const Services& services,
+                                         const RestApi::Request& request,
+                                         const urls::url_view& url, const Call& call,
+                                         bool& refused) {
+  refused = false;
+  if (services.tokens == nullptr) return std::nullopt;
   std::string query_token;
-  const auto params = path.url.params();
+  const auto params = url.params();
   if (const auto token = params.find("token"); token != params.end()) {
     query_token = (*token).value;
   }
@@ -77,13 +81,65 @@ std::optional<std::string> identify(const Services& services, const RestApi::Req
   if (!result.ok()) {
     call.error(http::status::unauthorized, "unauthorized",
                "unauthorized: " + std::string(auth::to_string(result.error)));
+    refused = true;
     return std::nullopt;
   }
-  if (*result.subject != path.user1 && *result.subject != path.user2) {
+  return result.subject;
+}
+
+/// The connecting user of a chat path, or the refusal sent (401/403), as for a WebSocket.
+std::optional<std::string> identify(const Services& services, const RestApi::Request& request,
+                                    const MessagesPath& path, const Call& call) {
+  bool refused = false;
+  auto subject = token_subject(services, request, path.url, call, refused);
+  if (refused) return std::nullopt;
+  if (!subject) return path.user1;
+  if (*subject != path.user1 && *subject != path.user2) {
     call.error(http::status::forbidden, "forbidden", "token subject is not a user of this chat");
     return std::nullopt;
   }
-  return *result.subject;
+  return subject;
+}
+
+/// GET /api/users/{user}/conversations: the user's chats, newest activity first.
+void get_conversations(const Services& services, asio::any_io_executor executor,
+                       const RestApi::Request& request, const urls::url_view& url,
+                       std::string user, const Call& call) {
+  bool refused = false;
+  const auto subject = token_subject(services, request, url, call, refused);
+  if (refused) return;
+  if (subject && *subject != user) {
+    call.error(http::status::forbidden, "forbidden", "a token reads only its own conversations");
+    return;
+  }
+  bool bad = false;
+  const auto limit = query_number(url, "limit", bad);
+  if (bad) {
+    call.error(http::status::bad_request, "invalid_query", "limit must be a non-negative integer");
+    return;
+  }
+  constexpr std::uint64_t kDefault = 50;
+  services.store.conversations(
+      user, std::min<std::uint64_t>(limit.value_or(kDefault), chat::v2::kMaxHistoryPage),
+      asio::bind_executor(executor, [call, user](store::ConversationList list) {
+        if (list.error != store::StoreError::none) {
+          call.error(http::status::service_unavailable, "store_unavailable",
+                     "message store unavailable; try again");
+          return;
+        }
+        json::array conversations;
+        for (const auto& conversation : list.conversations) {
+          conversations.emplace_back(json::object{
+              {"chat", conversation.chat.str()},
+              {"peer", conversation.chat.peer_of(user)},
+              {"last_message", chat::message_object(*conversation.last)},
+              {"read_seq", conversation.read_seq},
+              {"unread", conversation.unread}});
+        }
+        call.reply(http::status::ok,
+                   json::serialize(json::object{{"user", user},
+                                                {"conversations", std::move(conversations)}}));
+      }));
 }
 
 void get_messages(const Services& services, asio::any_io_executor executor,
@@ -203,9 +259,21 @@ void RestApi::handle(const Services& services, asio::any_io_executor executor,
   const auto segments = parsed->encoded_segments();
   std::vector<std::string> parts;
   for (const auto& segment : segments) parts.push_back(segment.decode());
+  if (parts.size() == 4 && parts[0] == "api" && parts[1] == "users" &&
+      parts[3] == "conversations") {
+    if (auto error = chat::validate_username(parts[2])) {
+      call.error(http::status::bad_request, "invalid_username", *error);
+    } else if (request.method() != http::verb::get) {
+      call.error(http::status::method_not_allowed, "method_not_allowed", "GET only");
+    } else {
+      get_conversations(services, std::move(executor), request, *parsed, parts[2], call);
+    }
+    return;
+  }
   if (parts.size() != 5 || parts[0] != "api" || parts[1] != "chats" || parts[4] != "messages") {
     call.error(http::status::not_found, "not_found",
-               "no such endpoint; see /api/chats/{user1}/{user2}/messages");
+               "no such endpoint; see /api/chats/{user1}/{user2}/messages and "
+               "/api/users/{user}/conversations");
     return;
   }
   MessagesPath path{parts[2], parts[3], *parsed};

@@ -390,7 +390,13 @@ void WebSocketSession::on_committed(store::AppendResult result, const std::strin
   switch (result.error) {
     case store::StoreError::none:
       // v1: no echo; v2: the ack. The other connections already have it.
-      if (protocol_ == Protocol::v2) send(chat::v2::ack_frame(*result.message, result.duplicate));
+      if (protocol_ == Protocol::v2) {
+        {
+          std::lock_guard lock(mutex_);
+          last_seq_acked_ = std::max(last_seq_acked_, result.message->seq);
+        }
+        send(chat::v2::ack_frame(*result.message, result.duplicate));
+      }
       return;
     case store::StoreError::overloaded:
       reject("overloaded", "server is overloaded; message not stored, retry", client_id);

@@ -95,6 +95,8 @@ class WebSocketSession final : public chat::Subscriber,
   void handle_frame_v1(std::string_view payload);
   void handle_frame_v2(std::string_view payload);
   void send_history_page(std::uint64_t before, std::size_t limit);
+  /// Stores a read receipt (v2 `read`), then tells the chat.
+  void mark_read(std::uint64_t seq);
   /// The per-connection rate limit; false when this frame is refused.
   bool take_rate_token();
   void append(std::string sender, std::string text, std::string client_id);
@@ -144,6 +146,7 @@ class WebSocketSession final : public chat::Subscriber,
   // so a message the replay read from the store may still be delivered live
   // afterwards: deliver() drops what is not past this.
   std::uint64_t last_seq_sent_ = 0;
+  std::uint64_t last_seq_acked_ = 0;  // the highest seq of this connection's own sends
   std::size_t drain_waiter_ = 0;  // wait_for_queue_below's bound; 0 = nobody waits
   std::vector<std::pair<chat::MessagePtr, std::shared_ptr<const std::string>>> replay_buffer_;
   std::uint16_t close_code_ = 0;

@@ -39,7 +39,15 @@ asio::awaitable<bool> WebSocketSession::replay_v2() {
     close(websocket::close_code::try_again_later, "message store unavailable");
     co_return false;
   }
+  const store::ReadMarks marks =
+      co_await store::async_read_marks(services_.store, *chat_, use_awaitable);
+  if (marks.error != store::StoreError::none) {
+    close(websocket::close_code::try_again_later, "message store unavailable");
+    co_return false;
+  }
   chat::v2::Hello hello;
+  hello.my_read_seq = marks.of(*chat_, user_);
+  hello.peer_read_seq = marks.of(*chat_, peer());
   hello.chat = chat_->str();
   hello.me = user_;
   hello.peer = peer();
@@ -110,10 +118,32 @@ void WebSocketSession::handle_frame_v2(std::string_view payload) {
     send_history_page(history->before,
                       history->limit != 0 ? history->limit : services_.options.history_limit);
   } else if (auto* read = std::get_if<chat::v2::Read>(&frame)) {
-    publish_event(chat::v2::read_frame(user_, read->seq));
+    mark_read(read->seq);
   } else {
     send(chat::v2::pong_frame());
   }
+}
+
+void WebSocketSession::mark_read(std::uint64_t seq) {
+  // A client cannot have read what it was never sent (or acked).
+  {
+    std::lock_guard lock(mutex_);
+    seq = std::min(seq, std::max(last_seq_sent_, last_seq_acked_));
+  }
+  if (seq == 0) return;
+  ++pending_sends_;
+  services_.store.mark_read(
+      *chat_, user_, seq,
+      asio::bind_executor(ws_.get_executor(), [self = shared_from_this()](store::ReadMarks marks) {
+        --self->pending_sends_;
+        self->wake_.cancel();
+        if (marks.error != store::StoreError::none) {
+          self->reject("store_unavailable", "message store unavailable; receipt not stored");
+          return;
+        }
+        // The stored mark, which never goes back: the peer and my other devices.
+        self->publish_event(chat::v2::read_frame(self->user_, marks.of(*self->chat_, self->user_)));
+      }));
 }
 
 void WebSocketSession::send_history_page(std::uint64_t before, std::size_t limit) {

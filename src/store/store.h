@@ -43,6 +43,30 @@ struct HistoryPage {
   bool has_more = false;                   ///< More messages exist past the page's far end.
 };
 
+/// How far each user of a chat has read (read receipts), 0 = nothing yet.
+struct ReadMarks {
+  StoreError error = StoreError::none;
+  std::uint64_t first = 0;   ///< The chat key's first user.
+  std::uint64_t second = 0;  ///< The chat key's second user.
+
+  std::uint64_t of(const chat::ChatKey& chat, std::string_view user) const {
+    return user == chat.first() ? first : second;
+  }
+};
+
+/// One chat of a user's conversation list.
+struct Conversation {
+  chat::ChatKey chat;
+  chat::MessagePtr last;     ///< The newest message.
+  std::uint64_t read_seq = 0;  ///< How far the user has read.
+  std::uint64_t unread = 0;    ///< Messages after read_seq that the peer sent.
+};
+
+struct ConversationList {
+  StoreError error = StoreError::none;
+  std::vector<Conversation> conversations;  ///< Newest activity first.
+};
+
 /// Told after each commit attempt, on the commit thread: how many messages
 /// the batch held, how long the commit took, and whether it succeeded.
 using CommitObserver =
@@ -61,6 +85,8 @@ class Store {
  public:
   using AppendHandler = boost::asio::any_completion_handler<void(AppendResult)>;
   using HistoryHandler = boost::asio::any_completion_handler<void(HistoryPage)>;
+  using ReadMarksHandler = boost::asio::any_completion_handler<void(ReadMarks)>;
+  using ConversationsHandler = boost::asio::any_completion_handler<void(ConversationList)>;
 
   virtual ~Store() = default;
 
@@ -71,6 +97,19 @@ class Store {
 
   /// Reads messages of a chat. Sees every message committed before the call.
   virtual void history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) = 0;
+
+  /// Records that `user` has read `chat` up to `seq` (a receipt lower than one
+  /// already stored changes nothing) and answers with both users' marks.
+  virtual void mark_read(chat::ChatKey chat, std::string user, std::uint64_t seq,
+                         ReadMarksHandler handler) = 0;
+
+  /// Both users' read marks of a chat.
+  virtual void read_marks(chat::ChatKey chat, ReadMarksHandler handler) = 0;
+
+  /// The chats of `user` that have messages, newest activity first, at most
+  /// `limit`, each with its last message and the user's unread count.
+  virtual void conversations(std::string user, std::size_t limit,
+                             ConversationsHandler handler) = 0;
 
   /// Whether the last database operation succeeded.
   virtual bool ready() const = 0;
@@ -88,6 +127,15 @@ auto async_history(Store& store, chat::ChatKey chat, HistoryQuery query, Complet
         store.history(std::move(key), q, Store::HistoryHandler(std::move(handler)));
       },
       token, std::move(chat), query);
+}
+
+template <typename CompletionToken>
+auto async_read_marks(Store& store, chat::ChatKey chat, CompletionToken&& token) {
+  return boost::asio::async_initiate<CompletionToken, void(ReadMarks)>(
+      [&store](auto handler, chat::ChatKey key) {
+        store.read_marks(std::move(key), Store::ReadMarksHandler(std::move(handler)));
+      },
+      token, std::move(chat));
 }
 
 template <typename CompletionToken>

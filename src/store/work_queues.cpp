@@ -58,19 +58,19 @@ void AppendQueue::stop() {
   ready_.notify_all();
 }
 
-void ReadQueue::push(Read read) {
+void ReadQueue::push(ReadJob job) {
   {
     std::lock_guard lock(mutex_);
-    reads_.push_back(std::move(read));
+    reads_.push_back(std::move(job));
   }
   ready_.notify_one();
 }
 
-std::optional<Read> ReadQueue::pop() {
+std::optional<ReadJob> ReadQueue::pop() {
   std::unique_lock lock(mutex_);
   ready_.wait(lock, [&] { return stopping_ || !reads_.empty(); });
   if (reads_.empty()) return std::nullopt;
-  std::optional<Read> read(std::move(reads_.front()));
+  std::optional<ReadJob> read(std::move(reads_.front()));
   reads_.pop_front();
   return read;
 }

@@ -4,6 +4,8 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <variant>
 #include <vector>
 
 #include "store/store.h"
@@ -22,6 +24,25 @@ struct Read {
   HistoryQuery query;
   Store::HistoryHandler handler;
 };
+
+/// A read receipt to record (`seq` 0: only read the marks), on a reader thread:
+/// a one-row upsert, too small to be worth the group commit's ordering.
+struct MarkRead {
+  chat::ChatKey chat;
+  std::string user;
+  std::uint64_t seq = 0;
+  Store::ReadMarksHandler handler;
+};
+
+/// A user's conversation list to read.
+struct ListConversations {
+  std::string user;
+  std::size_t limit = 0;
+  Store::ConversationsHandler handler;
+};
+
+/// What the reader threads do.
+using ReadJob = std::variant<Read, MarkRead, ListConversations>;
 
 /// The appends waiting for a store's next group commit, shared by the store
 /// implementations. Whatever is queued while the writer commits a batch is
@@ -56,18 +77,18 @@ class AppendQueue {
   bool stopping_ = false;
 };
 
-/// History reads waiting for a store's reader threads.
+/// Reads (and read receipts) waiting for a store's reader threads.
 class ReadQueue {
  public:
-  void push(Read read);
-  /// Reader thread: waits for a read; nullopt when stopped and empty.
-  std::optional<Read> pop();
+  void push(ReadJob job);
+  /// Reader thread: waits for a job; nullopt when stopped and empty.
+  std::optional<ReadJob> pop();
   void stop();
 
  private:
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<Read> reads_;
+  std::deque<ReadJob> reads_;
   bool stopping_ = false;
 };
 

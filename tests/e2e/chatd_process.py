@@ -170,6 +170,11 @@ class ChatdProcess:
         self._output_closed.wait(2)
         return self.returncode
 
+    def uses_asan(self) -> bool:
+        """Whether this chatd is an AddressSanitizer build (its RSS is then ASan's)."""
+        with open(f"/proc/{self.pid}/maps", encoding="ascii", errors="replace") as maps:
+            return "libasan" in maps.read()
+
     def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> int | None:
         """SIGTERM, then the exit code (None if it had to be killed)."""
         if self._process.poll() is not None:

@@ -15,6 +15,7 @@ import pytest
 
 from chat_client import (ChatClient, assert_message_frame, open_expect_close, parse_ts, seqs,
                          texts)
+from server_metrics import poll, scrape
 from tokens import SECRET, token_for
 from v2_client import SUBPROTOCOL, V2Client, send_many
 
@@ -94,7 +95,7 @@ async def test_hello_describes_the_chat_and_the_peer(chatd):
     assert alice.hello == {
         "type": "hello", "protocol": "chat.v2", "chat": alice.hello.get("chat"),
         "me": "alice", "peer": "bob", "peer_online": False, "peer_devices": 0,
-        "last_seq": 0}, alice.hello
+        "last_seq": 0, "my_read_seq": 0, "peer_read_seq": 0}, alice.hello
     chat_key = alice.hello["chat"]
     assert isinstance(chat_key, str) and "alice" in chat_key and "bob" in chat_key, chat_key
     assert alice.history == {"type": "history", "messages": [], "has_more": False}
@@ -670,6 +671,34 @@ async def test_read_is_relayed_to_the_peer(chatd):
     assert await alice.recv_frame("read") == {"type": "read", "user": "bob", "seq": 1}
 
 
+async def test_read_receipts_are_stored_only_move_forward_and_come_back_in_the_hello(chatd):
+    server = chatd()
+    alice = await connect(server, "alice", "bob", "alice")
+    bob = await connect(server, "bob", "alice", "bob")
+    await only_presence_before_pong(alice)
+    await send_many(bob, ids_for("b", 5))
+    for n in range(1, 6):
+        await alice.recv_message("bob", f"b message {n}")
+    await alice.send_frame("read", seq=4)
+    assert await bob.recv_frame("read") == {"type": "read", "user": "alice", "seq": 4}
+    # An older receipt (another device lagging) does not take the mark back.
+    await alice.send_frame("read", seq=2)
+    assert await bob.recv_frame("read") == {"type": "read", "user": "alice", "seq": 4}
+    # A receipt past what the connection was ever sent is capped there.
+    await alice.send_frame("read", seq=1000)
+    assert await bob.recv_frame("read") == {"type": "read", "user": "alice", "seq": 5}
+    await alice.close()
+    await bob.close()
+
+    # Restarted on the same data: the receipts were stored, not only relayed.
+    assert server.stop() == 0
+    again = chatd(sqlite_path=server.sqlite_path)
+    bob_again = await connect(again, "bob", "alice", "bob again")
+    assert (bob_again.hello["my_read_seq"], bob_again.hello["peer_read_seq"]) == (0, 5)
+    alice_again = await connect(again, "alice", "bob", "alice again")
+    assert (alice_again.hello["my_read_seq"], alice_again.hello["peer_read_seq"]) == (5, 0)
+
+
 # ---------------------------------------------------------------------- 11. errors
 
 ERROR_FRAMES = [
@@ -781,6 +810,9 @@ async def test_without_secret_key_me_is_the_first_user_of_the_path(chatd):
 async def test_v1_and_v2_clients_share_the_chat(chatd):
     server = chatd()
     v1 = await ChatClient.open(server, "alice", "bob", "alice v1")
+    # The 101 comes before the session joins the chat: wait until it has.
+    await poll(lambda: scrape(server), lambda m: m.value("chatd_sessions_opened_total") >= 1,
+               "alice's v1 session joined")
     bob = await connect(server, "bob", "alice", "bob v2")
     assert bob.hello["peer_devices"] == 1, "the v1 connection counts as alice's device"
 

@@ -21,21 +21,24 @@ from v2_client import V2Client
 
 SPEC = yaml.safe_load(Path(REPO_ROOT, "docs", "openapi.yaml").read_text())
 MESSAGES = "/api/chats/{user1}/{user2}/messages"
-_MESSAGES_PATH = re.compile(r"^/api/chats/[^/?]+/[^/?]+/messages(\?|$)")
+CONVERSATIONS = "/api/users/{user}/conversations"
+# Each documented path, as a pattern of request targets.
+_PATHS = {MESSAGES: re.compile(r"^/api/chats/[^/?]+/[^/?]+/messages(\?|$)"),
+          CONVERSATIONS: re.compile(r"^/api/users/[^/?]+/conversations(\?|$)")}
 
 
-def response_schema(method: str, status: int) -> dict[str, Any]:
-    """The JSON schema the OpenAPI document gives for this answer of the messages path."""
-    responses = SPEC["paths"][MESSAGES][method]["responses"]
-    assert str(status) in responses, f"{method.upper()} {MESSAGES} documents no {status}"
+def response_schema(method: str, status: int, path: str = MESSAGES) -> dict[str, Any]:
+    """The JSON schema the OpenAPI document gives for this answer of `path`."""
+    responses = SPEC["paths"][path][method]["responses"]
+    assert str(status) in responses, f"{method.upper()} {path} documents no {status}"
     response = responses[str(status)]
     if "$ref" in response:
         response = SPEC["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
     return response["content"]["application/json"]["schema"]
 
 
-def check_against_spec(method: str, status: int, body: Any) -> None:
-    schema = response_schema(method, status)
+def check_against_spec(method: str, status: int, body: Any, path: str = MESSAGES) -> None:
+    schema = response_schema(method, status, path)
     resolver = jsonschema.RefResolver.from_schema(SPEC)
     jsonschema.Draft202012Validator(schema, resolver=resolver).validate(body)
 
@@ -53,8 +56,9 @@ def call(server, method: str, path: str, body: Any = None, *,
     finally:
         connection.close()
     parsed = json.loads(data)
-    if _MESSAGES_PATH.match(path) and method in ("GET", "POST"):
-        check_against_spec(method.lower(), response.status, parsed)
+    for documented, pattern in _PATHS.items():
+        if pattern.match(path) and method.lower() in SPEC["paths"][documented]:
+            check_against_spec(method.lower(), response.status, parsed, documented)
     return response.status, parsed
 
 
@@ -206,6 +210,50 @@ async def test_with_secret_key_the_token_subject_is_the_caller(chatd):
                                                           f"token={token_for('alice')}"))
     assert status == 200
     assert [(m["sender"], m["text"]) for m in page["messages"]] == [("bob", "from bob")]
+
+
+async def test_conversations_newest_first_with_last_message_and_unread_count(chatd):
+    server = chatd()
+    for i in range(3):
+        await api(server, "POST", messages_path("bob", "alice"), {"client_id": f"b{i}",
+                                                                   "text": f"bob {i}"})
+    await api(server, "POST", messages_path("alice", "bob"), {"client_id": "a0", "text": "mine"})
+    await api(server, "POST", messages_path("carol", "alice"), {"client_id": "c0", "text": "hey"})
+    status, listing = await api(server, "GET", "/api/users/alice/conversations")
+    assert status == 200
+    got = [(c["peer"], c["last_message"]["text"], c["read_seq"], c["unread"])
+           for c in listing["conversations"]]
+    assert got == [("carol", "hey", 0, 1), ("bob", "mine", 0, 3)], got
+    assert listing["user"] == "alice"
+
+    # alice reads bob's messages up to seq 2 on a v2 connection: one of bob's stays unread.
+    alice = await V2Client.connect(server, "alice", "bob", "alice")
+    bob = await V2Client.connect(server, "bob", "alice", "bob")
+    await alice.send_frame("read", seq=2)
+    # The peer hears of a receipt once it is stored.
+    assert await bob.recv_frame("read") == {"type": "read", "user": "alice", "seq": 2}
+    _, listing = await api(server, "GET", "/api/users/alice/conversations?limit=1")
+    assert [(c["peer"], c["read_seq"], c["unread"]) for c in listing["conversations"]] == [
+        ("carol", 0, 1)], "limit 1: the newest only"
+    _, listing = await api(server, "GET", "/api/users/alice/conversations")
+    bob_chat = next(c for c in listing["conversations"] if c["peer"] == "bob")
+    assert (bob_chat["read_seq"], bob_chat["unread"]) == (2, 1)
+    _, nobody = await api(server, "GET", "/api/users/dave/conversations")
+    assert nobody == {"user": "dave", "conversations": []}
+    status, error = await api(server, "GET", "/api/users/alice/conversations?limit=x")
+    assert (status, error["code"]) == (400, "invalid_query")
+
+
+async def test_conversations_with_secret_key_are_the_subjects_own(chatd):
+    server = chatd("--secret-key", SECRET)
+    status, _ = await api(server, "GET", "/api/users/alice/conversations")
+    assert status == 401
+    status, error = await api(server, "GET", "/api/users/alice/conversations",
+                              headers={"Authorization": f"Bearer {token_for('bob')}"})
+    assert (status, error["code"]) == (403, "forbidden")
+    status, _ = await api(server, "GET", "/api/users/alice/conversations",
+                          headers={"Authorization": f"Bearer {token_for('alice')}"})
+    assert status == 200
 
 
 def test_the_spec_is_openapi_3_1_and_names_every_error_code_shape():

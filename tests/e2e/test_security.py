@@ -358,7 +358,10 @@ async def test_a_slow_reader_is_closed_1008_and_a_100k_flood_does_not_grow_memor
     # 1 GiB) chatd keeps the ~87,000 frames the slow reader never got and measured
     # +43 MB; a leak of the dropped queue would look the same. 16 MiB is three times
     # the first and well under the second.
-    assert growth < 16 * 1024, figures
+    # Under AddressSanitizer freed memory sits in its quarantine (hundreds of MB)
+    # and RSS says nothing about chatd's own bound; the other checks still hold.
+    if not server.uses_asan():
+        assert growth < 16 * 1024, figures
 
 
 # ---------------------------------------------------------------------- HTTP limits

@@ -158,12 +158,37 @@ void MongoStore::history(chat::ChatKey chat, HistoryQuery query, HistoryHandler 
   reads_.push(Read{std::move(chat), query, std::move(handler)});
 }
 
+void MongoStore::mark_read(chat::ChatKey chat, std::string user, std::uint64_t seq,
+                           ReadMarksHandler handler) {
+  reads_.push(MarkRead{std::move(chat), std::move(user), seq, std::move(handler)});
+}
+
+void MongoStore::read_marks(chat::ChatKey chat, ReadMarksHandler handler) {
+  reads_.push(MarkRead{std::move(chat), {}, 0, std::move(handler)});
+}
+
+void MongoStore::conversations(std::string user, std::size_t limit,
+                               ConversationsHandler handler) {
+  reads_.push(ListConversations{std::move(user), limit, std::move(handler)});
+}
+
 void MongoStore::reader_loop() {
   PooledClient client(connection_.pool());
-  while (std::optional<Read> read = reads_.pop()) {
-    HistoryPage page =
-        ready() ? read_page(client.get(), *read) : HistoryPage{StoreError::unavailable, {}, false};
-    util::post_result(std::move(read->handler), std::move(page));
+  while (std::optional<ReadJob> job = reads_.pop()) {
+    if (auto* read = std::get_if<Read>(&*job)) {
+      HistoryPage page = ready() ? read_page(client.get(), *read)
+                                 : HistoryPage{StoreError::unavailable, {}, false};
+      util::post_result(std::move(read->handler), std::move(page));
+    } else if (auto* mark = std::get_if<MarkRead>(&*job)) {
+      ReadMarks marks =
+          ready() ? write_read_mark(client.get(), *mark) : ReadMarks{StoreError::unavailable};
+      util::post_result(std::move(mark->handler), std::move(marks));
+    } else {
+      auto& list = std::get<ListConversations>(*job);
+      ConversationList result = ready() ? list_conversations(client.get(), list)
+                                        : ConversationList{StoreError::unavailable, {}};
+      util::post_result(std::move(list.handler), std::move(result));
+    }
   }
 }
 

@@ -54,6 +54,10 @@ class MongoStore final : public Store {
   // Store
   void append(chat::PendingMessage message, AppendHandler handler) override;
   void history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) override;
+  void mark_read(chat::ChatKey chat, std::string user, std::uint64_t seq,
+                 ReadMarksHandler handler) override;
+  void read_marks(chat::ChatKey chat, ReadMarksHandler handler) override;
+  void conversations(std::string user, std::size_t limit, ConversationsHandler handler) override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
   void drain() override;
 
@@ -65,6 +69,9 @@ class MongoStore final : public Store {
   void monitor_loop();
   void commit(BatchWriter& writer, std::vector<Append>& batch);
   HistoryPage read_page(mongoc_client_t* client, const Read& read);
+  // mongo_reads.cpp: read receipts and conversation lists.
+  ReadMarks write_read_mark(mongoc_client_t* client, const MarkRead& mark);
+  ConversationList list_conversations(mongoc_client_t* client, const ListConversations& list);
   /// An operation found the server unreachable: not ready until a ping works.
   void mark_unreachable();
 

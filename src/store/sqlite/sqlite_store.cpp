@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
   ON messages (chat_id, sender, client_id) WHERE client_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS reads (
+  chat_key TEXT NOT NULL,
+  user     TEXT NOT NULL,
+  seq      INTEGER NOT NULL,
+  PRIMARY KEY (chat_key, user)
+) WITHOUT ROWID;
 )sql";
 
 constexpr std::string_view kMessageColumns = "seq, id, sender, text, ts_ms, client_id";
@@ -96,7 +102,7 @@ struct SqliteStore::WriterStatements {
 };
 
 struct SqliteStore::ReaderStatements {
-  Statement newest, oldest;
+  Statement newest, oldest, upsert_read, select_reads, select_chats, select_message, count_unread;
 
   explicit ReaderStatements(sqlite3* db)
       : newest(prepare_or_throw(
@@ -106,7 +112,21 @@ struct SqliteStore::ReaderStatements {
         oldest(prepare_or_throw(
             db, "SELECT " + std::string(kMessageColumns) +
                     " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
-                    " AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?")) {}
+                    " AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?")),
+        // A receipt only moves forward.
+        upsert_read(prepare_or_throw(
+            db, "INSERT INTO reads (chat_key, user, seq) VALUES (?1, ?2, ?3)"
+                " ON CONFLICT (chat_key, user) DO UPDATE SET seq = max(seq, excluded.seq)")),
+        select_reads(prepare_or_throw(db, "SELECT user, seq FROM reads WHERE chat_key = ?")),
+        select_chats(prepare_or_throw(
+            db, "SELECT id, chat_key, last_seq, (SELECT seq FROM reads"
+                " WHERE reads.chat_key = chats.chat_key AND reads.user = ?1) FROM chats"
+                " WHERE (user_a = ?1 OR user_b = ?1) AND last_seq > 0"
+                " ORDER BY last_activity_ms DESC LIMIT ?2")),
+        select_message(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
+                                                " FROM messages WHERE chat_id = ? AND seq = ?")),
+        count_unread(prepare_or_throw(
+            db, "SELECT count(*) FROM messages WHERE chat_id = ? AND seq > ? AND sender <> ?")) {}
 };
 
 SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener, CommitObserver observer)
@@ -332,12 +352,121 @@ void SqliteStore::history(chat::ChatKey chat, HistoryQuery query, HistoryHandler
   reads_.push(Read{std::move(chat), query, std::move(handler)});
 }
 
+void SqliteStore::mark_read(chat::ChatKey chat, std::string user, std::uint64_t seq,
+                            ReadMarksHandler handler) {
+  reads_.push(MarkRead{std::move(chat), std::move(user), seq, std::move(handler)});
+}
+
+void SqliteStore::read_marks(chat::ChatKey chat, ReadMarksHandler handler) {
+  reads_.push(MarkRead{std::move(chat), {}, 0, std::move(handler)});
+}
+
+void SqliteStore::conversations(std::string user, std::size_t limit,
+                                ConversationsHandler handler) {
+  reads_.push(ListConversations{std::move(user), limit, std::move(handler)});
+}
+
 void SqliteStore::reader_loop(std::size_t index) {
   ReaderStatements statements(reader_dbs_[index].get());
-  while (std::optional<Read> read = reads_.pop()) {
-    HistoryPage page = read_page(*read, statements);
-    util::post_result(std::move(read->handler), std::move(page));
+  while (std::optional<ReadJob> job = reads_.pop()) {
+    if (auto* read = std::get_if<Read>(&*job)) {
+      util::post_result(std::move(read->handler), read_page(*read, statements));
+    } else if (auto* mark = std::get_if<MarkRead>(&*job)) {
+      util::post_result(std::move(mark->handler), write_read_mark(*mark, statements));
+    } else {
+      auto& list = std::get<ListConversations>(*job);
+      util::post_result(std::move(list.handler), list_conversations(list, statements));
+    }
   }
+}
+
+// A receipt is one autocommitted row, written from a reader connection: the
+// group-commit writer waits at most that long for it (busy timeout).
+ReadMarks SqliteStore::write_read_mark(const MarkRead& mark, ReaderStatements& statements) {
+  sqlite3* db = sqlite3_db_handle(statements.select_reads.get());
+  if (mark.seq != 0) {
+    sqlite3_stmt* upsert = statements.upsert_read.get();
+    StatementReset reset(upsert);
+    bind_text(upsert, 1, mark.chat.str());
+    bind_text(upsert, 2, mark.user);
+    sqlite3_bind_int64(upsert, 3, static_cast<sqlite3_int64>(mark.seq));
+    if (sqlite3_step(upsert) != SQLITE_DONE) {
+      spdlog::error("sqlite: cannot store a read receipt in chat {}: {}", mark.chat.str(),
+                    sqlite3_errmsg(db));
+      return ReadMarks{StoreError::unavailable};
+    }
+  }
+  ReadMarks marks;
+  sqlite3_stmt* select = statements.select_reads.get();
+  StatementReset reset(select);
+  bind_text(select, 1, mark.chat.str());
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+    const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(select, 1));
+    (column_text(select, 0) == mark.chat.first() ? marks.first : marks.second) = seq;
+  }
+  if (rc != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot read the receipts of chat {}: {}", mark.chat.str(),
+                  sqlite3_errmsg(db));
+    return ReadMarks{StoreError::unavailable};
+  }
+  return marks;
+}
+
+ConversationList SqliteStore::list_conversations(const ListConversations& list,
+                                                 ReaderStatements& statements) {
+  sqlite3* db = sqlite3_db_handle(statements.select_chats.get());
+  const auto failed = [&] {
+    spdlog::error("sqlite: cannot list the conversations of {}: {}", list.user,
+                  sqlite3_errmsg(db));
+    return ConversationList{StoreError::unavailable, {}};
+  };
+  struct Row {
+    sqlite3_int64 id;
+    chat::ChatKey chat;
+    std::uint64_t last_seq;
+    std::uint64_t read_seq;
+  };
+  std::vector<Row> rows;
+  {
+    sqlite3_stmt* select = statements.select_chats.get();
+    StatementReset reset(select);
+    bind_text(select, 1, list.user);
+    sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(list.limit));
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+      auto chat = chat::ChatKey::parse(column_text(select, 1));
+      if (!chat) continue;
+      rows.push_back(Row{sqlite3_column_int64(select, 0), std::move(*chat),
+                         static_cast<std::uint64_t>(sqlite3_column_int64(select, 2)),
+                         static_cast<std::uint64_t>(sqlite3_column_int64(select, 3))});
+    }
+    if (rc != SQLITE_DONE) return failed();
+  }
+  ConversationList result;
+  for (auto& row : rows) {
+    Conversation conversation{row.chat, nullptr, row.read_seq, 0};
+    {
+      sqlite3_stmt* select = statements.select_message.get();
+      StatementReset reset(select);
+      sqlite3_bind_int64(select, 1, row.id);
+      sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(row.last_seq));
+      const int rc = sqlite3_step(select);
+      if (rc != SQLITE_ROW) return failed();
+      conversation.last = read_message(select, row.chat);
+    }
+    {
+      sqlite3_stmt* count = statements.count_unread.get();
+      StatementReset reset(count);
+      sqlite3_bind_int64(count, 1, row.id);
+      sqlite3_bind_int64(count, 2, static_cast<sqlite3_int64>(row.read_seq));
+      bind_text(count, 3, list.user);
+      if (sqlite3_step(count) != SQLITE_ROW) return failed();
+      conversation.unread = static_cast<std::uint64_t>(sqlite3_column_int64(count, 0));
+    }
+    result.conversations.push_back(std::move(conversation));
+  }
+  return result;
 }
 
 HistoryPage SqliteStore::read_page(const Read& read, ReaderStatements& statements) {

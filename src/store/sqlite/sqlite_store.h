@@ -49,6 +49,10 @@ class SqliteStore final : public Store {
   // Store
   void append(chat::PendingMessage message, AppendHandler handler) override;
   void history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) override;
+  void mark_read(chat::ChatKey chat, std::string user, std::uint64_t seq,
+                 ReadMarksHandler handler) override;
+  void read_marks(chat::ChatKey chat, ReadMarksHandler handler) override;
+  void conversations(std::string user, std::size_t limit, ConversationsHandler handler) override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
   void drain() override;
 
@@ -67,6 +71,9 @@ class SqliteStore final : public Store {
                    std::vector<AppendResult>& results);
   ChatState* chat_state(const chat::ChatKey& chat, WriterStatements& statements);
   HistoryPage read_page(const Read& read, ReaderStatements& statements);
+  ReadMarks write_read_mark(const MarkRead& mark, ReaderStatements& statements);
+  ConversationList list_conversations(const ListConversations& list,
+                                      ReaderStatements& statements);
 
   SqliteOptions options_;
   CommitListener listener_;

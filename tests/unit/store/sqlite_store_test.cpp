@@ -214,6 +214,34 @@ class SqliteStoreTest : public ::testing::Test {
     return future.get();
   }
 
+  /// Runs one of the store's calls that answer with a T, and waits for it.
+  template <typename T, typename Call>
+  T wait(Call call) {
+    auto promise = std::make_shared<std::promise<T>>();
+    auto future = promise->get_future();
+    call(asio::bind_executor(io_, [promise](T value) { promise->set_value(std::move(value)); }));
+    if (future.wait_for(kTimeout) != std::future_status::ready) {
+      ADD_FAILURE() << "the store did not answer";
+      T failed;
+      failed.error = StoreError::unavailable;
+      return failed;
+    }
+    return future.get();
+  }
+
+  ReadMarks mark_read(Store& store, const ChatKey& chat, const std::string& user,
+                      std::uint64_t seq) {
+    return wait<ReadMarks>([&](auto handler) {
+      store.mark_read(chat, user, seq, Store::ReadMarksHandler(std::move(handler)));
+    });
+  }
+
+  ConversationList conversations(Store& store, const std::string& user, std::size_t limit) {
+    return wait<ConversationList>([&](auto handler) {
+      store.conversations(user, limit, Store::ConversationsHandler(std::move(handler)));
+    });
+  }
+
   HistoryPage newest(Store& store, const ChatKey& chat, std::size_t limit,
                      std::uint64_t before_seq = 0) {
     HistoryQuery query;
@@ -768,6 +796,53 @@ TEST_F(SqliteStoreTest, ChatsThatTheOldServiceConfusedStayApart) {
   EXPECT_EQ(first.messages[0]->text, "for c");
   EXPECT_EQ(second.messages[0]->text, "for b_c");
   EXPECT_EQ(second.messages[0]->seq, 1u);
+}
+
+
+TEST_F(SqliteStoreTest, ReadMarksOnlyMoveForwardAndSurviveARestart) {
+  {
+    SqliteStore store(options(), {});
+    for (int i = 0; i < 5; ++i) append(store, kAliceBob, "bob", "m" + std::to_string(i));
+    ReadMarks marks = mark_read(store, kAliceBob, "alice", 3);
+    ASSERT_EQ(marks.error, StoreError::none);
+    EXPECT_EQ(marks.of(kAliceBob, "alice"), 3u);
+    EXPECT_EQ(marks.of(kAliceBob, "bob"), 0u);
+    marks = mark_read(store, kAliceBob, "alice", 2);  // a lagging device
+    EXPECT_EQ(marks.of(kAliceBob, "alice"), 3u);
+    marks = mark_read(store, kAliceBob, "bob", 5);
+    EXPECT_EQ(marks.of(kAliceBob, "alice"), 3u);
+    EXPECT_EQ(marks.of(kAliceBob, "bob"), 5u);
+  }
+  SqliteStore again(options(), {});
+  const ReadMarks marks = wait<ReadMarks>([&](auto handler) {
+    again.read_marks(kAliceBob, Store::ReadMarksHandler(std::move(handler)));
+  });
+  EXPECT_EQ(marks.of(kAliceBob, "alice"), 3u);
+  EXPECT_EQ(marks.of(kAliceBob, "bob"), 5u);
+}
+
+TEST_F(SqliteStoreTest, ConversationsAreNewestFirstWithUnreadCounts) {
+  SqliteStore store(options(), {});
+  append(store, kAliceBob, "bob", "b1");
+  append(store, kAliceBob, "bob", "b2");
+  append(store, kAliceBob, "alice", "a1");
+  append(store, kAliceCarol, "carol", "c1");
+  mark_read(store, kAliceBob, "alice", 1);
+
+  ConversationList list = conversations(store, "alice", 10);
+  ASSERT_EQ(list.error, StoreError::none);
+  ASSERT_EQ(list.conversations.size(), 2u);
+  EXPECT_EQ(list.conversations[0].chat, kAliceCarol);  // the newest activity
+  EXPECT_EQ(list.conversations[0].last->text, "c1");
+  EXPECT_EQ(list.conversations[0].unread, 1u);
+  EXPECT_EQ(list.conversations[1].chat, kAliceBob);
+  EXPECT_EQ(list.conversations[1].last->text, "a1");
+  EXPECT_EQ(list.conversations[1].read_seq, 1u);
+  EXPECT_EQ(list.conversations[1].unread, 1u) << "b2 only: b1 is read, a1 is alice's own";
+
+  EXPECT_EQ(conversations(store, "alice", 1).conversations.size(), 1u);
+  EXPECT_EQ(conversations(store, "bob", 10).conversations.at(0).unread, 1u);  // a1
+  EXPECT_TRUE(conversations(store, "dave", 10).conversations.empty());
 }
 
 }  // namespace

@@ -1,0 +1,147 @@
+// Read receipts and conversation lists of the MongoDB store, on its reader threads.
+//
+//   reads: {_id: {chat: "5:alice:bob", user: "alice"}, seq}   one per user and chat
+//
+// A receipt is an upsert with $max, so it only moves forward however many
+// instances write it; the conversation list reads `chats` by participant
+// (the participants + last_activity index) and, for each, its last message and
+// the user's unread count.
+
+#include <bson/bson.h>
+#include <spdlog/spdlog.h>
+
+#include "store/mongo/bson_mapping.h"
+#include "store/mongo/mongo_store.h"
+
+namespace chatd::store::mongo {
+
+namespace {
+
+constexpr const char* kReads = "reads";
+
+/// An owned bson_t* from BCON_NEW. (Not a unique_ptr: bson_t's alignment
+/// attribute is dropped on a template argument, which GCC warns about.)
+class BsonPtr {
+ public:
+  explicit BsonPtr(bson_t* document) : document_(document) {}
+  ~BsonPtr() { bson_destroy(document_); }
+  BsonPtr(const BsonPtr&) = delete;
+  BsonPtr& operator=(const BsonPtr&) = delete;
+  bson_t* get() const { return document_; }
+
+ private:
+  bson_t* document_;
+};
+
+std::optional<std::int64_t> int_of(const bson_t* document, const char* key) {
+  bson_iter_t iter;
+  if (!bson_iter_init_find(&iter, document, key)) return std::nullopt;
+  if (BSON_ITER_HOLDS_INT64(&iter)) return bson_iter_int64(&iter);
+  if (BSON_ITER_HOLDS_INT32(&iter)) return bson_iter_int32(&iter);
+  if (BSON_ITER_HOLDS_DOUBLE(&iter)) return static_cast<std::int64_t>(bson_iter_double(&iter));
+  return std::nullopt;
+}
+
+}  // namespace
+
+ReadMarks MongoStore::write_read_mark(mongoc_client_t* client, const MarkRead& mark) {
+  const Collection reads(mongoc_client_get_collection(client, connection_.database().c_str(), kReads));
+  const std::string& key = mark.chat.str();
+  bson_error_t error;
+  if (mark.seq != 0) {
+    BsonPtr selector(BCON_NEW("_id", "{", "chat", BCON_UTF8(key.c_str()), "user",
+                              BCON_UTF8(mark.user.c_str()), "}"));
+    BsonPtr update(BCON_NEW("$max", "{", "seq", BCON_INT64(static_cast<std::int64_t>(mark.seq)),
+                            "}"));
+    BsonPtr options(BCON_NEW("upsert", BCON_BOOL(true)));
+    if (!mongoc_collection_update_one(reads.get(), selector.get(), update.get(), options.get(),
+                                      nullptr, &error)) {
+      spdlog::error("mongo: cannot store a read receipt in chat {}: {}", key, message_of(error));
+      if (is_connection_error(error)) mark_unreachable();
+      return ReadMarks{StoreError::unavailable};
+    }
+  }
+  BsonPtr filter(BCON_NEW("_id.chat", BCON_UTF8(key.c_str())));
+  Cursor cursor(mongoc_collection_find_with_opts(reads.get(), filter.get(), nullptr, nullptr));
+  ReadMarks marks;
+  const bson_t* document = nullptr;
+  while (mongoc_cursor_next(cursor.get(), &document)) {
+    bson_iter_t iter, id;
+    if (!bson_iter_init_find(&iter, document, "_id") || !BSON_ITER_HOLDS_DOCUMENT(&iter) ||
+        !bson_iter_recurse(&iter, &id) || !bson_iter_find(&id, "user") ||
+        !BSON_ITER_HOLDS_UTF8(&id)) {
+      continue;
+    }
+    const std::string_view user = bson_iter_utf8(&id, nullptr);
+    const auto seq = int_of(document, "seq").value_or(0);
+    (user == mark.chat.first() ? marks.first : marks.second) =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(seq, 0));
+  }
+  if (mongoc_cursor_error(cursor.get(), &error)) {
+    spdlog::error("mongo: cannot read the receipts of chat {}: {}", key, message_of(error));
+    if (is_connection_error(error)) mark_unreachable();
+    return ReadMarks{StoreError::unavailable};
+  }
+  return marks;
+}
+
+ConversationList MongoStore::list_conversations(mongoc_client_t* client,
+                                                const ListConversations& list) {
+  const std::string& db = connection_.database();
+  const Collection chats(mongoc_client_get_collection(client, db.c_str(), kChats));
+  const Collection messages(mongoc_client_get_collection(client, db.c_str(), kMessages));
+  bson_error_t error;
+  const auto failed = [&] {
+    spdlog::error("mongo: cannot list the conversations of {}: {}", list.user, message_of(error));
+    if (is_connection_error(error)) mark_unreachable();
+    return ConversationList{StoreError::unavailable, {}};
+  };
+  BsonPtr filter(BCON_NEW("participants", BCON_UTF8(list.user.c_str()), "last_seq", "{", "$gt",
+                          BCON_INT64(0), "}"));
+  BsonPtr options(BCON_NEW("sort", "{", "last_activity", BCON_INT32(-1), "}", "limit",
+                           BCON_INT64(static_cast<std::int64_t>(list.limit))));
+  struct Row {
+    chat::ChatKey chat;
+    std::uint64_t last_seq;
+  };
+  std::vector<Row> rows;
+  {
+    Cursor cursor(mongoc_collection_find_with_opts(chats.get(), filter.get(), options.get(), nullptr));
+    const bson_t* document = nullptr;
+    while (mongoc_cursor_next(cursor.get(), &document)) {
+      const auto key = utf8_field(document, "_id");
+      auto chat = key ? chat::ChatKey::parse(*key) : std::nullopt;
+      if (chat) rows.push_back(Row{std::move(*chat), last_seq_of(document)});
+    }
+    if (mongoc_cursor_error(cursor.get(), &error)) return failed();
+  }
+  ConversationList result;
+  for (auto& row : rows) {
+    const MarkRead no_receipt{row.chat, {}, 0, {}};
+    const ReadMarks marks = write_read_mark(client, no_receipt);
+    if (marks.error != StoreError::none) return ConversationList{marks.error, {}};
+    Conversation conversation{row.chat, nullptr, marks.of(row.chat, list.user), 0};
+    {
+      BsonPtr last(BCON_NEW("chat", BCON_UTF8(row.chat.str().c_str()), "seq",
+                            BCON_INT64(static_cast<std::int64_t>(row.last_seq))));
+      Cursor cursor(mongoc_collection_find_with_opts(messages.get(), last.get(), nullptr, nullptr));
+      const bson_t* document = nullptr;
+      if (mongoc_cursor_next(cursor.get(), &document)) {
+        conversation.last = message_from_document(document);
+      }
+      if (mongoc_cursor_error(cursor.get(), &error)) return failed();
+    }
+    if (!conversation.last) continue;  // its last message is not visible yet
+    BsonPtr unread(BCON_NEW("chat", BCON_UTF8(row.chat.str().c_str()), "seq", "{", "$gt",
+                            BCON_INT64(static_cast<std::int64_t>(conversation.read_seq)), "}",
+                            "sender", "{", "$ne", BCON_UTF8(list.user.c_str()), "}"));
+    const std::int64_t count = mongoc_collection_count_documents(messages.get(), unread.get(),
+                                                                 nullptr, nullptr, nullptr, &error);
+    if (count < 0) return failed();
+    conversation.unread = static_cast<std::uint64_t>(count);
+    result.conversations.push_back(std::move(conversation));
+  }
+  return result;
+}
+
+}  // namespace chatd::store::mongo
