@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.client
 import re
+import time
 import json
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,13 @@ def call(server, method: str, path: str, body: Any = None, *,
 
 async def api(server, method: str, path: str, body: Any = None, **kwargs: Any):
     return await in_thread(functools.partial(call, server, method, path, body, **kwargs))
+
+
+def next_millisecond() -> None:
+    """Returns once the wall clock has moved past the current millisecond."""
+    now = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 <= now:
+        pass
 
 
 def messages_path(user1: str, user2: str, query: str = "") -> str:
@@ -218,6 +226,7 @@ async def test_conversations_newest_first_with_last_message_and_unread_count(cha
         await api(server, "POST", messages_path("bob", "alice"), {"client_id": f"b{i}",
                                                                    "text": f"bob {i}"})
     await api(server, "POST", messages_path("alice", "bob"), {"client_id": "a0", "text": "mine"})
+    next_millisecond()  # activity is kept in ms: carol's chat is the later one
     await api(server, "POST", messages_path("carol", "alice"), {"client_id": "c0", "text": "hey"})
     status, listing = await api(server, "GET", "/api/users/alice/conversations")
     assert status == 200

@@ -98,7 +98,9 @@ ConversationList MongoStore::list_conversations(mongoc_client_t* client,
   };
   BsonPtr filter(BCON_NEW("participants", BCON_UTF8(list.user.c_str()), "last_seq", "{", "$gt",
                           BCON_INT64(0), "}"));
-  BsonPtr options(BCON_NEW("sort", "{", "last_activity", BCON_INT32(-1), "}", "limit",
+  // Ties (the same millisecond) are broken by the chat key, so pages are stable.
+  BsonPtr options(BCON_NEW("sort", "{", "last_activity", BCON_INT32(-1), "_id", BCON_INT32(1), "}",
+                           "limit",
                            BCON_INT64(static_cast<std::int64_t>(list.limit))));
   struct Row {
     chat::ChatKey chat;

@@ -122,7 +122,7 @@ struct SqliteStore::ReaderStatements {
             db, "SELECT id, chat_key, last_seq, (SELECT seq FROM reads"
                 " WHERE reads.chat_key = chats.chat_key AND reads.user = ?1) FROM chats"
                 " WHERE (user_a = ?1 OR user_b = ?1) AND last_seq > 0"
-                " ORDER BY last_activity_ms DESC LIMIT ?2")),
+                " ORDER BY last_activity_ms DESC, id DESC LIMIT ?2")),
         select_message(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
                                                 " FROM messages WHERE chat_id = ? AND seq = ?")),
         count_unread(prepare_or_throw(

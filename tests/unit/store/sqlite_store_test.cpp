@@ -826,6 +826,8 @@ TEST_F(SqliteStoreTest, ConversationsAreNewestFirstWithUnreadCounts) {
   append(store, kAliceBob, "bob", "b1");
   append(store, kAliceBob, "bob", "b2");
   append(store, kAliceBob, "alice", "a1");
+  // Activity is kept in milliseconds: let the clock move on, so carol's is later.
+  for (const auto a1 = chat::now_ms(); chat::now_ms() <= a1;) std::this_thread::yield();
   append(store, kAliceCarol, "carol", "c1");
   mark_read(store, kAliceBob, "alice", 1);
 
