@@ -30,6 +30,7 @@ namespace chatd::store::mongo {
 
 inline constexpr const char* kMessages = "messages";
 inline constexpr const char* kChats = "chats";
+inline constexpr const char* kReads = "reads";
 
 void append_utf8(bson_t* document, const char* key, std::string_view value);
 /// The string at `key`, or nullopt when absent or not a string.

@@ -197,6 +197,12 @@ bool create_indexes(mongoc_client_t* client, const std::string& database, bool& 
   bson_append_utf8(by_user.get(), "name", -1, "participants_last_activity", -1);
   if (!create_index(db.get(), kChats, by_user.get(), error)) return false;
 
+  // Read receipts are found by chat (both users' marks at once).
+  Bson reads_by_chat;
+  append_key(reads_by_chat.get(), {{"_id.chat", 1}});
+  bson_append_utf8(reads_by_chat.get(), "name", -1, "reads_chat", -1);
+  if (!create_index(db.get(), kReads, reads_by_chat.get(), error)) return false;
+
   // Only messages that carry a client id take part; v1 messages have none.
   Bson by_client_id;
   append_key(by_client_id.get(), {{"chat", 1}, {"sender", 1}, {"client_id", 1}});

@@ -17,8 +17,6 @@ namespace chatd::store::mongo {
 
 namespace {
 
-constexpr const char* kReads = "reads";
-
 /// An owned bson_t* from BCON_NEW. (Not a unique_ptr: bson_t's alignment
 /// attribute is dropped on a template argument, which GCC warns about.)
 class BsonPtr {
