@@ -13,6 +13,7 @@
 #include "chat/frames_v2.h"
 #include "chat/username.h"
 #include "metrics/chatd_metrics.h"
+#include "net/http_session.h"
 #include "store/store.h"
 #include "users/user_directory.h"
 
@@ -21,9 +22,6 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 namespace json = boost::json;
 namespace urls = boost::urls;
-
-http::response<http::string_body> json_response(http::status status, std::string body,
-                                                unsigned version, bool keep_alive);
 
 namespace {
 
