@@ -85,16 +85,22 @@ async def test_two_instances_writing_one_chat_keep_one_gap_free_order(chatd, fer
     west = start_chatd(chatd, ferretdb, database, "--history-limit", "1000")
     per_instance = 40
 
-    async def write_through(server, name: str) -> list[dict]:
-        sender = await ChatClient.open(server, "alice", "bob", f"alice@{name}")
-        receiver = await ChatClient.open(server, "alice", "bob", f"bob@{name}")
+    # Every client connects before anything is sent, so no history frame
+    # from the other instance precedes the live ones.
+    clients = {}
+    for name, server in (("east", east), ("west", west)):
+        clients[name] = (await ChatClient.open(server, "alice", "bob", f"alice@{name}"),
+                         await ChatClient.open(server, "alice", "bob", f"bob@{name}"))
+
+    async def write_through(name: str) -> list[dict]:
+        sender, receiver = clients[name]
         for n in range(per_instance):  # no waiting between sends: batches interleave
             await sender.send_message("alice", f"{name} {n}")
         # The receiver on the same instance sees each one once it is committed.
         return await receiver.recv_messages(per_instance, timeout=20)
 
-    east_frames, west_frames = await asyncio.gather(write_through(east, "east"),
-                                                    write_through(west, "west"))
+    east_frames, west_frames = await asyncio.gather(write_through("east"),
+                                                    write_through("west"))
     assert texts(east_frames) == [f"east {n}" for n in range(per_instance)]
     assert texts(west_frames) == [f"west {n}" for n in range(per_instance)]
 
