@@ -13,6 +13,7 @@
 #include "chat/hub.h"
 #include "net/chat_path.h"
 #include "net/rest_api.h"
+#include "net/web_assets.h"
 #include "net/websocket_session.h"
 #include "store/store.h"
 
@@ -164,6 +165,9 @@ HttpSession::Response HttpSession::route(const Request& request) const {
     return json_response(ready ? http::status::ok : http::status::service_unavailable,
                          boost::json::serialize(body), version, keep_alive);
   }
+  if (const auto asset = find_web_asset(path)) {
+    return web_response(*asset, version, keep_alive);
+  }
   if (is_chat_target(target)) {
     return json_response(http::status::upgrade_required,
                          error_body("websocket_required", "this endpoint takes WebSocket upgrades"),
@@ -171,6 +175,26 @@ HttpSession::Response HttpSession::route(const Request& request) const {
   }
   return json_response(http::status::not_found, error_body("not_found", "no such endpoint"),
                        version, keep_alive);
+}
+
+HttpSession::Response HttpSession::web_response(const WebAsset& asset, unsigned version,
+                                                bool keep_alive) {
+  Response response(http::status::ok, version);
+  response.set(http::field::server, "chatd/" CHATD_VERSION);
+  response.set(http::field::content_type, web_content_type(asset.path));
+  // The page is part of the binary: revalidating costs one small request, and an
+  // upgraded chatd is never served with an old page.
+  response.set(http::field::cache_control, "no-cache");
+  // Only the page's own files, and WebSockets to the same host; no inline script.
+  response.set("Content-Security-Policy",
+               "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+  response.set("X-Content-Type-Options", "nosniff");
+  response.set("Referrer-Policy", "no-referrer");
+  response.keep_alive(keep_alive);
+  response.body() = asset.body;
+  response.prepare_payload();
+  return response;
 }
 
 bool HttpSession::origin_allowed(const Request& request) const {

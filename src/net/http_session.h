@@ -8,12 +8,13 @@
 #include <memory>
 
 #include "net/services.h"
+#include "net/web_assets.h"
 
 namespace chatd::net {
 
 /// Reads one HTTP request at a time from a new connection: WebSocket
 /// upgrades on /ws/ go to a WebSocketSession, the rest are answered here
-/// (health checks now; metrics, the REST API and the page build on this).
+/// (health, readiness, metrics, the REST API and the browser page).
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(boost::asio::ip::tcp::socket socket, Services services);
@@ -29,6 +30,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_read(boost::beast::error_code error, Parser& parser);
   void on_request(Request request);
   Response route(const Request& request) const;
+  static Response web_response(const WebAsset& asset, unsigned version, bool keep_alive);
   bool origin_allowed(const Request& request) const;
   void write(Response response);
 
