@@ -5,6 +5,7 @@
   at teardown, asserting exit code 0.
 * `user_search`: the user-search stand-in (user_search_stub.py), started on port 0.
 * `ferretdb`: a MongoDB-compatible server for the MONGO_URI tests (ferretdb.py).
+* `redis`, `redis_servers`: real redis-servers for the scale-out tests (redis_server.py).
 * `CHATD_E2E_STORE=sqlite|mongodb` (default sqlite) picks the store of every chatd the
   factory starts: `--sqlite-path` in the test's temporary directory, or `--mongo-uri` on
   one session-wide FerretDB (or MONGO_TEST_URI), with a database derived from that same
@@ -39,6 +40,7 @@ from chat_client import close_all_clients
 from chatd_process import E2E_STORE, STORES, ChatdProcess, chatd_binary, clean_environment
 from ferretdb import ferretdb  # noqa: F401  (the `ferretdb` fixture: a MongoDB-compatible server)
 from ferretdb import session_mongo  # noqa: F401  (the store under CHATD_E2E_STORE=mongodb)
+from redis_server import redis, redis_servers  # noqa: F401  (redis-server for scale-out tests)
 from user_search_stub import UserSearchStub
 
 DEFAULT_TEST_TIMEOUT_S = 30.0
@@ -274,6 +276,8 @@ def _failure_logs(item: pytest.Item) -> list[tuple[str, str]]:
     mongo = getattr(item, "_ferretdb", None)
     if mongo is not None:
         sections.append((f"{mongo.label} log", mongo.log_text()))
+    for redis_server in getattr(item, "_redis_servers", []):
+        sections.append((f"{redis_server.label} log", redis_server.log_text()))
     return sections
 
 
