@@ -1,0 +1,645 @@
+"""Horizontal scale-out through Redis (REDIS_URL): three real chatd processes on one
+MongoDB store (FerretDB, or MONGO_TEST_URI) and one real redis-server.
+
+What is checked, per the scale-out contract:
+
+* every committed message of a chat reaches every connection on every instance, once,
+  in the chat's seq order, whichever instance stored it (v1 and v2 clients);
+* concurrent writers on all instances: every receiver sees 1..N with no gap and no
+  duplicate, and the history read on any instance is the same;
+* typing, presence (hello and events count connections on all instances) and read
+  receipts cross instances;
+* Redis SIGKILLed and restarted on the same port: local delivery goes on meanwhile, and
+  after reconnecting each instance re-reads from the store what its connections missed;
+* an instance SIGKILLed: its v2 clients resume on another instance from their last seq,
+  and its user goes offline for the peer once the presence TTL runs out;
+* REDIS_URL needs MONGO_URI (exit 2); a Redis that is not there at start is waited for.
+
+These run in the CHATD_E2E_STORE=mongodb pass only: scale-out needs the shared MongoDB
+store, and chatd refuses REDIS_URL without it. Each test starts its own FerretDB (the
+`ferretdb` fixture) with a database of its own, and its own redis-server (`redis`,
+redis_server.py). Fixtures are listed chatd last so that the chatd instances are stopped
+(SIGTERM, exit 0 expected) before Redis and FerretDB go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+import figures
+from chat_client import RECV_TIMEOUT_S, ChatClient, in_thread
+from chatd_process import E2E_STORE
+from ferretdb import free_port, unique_database, wait_readyz
+from server_metrics import http_get, poll, scrape
+from v2_client import V2Client, send_many
+
+pytestmark = pytest.mark.skipif(
+    E2E_STORE != "mongodb",
+    reason="scale-out needs the shared MongoDB store: run by the CHATD_E2E_STORE=mongodb pass")
+
+NAMES = "ABC"
+REDIS_CONNECT_TIMEOUT_S = 15.0  # reconnect backoff tops out at 5 s
+PRESENCE_TTL_S = 3
+# Offline "within about the TTL + a third" (the refresh period); the rest is slack for a
+# loaded test machine.
+PRESENCE_EXPIRY_TIMEOUT_S = PRESENCE_TTL_S + PRESENCE_TTL_S / 3 + 3.0
+
+
+# ---------------------------------------------------------------------- instances
+
+def start_instance(chatd, ferretdb, database: str, redis_url: str, *args: str):
+    """One chatd on the shared database with REDIS_URL; returns once the store is ready
+    (/readyz 200: Redis being down does not make it unready)."""
+    server = chatd("--redis-url", redis_url, *args, env={"MONGO_URI": ferretdb.uri(database)})
+    wait_readyz(server, 200)
+    return server
+
+
+async def start_cluster(chatd, ferretdb, redis, *args: str, count: int = 3) -> list:
+    database = unique_database("chatd_scaleout")
+    servers = [start_instance(chatd, ferretdb, database, redis.url, *args)
+               for _ in range(count)]
+    for name, server in zip(NAMES, servers):
+        server.name = name
+    await asyncio.gather(*(wait_redis_connected(server, 1) for server in servers))
+    return servers
+
+
+def metric(server, name: str) -> float | None:
+    metrics = scrape(server)
+    return metrics.value(name) if metrics.has(name) else None
+
+
+async def wait_metric(server, name: str, predicate, what: str, timeout: float = 10.0) -> float:
+    return await poll(lambda: metric(server, name),
+                      lambda value: value is not None and predicate(value),
+                      f"{server.label}: {name} {what}", timeout)
+
+
+async def wait_redis_connected(server, value: int,
+                               timeout: float = REDIS_CONNECT_TIMEOUT_S) -> None:
+    await wait_metric(server, "chatd_redis_connected", lambda v: v == value, f"== {value}",
+                      timeout)
+
+
+def readyz_json(server) -> tuple[int, dict[str, Any]]:
+    status, _, body = http_get(server, "/readyz")
+    return status, json.loads(body)
+
+
+async def wait_readyz_redis(server, state: str, timeout: float = REDIS_CONNECT_TIMEOUT_S):
+    """Polls /readyz until its "redis" says `state`; the (status, body) then."""
+    return await poll(lambda: readyz_json(server), lambda answer: answer[1].get("redis") == state,
+                      f"{server.label}: /readyz redis {state!r}", timeout)
+
+
+async def open_v1(server, user1: str, user2: str, label: str) -> ChatClient:
+    """A v1 client, returned once its session has joined the chat (the 101 comes first)."""
+    before = metric(server, "chatd_sessions_opened_total") or 0
+    client = await ChatClient.open(server, user1, user2, label)
+    await wait_metric(server, "chatd_sessions_opened_total", lambda v: v > before,
+                      f"> {before} ({label} joined)")
+    return client
+
+
+# ---------------------------------------------------------------------- messages
+
+def client_id() -> str:
+    return f"c-{uuid.uuid4().hex[:12]}"
+
+
+async def next_message(client: ChatClient, timeout: float = RECV_TIMEOUT_S) -> dict[str, Any]:
+    """The next message frame (v2: presence frames passed over, nothing else allowed)."""
+    if isinstance(client, V2Client):
+        return await client.recv_frame("message", timeout)
+    return await client.recv_message(timeout=timeout)
+
+
+async def send(client: ChatClient, user: str, text: str) -> dict[str, Any] | None:
+    """Sends one message as `user`; v2 returns the ack (the next frame), v1 None."""
+    if isinstance(client, V2Client):
+        return await client.send_and_ack(client_id(), text)
+    await client.send_message(user, text)
+    return None
+
+
+async def messages_until(client: ChatClient, last_seq: int, seen: list[dict],
+                         own: set[int] = frozenset(),
+                         timeout: float = RECV_TIMEOUT_S) -> list[dict]:
+    """Reads message frames into `seen` until they and the connection's own sends (`own`,
+    acked seqs) cover every seq 1..`last_seq`."""
+    wanted = set(range(1, last_seq + 1))
+    while not wanted <= {frame["seq"] for frame in seen} | set(own):
+        seen.append(await next_message(client, timeout))
+    return seen
+
+
+def assert_in_seq_order_once(label: str, messages: list[dict], own: set[int], last: int) -> None:
+    """The messages a connection was given are in increasing seq order, none twice, and
+    with its own sends (`own`: acked seqs) they are every seq 1..last."""
+    got = [frame["seq"] for frame in messages]
+    assert got == sorted(set(got)), f"{label}: messages out of seq order or repeated: {got}"
+    assert not own & set(got), (
+        f"{label}: its own sends {sorted(own & set(got))} were delivered back to it")
+    missing = set(range(1, last + 1)) - set(got) - own
+    assert not missing, f"{label}: seqs {sorted(missing)} never arrived (got {got}, own {own})"
+    assert max(got + list(own), default=0) == last, f"{label}: seqs past {last}: {got}"
+
+
+def same_message(label: str, frame: dict, reference: dict) -> None:
+    keys = ("id", "seq", "sender", "text", "ts")
+    assert {k: frame.get(k) for k in keys} == {k: reference.get(k) for k in keys}, (
+        f"{label}: the same message differs between connections:\n{frame!r}\n{reference!r}")
+
+
+def history(server, user1: str = "alice", user2: str = "bob") -> list[dict]:
+    """The whole chat as the REST API of `server` reads it (oldest first, paged)."""
+    messages: list[dict] = []
+    while True:
+        after = messages[-1]["seq"] if messages else 0
+        status, _, body = http_get(server, f"/api/chats/{user1}/{user2}/messages"
+                                           f"?after={after}&limit=500")
+        assert status == 200, f"{server.label}: GET messages answered {status}: {body[:200]!r}"
+        page = json.loads(body)
+        messages += page["messages"]
+        if not page["has_more"]:
+            return messages
+
+
+def summary(messages: list[dict]) -> list[tuple]:
+    return [(m["id"], m["seq"], m["sender"], m["text"], m["ts"]) for m in messages]
+
+
+async def assert_same_history_everywhere(servers, expected: list[dict]) -> None:
+    """The history read on every instance is `expected` (ids, seqs, senders, texts)."""
+    for server in servers:
+        read = await in_thread(history, server)
+        assert summary(read) == summary(expected), (
+            f"{server.label}: history differs from what was delivered:\n"
+            f"read:     {summary(read)}\nexpected: {summary(expected)}")
+
+
+async def expect_nothing_more(clients) -> None:
+    """No further message on any connection: v2 a ping as positive marker, v1 a short
+    silence window (after a positive marker the caller already read)."""
+    async def one(client: ChatClient) -> None:
+        if isinstance(client, V2Client):
+            await client.expect_nothing_before_pong("no duplicate or stray message")
+        else:
+            await client.expect_silence()
+    await asyncio.gather(*(one(client) for client in clients))
+
+
+async def drain_until_closed(client: ChatClient, timeout: float = 10.0) -> list[dict]:
+    """What a connection still gets until its server's death closes it (any frames)."""
+    frames = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            raw = await asyncio.wait_for(client.ws.recv(), max(deadline - loop.time(), 0.01))
+        except ConnectionClosed:
+            return frames
+        except asyncio.TimeoutError:
+            pytest.fail(f"{client.label}: still open {timeout}s after its chatd was killed")
+        frames.append(json.loads(raw))
+
+
+# ---------------------------------------------------------------------- 1. both ways
+
+@pytest.mark.e2e_timeout(45)
+async def test_users_on_different_instances_chat_both_ways(ferretdb, redis, chatd):
+    a, b, c = await start_cluster(chatd, ferretdb, redis)
+    # alice: v1 on A and v2 on C; bob: v2 on B and v1 on C. Everyone connects first.
+    clients = [
+        ("alice", await open_v1(a, "alice", "bob", "alice v1 @A")),
+        ("bob", await V2Client.connect(b, "bob", "alice", "bob v2 @B")),
+        ("alice", await V2Client.connect(c, "alice", "bob", "alice v2 @C")),
+        ("bob", await open_v1(c, "bob", "alice", "bob v1 @C")),
+    ]
+    published_before = {s.label: metric(s, "chatd_redis_published_total") for s in (a, b, c)}
+    assert all(v is not None for v in published_before.values()), published_before
+    received: dict[str, list[dict]] = {client.label: [] for _, client in clients}
+    own: dict[str, set[int]] = {client.label: set() for _, client in clients}
+    delivered: list[dict] = []  # the chat as the receivers saw it, in send order
+    sent_on = {"A": 0, "B": 0, "C": 0}
+
+    rounds = 3
+    for round_ in range(rounds):
+        for index, (user, sender) in enumerate(clients):
+            text = f"round {round_}: {sender.label} says hi"
+            ack = await send(sender, user, text)
+            sent_on["ABCC"[index]] += 1
+            frames = []
+            for _, receiver in clients:
+                if receiver is sender:
+                    continue
+                frame = await next_message(receiver)
+                assert (frame["sender"], frame["text"]) == (user, text), (
+                    f"{receiver.label}: expected {user}'s {text!r} next, got {frame!r}")
+                received[receiver.label].append(frame)
+                frames.append(frame)
+            for frame in frames[1:]:
+                same_message(text, frame, frames[0])
+            assert frames[0]["seq"] == len(delivered) + 1, (
+                f"{text!r} got seq {frames[0]['seq']}, expected {len(delivered) + 1}")
+            if ack is not None:
+                assert (ack["id"], ack["seq"], ack["ts"]) == (
+                    frames[0]["id"], frames[0]["seq"], frames[0]["ts"]), (ack, frames[0])
+                own[sender.label].add(ack["seq"])
+            delivered.append(frames[0])
+
+    # A last message through Redis is the positive marker: it must be every receiver's
+    # next frame (nothing repeated before it), then nothing follows.
+    marker_user, marker_sender = clients[3]
+    await send(marker_sender, marker_user, "marker")
+    for _, receiver in clients[:3]:
+        frame = await next_message(receiver)
+        assert frame["text"] == "marker", f"{receiver.label}: expected the marker, got {frame!r}"
+        received[receiver.label].append(frame)
+    delivered.append(frame)
+    await expect_nothing_more([client for _, client in clients])
+
+    last = len(delivered)
+    for _, client in clients:
+        assert_in_seq_order_once(client.label, received[client.label], own[client.label], last)
+    await assert_same_history_everywhere([a, b, c], delivered)
+
+    # Each instance published its own messages to the others and heard theirs.
+    sent_on["C"] += 1  # the marker
+    for server in (a, b, c):
+        published = metric(server, "chatd_redis_published_total") - \
+            published_before[server.label]
+        assert published >= sent_on[server.name], (
+            f"{server.label}: chatd_redis_published_total rose by {published}, but "
+            f"{sent_on[server.name]} messages were stored through it")
+        others = last - sent_on[server.name]
+        heard = metric(server, "chatd_redis_received_total")
+        assert heard is not None and heard >= others, (
+            f"{server.label}: chatd_redis_received_total is {heard}; {others} messages "
+            "were stored by the other instances")
+
+
+# ---------------------------------------------------------------------- 2. concurrent
+
+@pytest.mark.e2e_timeout(60)
+async def test_concurrent_writers_on_every_instance_give_every_receiver_one_order(
+        ferretdb, redis, chatd):
+    per_writer = 40
+    servers = await start_cluster(chatd, ferretdb, redis, "--messages-per-second", "0",
+                                  "--history-limit", "1000")
+    total = per_writer * len(servers)
+    writers = [await V2Client.connect(s, "alice", "bob", f"alice writer @{s.name}")
+               for s in servers]
+    readers = [await V2Client.connect(s, "bob", "alice", f"bob reader @{s.name}")
+               for s in servers]
+    readers.append(await open_v1(servers[1], "bob", "alice", f"bob v1 reader @B"))
+
+    async def write(writer: V2Client) -> tuple[list[dict], list[dict]]:
+        items = [(client_id(), f"{writer.label} #{n}") for n in range(per_writer)]
+        others: list[dict] = []
+        acks = await send_many(writer, items, window=16, collect=("message",),
+                               received=others, timeout=15)
+        assert [ack["client_id"] for ack in acks] == [cid for cid, _ in items], (
+            f"{writer.label}: acks not in send order")
+        assert [a["seq"] for a in acks] == sorted(a["seq"] for a in acks), acks
+        # The other writers' messages keep coming after this one's acks are in.
+        while len(others) < total - per_writer:
+            others.append(await next_message(writer, timeout=15))
+        return acks, others
+
+    async def read(reader: ChatClient) -> list[dict]:
+        return [await next_message(reader, timeout=15) for _ in range(total)]
+
+    started = time.monotonic()
+    results = await asyncio.gather(*(write(w) for w in writers), *(read(r) for r in readers))
+    took = time.monotonic() - started
+    written, read_lists = results[:len(writers)], results[len(writers):]
+
+    acked = {ack["seq"]: ack for acks, _ in written for ack in acks}
+    assert sorted(acked) == list(range(1, total + 1)), (
+        f"acks of {total} sends do not cover 1..{total} once: {sorted(acked)}")
+    texts_by_seq = {}
+    for writer, (acks, _) in zip(writers, written):
+        for n, ack in enumerate(acks):
+            texts_by_seq[ack["seq"]] = f"{writer.label} #{n}"
+
+    for reader, frames in zip(readers, read_lists):
+        got = [frame["seq"] for frame in frames]
+        assert got == list(range(1, total + 1)), (
+            f"{reader.label}: expected seqs 1..{total} in order, once each; got {got}")
+        for frame in frames:
+            assert (frame["id"], frame["ts"]) == (acked[frame["seq"]]["id"],
+                                                  acked[frame["seq"]]["ts"]), frame
+            assert frame["text"] == texts_by_seq[frame["seq"]], frame
+    for writer, (acks, others) in zip(writers, written):
+        assert_in_seq_order_once(writer.label, others, {a["seq"] for a in acks}, total)
+
+    # Positive marker: one more message is everyone's next frame, then nothing.
+    marker = await writers[0].send_and_ack(client_id(), "marker")
+    assert marker["seq"] == total + 1, marker
+    for client in writers[1:] + readers:
+        frame = await next_message(client)
+        assert frame["seq"] == total + 1, f"{client.label}: expected the marker, got {frame!r}"
+    await expect_nothing_more(writers + readers)
+
+    await assert_same_history_everywhere(servers, read_lists[0] + [frame])
+    fills = [metric(s, "chatd_redis_gap_fills_total") for s in servers]
+    figures.report(f"scale-out: {len(servers)} writers x {per_writer} on 3 instances "
+                   f"delivered in {took:.2f}s; gap fills per instance {fills}")
+
+
+# ---------------------------------------------------------------------- 3. events
+
+async def test_typing_presence_and_read_receipts_cross_instances(ferretdb, redis, chatd):
+    a, b, c = await start_cluster(chatd, ferretdb, redis)
+    published = metric(b, "chatd_redis_published_total")
+    bob = await V2Client.connect(b, "bob", "alice", "bob @B")
+    assert (bob.hello["peer_online"], bob.hello["peer_devices"]) == (False, 0), bob.hello
+    # B has told the others (and Redis) of bob's connection before alice comes.
+    await wait_metric(b, "chatd_redis_published_total", lambda v: v > published,
+                      f"> {published} (bob's presence published)")
+
+    alice = await V2Client.connect(a, "alice", "bob", "alice @A")
+    # Bob's connection on B counts for alice's hello on A.
+    assert (alice.hello["peer"], alice.hello["peer_online"], alice.hello["peer_devices"]) == (
+        "bob", True, 1), f"alice's hello on A must count bob's connection on B: {alice.hello}"
+    await bob.recv_frame("presence", user="alice", online=True, devices=1)
+
+    # Typing from A reaches bob on B.
+    await alice.send_frame("typing", typing=True)
+    assert await bob.recv_frame("typing") == {"type": "typing", "user": "alice", "typing": True}
+    await alice.send_frame("typing", typing=False)
+    assert await bob.recv_frame("typing") == {"type": "typing", "user": "alice", "typing": False}
+    await bob.send_frame("typing", typing=True)
+    assert await alice.recv_frame("typing") == {"type": "typing", "user": "bob", "typing": True}
+
+    # Read receipts both ways.
+    first = await alice.send_and_ack(client_id(), "did you get this?")
+    assert (await bob.recv_frame("message", text="did you get this?"))["seq"] == first["seq"]
+    await bob.send_frame("read", seq=first["seq"])
+    assert await alice.recv_frame("read") == {"type": "read", "user": "bob", "seq": first["seq"]}
+    reply = await bob.send_and_ack(client_id(), "yes")
+    assert (await alice.recv_frame("message", text="yes"))["seq"] == reply["seq"]
+    await alice.send_frame("read", seq=reply["seq"])
+    assert await bob.recv_frame("read") == {"type": "read", "user": "alice", "seq": reply["seq"]}
+
+    # A second device of bob's on C: its hello counts alice on A, and carries the stored
+    # receipts; alice hears of the device, and bob's first device too.
+    bob2 = await V2Client.connect(c, "bob", "alice", "bob's second device @C")
+    assert {k: bob2.hello[k] for k in ("peer_online", "peer_devices", "last_seq",
+                                       "my_read_seq", "peer_read_seq")} == {
+        "peer_online": True, "peer_devices": 1, "last_seq": reply["seq"],
+        "my_read_seq": first["seq"], "peer_read_seq": reply["seq"]}, bob2.hello
+    await alice.recv_frame("presence", user="bob", online=True, devices=2)
+    await bob.recv_frame("presence", user="bob", online=True, devices=2)
+    # Alice's typing and receipts reach both of bob's devices; bob's own receipt from B
+    # reaches his device on C.
+    await alice.send_frame("typing", typing=True)
+    for device in (bob, bob2):
+        assert await device.recv_frame("typing") == {"type": "typing", "user": "alice",
+                                                     "typing": True}
+    await bob.send_frame("read", seq=reply["seq"])
+    assert await bob2.recv_frame("read") == {"type": "read", "user": "bob", "seq": reply["seq"]}
+    assert await alice.recv_frame("read") == {"type": "read", "user": "bob", "seq": reply["seq"]}
+
+    # Leaving is counted across instances too.
+    await bob2.close()
+    await alice.recv_frame("presence", user="bob", online=True, devices=1)
+    await bob.recv_frame("presence", user="bob", online=True, devices=1)
+    await alice.close()
+    await bob.recv_frame("presence", user="alice", online=False, devices=0)
+    late = await V2Client.connect(c, "bob", "alice", "bob's late device @C")
+    assert (late.hello["peer_online"], late.hello["peer_devices"]) == (False, 0), late.hello
+    await bob.recv_frame("presence", user="bob", online=True, devices=2)
+    await bob.expect_nothing_before_pong("after the events", ignore_presence=False)
+
+
+# ---------------------------------------------------------------------- 4. Redis outage
+
+@pytest.mark.e2e_timeout(60)
+async def test_redis_killed_and_restarted_loses_and_repeats_nothing(ferretdb, redis, chatd):
+    a, b, c = await start_cluster(chatd, ferretdb, redis)
+    alice_a = await V2Client.connect(a, "alice", "bob", "alice v2 @A")
+    bob_a = await V2Client.connect(a, "bob", "alice", "bob v2 @A")
+    bob_b = await V2Client.connect(b, "bob", "alice", "bob v2 @B")
+    alice_b = await open_v1(b, "alice", "bob", "alice v1 @B")
+    bob_c = await open_v1(c, "bob", "alice", "bob v1 @C")
+    everyone = [alice_a, bob_a, bob_b, alice_b, bob_c]
+    seen: dict[str, list[dict]] = {client.label: [] for client in everyone}
+    own: dict[str, set[int]] = {client.label: set() for client in everyone}
+
+    first = await alice_a.send_and_ack(client_id(), "before the outage")
+    own[alice_a.label].add(first["seq"])
+    for client in everyone[1:]:
+        await messages_until(client, first["seq"], seen[client.label])
+
+    redis.kill()
+    for server in (a, b, c):
+        await wait_redis_connected(server, 0)
+        status, body = await wait_readyz_redis(server, "unavailable")
+        assert status == 200 and body["status"] == "ready", (
+            f"{server.label}: Redis down must not make the instance unready: {status} {body}")
+
+    # Same-instance chat on A goes on: alice and bob answer each other.
+    outage = []
+    for n in range(4):
+        ack = await alice_a.send_and_ack(client_id(), f"during the outage {n}")
+        own[alice_a.label].add(ack["seq"])
+        frame = await next_message(bob_a)
+        assert (frame["seq"], frame["text"]) == (ack["seq"], f"during the outage {n}"), frame
+        seen[bob_a.label].append(frame)
+        outage.append(ack["seq"])
+    reply = await bob_a.send_and_ack(client_id(), "bob answers on A")
+    own[bob_a.label].add(reply["seq"])
+    frame = await next_message(alice_a)
+    assert (frame["seq"], frame["text"]) == (reply["seq"], "bob answers on A"), frame
+    seen[alice_a.label].append(frame)
+
+    # And on B: bob writes, alice's v1 connection there gets it. B has not heard of A's
+    # messages (Redis is down), so it finds the gap and reads them from the store first.
+    on_b = await bob_b.send_and_ack(client_id(), "bob writes on B")
+    own[bob_b.label].add(on_b["seq"])
+    await messages_until(alice_b, on_b["seq"], seen[alice_b.label])
+    assert [f["seq"] for f in seen[alice_b.label]] == list(range(1, on_b["seq"] + 1)), (
+        f"{alice_b.label}: during the outage, expected 1..{on_b['seq']} in order "
+        f"(A's messages from the store, then B's own), got {seen[alice_b.label]!r}")
+    assert seen[alice_b.label][-1]["text"] == "bob writes on B"
+    fills_before_restart = [metric(s, "chatd_redis_gap_fills_total") for s in (a, b, c)]
+
+    redis.start()  # same port
+    for server in (a, b, c):
+        await wait_redis_connected(server, 1)
+        status, body = await wait_readyz_redis(server, "ok")
+        assert status == 200, (server.label, status, body)
+
+    # Without any new message: each instance re-reads what its connections missed.
+    # C (no writes during the outage) gets everything from A and B; A gets B's message;
+    # B's bob gets A's messages (B already read them for alice's v1 connection).
+    last = on_b["seq"]
+    for client in everyone:
+        await messages_until(client, last, seen[client.label], own[client.label], timeout=10)
+
+    # Traffic flows across instances again: bob writes from C, everyone else hears it.
+    await bob_c.send_message("bob", "after the outage")
+    for client in everyone[:-1]:
+        frame = await next_message(client)
+        assert frame["text"] == "after the outage", (
+            f"{client.label}: expected 'after the outage' next, got {frame!r}")
+        seen[client.label].append(frame)
+    last = frame["seq"]
+    await expect_nothing_more(everyone)
+
+    for client in everyone:
+        assert_in_seq_order_once(client.label, seen[client.label], own[client.label], last)
+    await assert_same_history_everywhere((a, b, c), seen[alice_b.label])
+    fills = [metric(s, "chatd_redis_gap_fills_total") for s in (a, b, c)]
+    figures.report(f"scale-out Redis outage: gap fills per instance {fills_before_restart} "
+                   f"before the restart, {fills} after")
+
+
+# ---------------------------------------------------------------------- 5. instance killed
+
+@pytest.mark.e2e_timeout(60)
+async def test_killed_instance_clients_resume_elsewhere_and_its_user_goes_offline(
+        ferretdb, redis, chatd):
+    a, b, c = await start_cluster(chatd, ferretdb, redis,
+                                  "--presence-ttl-seconds", str(PRESENCE_TTL_S))
+    bob = await V2Client.connect(b, "bob", "alice", "bob @B")
+    alice = await V2Client.connect(a, "alice", "bob", "alice @A")
+    await bob.recv_frame("presence", user="alice", online=True, devices=1)
+
+    alice_seen: list[dict] = []
+    for n in range(2):
+        ack = await alice.send_and_ack(client_id(), f"alice {n}")
+        assert (await bob.recv_frame("message", text=f"alice {n}"))["seq"] == ack["seq"]
+        ack = await bob.send_and_ack(client_id(), f"bob {n}")
+        alice_seen.append(await alice.recv_frame("message", text=f"bob {n}"))
+    last_seen = alice_seen[-1]["seq"]
+    # Two more from bob, and A dies at once: alice may or may not have them.
+    in_flight = [await bob.send_and_ack(client_id(), f"bob in flight {n}") for n in range(2)]
+
+    a.kill()
+    killed_at = time.monotonic()
+    a.stop()  # collects the exit: the teardown expects no SIGTERM exit from it
+    for frame in await drain_until_closed(alice):
+        if frame.get("type") == "message":
+            alice_seen.append(frame)
+    got = [frame["seq"] for frame in alice_seen]
+    assert got == sorted(set(got)), f"alice @A got {got} before A died"
+    last_seen = got[-1]
+
+    # Bob writes while alice is away.
+    gap = [await bob.send_and_ack(client_id(), f"bob while alice is away {n}") for n in range(3)]
+
+    # Nobody closed alice's connection on A: her presence there runs out with the TTL.
+    await bob.recv_frame("presence", user="alice", online=False, devices=0,
+                         timeout=PRESENCE_EXPIRY_TIMEOUT_S)
+    offline_after = time.monotonic() - killed_at
+    figures.report(f"scale-out: killed instance's user offline for the peer after "
+                   f"{offline_after:.2f}s (presence TTL {PRESENCE_TTL_S}s)")
+    watcher = await V2Client.connect(c, "bob", "alice", "bob's second device @C")
+    assert (watcher.hello["peer_online"], watcher.hello["peer_devices"]) == (False, 0), (
+        f"alice's connection on the killed instance still counts: {watcher.hello}")
+    await bob.recv_frame("presence", user="bob", online=True, devices=2)
+
+    # Alice resumes on C from the last seq she saw: everything after it, once, in order.
+    resumed = await V2Client.connect(c, "alice", "bob", "alice resumed @C", after=last_seen)
+    assert (resumed.hello["peer_online"], resumed.hello["peer_devices"]) == (True, 2), (
+        resumed.hello)
+    expected = [ack["seq"] for ack in in_flight + gap if ack["seq"] > last_seen]
+    replay = [await resumed.recv_frame("message") for _ in expected]
+    assert [frame["seq"] for frame in replay] == expected, (
+        f"resume after {last_seen}: expected {expected}, got {replay!r}")
+    assert [frame["id"] for frame in replay] == [
+        ack["id"] for ack in in_flight + gap if ack["seq"] > last_seen]
+    await resumed.expect_nothing_before_pong("nothing after the replay")
+    await bob.recv_frame("presence", user="alice", online=True, devices=1)
+    await watcher.recv_frame("presence", user="alice", online=True, devices=1)
+
+    # Live again, both ways, across B and C.
+    live = await bob.send_and_ack(client_id(), "welcome back")
+    frame = await resumed.recv_frame("message", text="welcome back")
+    assert frame["seq"] == live["seq"] == gap[-1]["seq"] + 1, (frame, live)
+    back = await resumed.send_and_ack(client_id(), "thanks")
+    assert (await bob.recv_frame("message", text="thanks"))["seq"] == back["seq"]
+    await watcher.recv_frame("message", text="welcome back")
+    await watcher.recv_frame("message", text="thanks")
+    await expect_nothing_more([bob, resumed, watcher])
+
+
+# ---------------------------------------------------------------------- 6. start-up
+
+async def test_redis_url_without_mongo_uri_is_refused_at_start(redis, chatd):
+    for how, args, env in (
+            ("REDIS_URL", (), {"REDIS_URL": redis.url}),
+            ("--redis-url", ("--redis-url", redis.url), {})):
+        # SQLITE_PATH names the store, so the mongodb pass does not hand it a MONGO_URI.
+        server = chatd(*args, env={**env, "SQLITE_PATH": "chat.db"}, wait=False)
+        code = await in_thread(server.wait_exit)
+        log = server.log_text()
+        assert code == 2, (f"{how} without MONGO_URI: expected exit code 2, got "
+                           f"{'no exit (killed)' if code is None else code}\n--- log ---\n{log}")
+        assert "MONGO_URI" in log, f"{how} without MONGO_URI: the message must name it:\n{log}"
+        assert not server.log_contains("listening on"), log
+
+
+async def test_presence_ttl_below_three_seconds_is_refused_at_start(chatd):
+    # Neither server needs to exist: the setting is refused before anything connects.
+    server = chatd("--redis-url", f"redis://127.0.0.1:{free_port()}",
+                   "--presence-ttl-seconds", "2",
+                   env={"MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/chatd_scaleout"},
+                   wait=False)
+    code = await in_thread(server.wait_exit)
+    log = server.log_text()
+    assert code not in (0, None), f"--presence-ttl-seconds 2: expected a refusal, got {code}"
+    assert "presence" in log.lower(), f"the message must name the setting:\n{log}"
+
+
+@pytest.mark.e2e_timeout(45)
+async def test_unreachable_redis_at_start_is_waited_for(ferretdb, redis_servers, chatd):
+    database = unique_database("chatd_scaleout")
+    later = redis_servers(start=False, port=free_port())  # nothing listens there yet
+    a = start_instance(chatd, ferretdb, database, later.url)
+    a.name = "A"
+    status, body = await wait_readyz_redis(a, "unavailable", timeout=5)
+    assert status == 200 and body["status"] == "ready", (status, body)
+    assert metric(a, "chatd_redis_connected") == 0
+
+    # Local chat works without Redis.
+    alice = await V2Client.connect(a, "alice", "bob", "alice v2 @A")
+    bob = await open_v1(a, "bob", "alice", "bob v1 @A")
+    ack = await alice.send_and_ack(client_id(), "no redis yet")
+    frame = await bob.recv_message("alice", "no redis yet")
+    assert frame["seq"] == ack["seq"] == 1
+    await bob.send_message("bob", "works anyway")
+    assert (await alice.recv_frame("message", text="works anyway"))["seq"] == 2
+
+    later.start()
+    await wait_redis_connected(a, 1)
+    status, body = await wait_readyz_redis(a, "ok", timeout=2)
+    assert status == 200, (status, body)
+
+    # It really is connected: a second instance on the same Redis hears A and is heard.
+    b = start_instance(chatd, ferretdb, database, later.url)
+    await wait_redis_connected(b, 1)
+    bob_b = await V2Client.connect(b, "bob", "alice", "bob v2 @B")
+    assert [m["text"] for m in bob_b.history["messages"]] == ["no redis yet", "works anyway"]
+    ack = await alice.send_and_ack(client_id(), "now through redis")
+    assert (await bob_b.recv_frame("message", text="now through redis"))["seq"] == ack["seq"]
+    assert (await bob.recv_message("alice", "now through redis"))["seq"] == ack["seq"]
+    reply = await bob_b.send_and_ack(client_id(), "heard you")
+    assert (await alice.recv_frame("message", text="heard you"))["seq"] == reply["seq"]
+    assert (await bob.recv_message("bob", "heard you"))["seq"] == reply["seq"]
+
+    # Without REDIS_URL an instance says so.
+    single = chatd(env={"MONGO_URI": ferretdb.uri(database)})
+    wait_readyz(single, 200)
+    assert readyz_json(single)[1].get("redis") == "off", readyz_json(single)
