@@ -21,26 +21,45 @@ std::size_t Hub::count_locked(const std::vector<std::weak_ptr<Subscriber>>& list
 
 std::size_t Hub::join(const ChatKey& chat, const std::shared_ptr<Subscriber>& subscriber) {
   Shard& shard = shard_of(chat);
-  std::lock_guard lock(shard.mutex);
-  auto& list = shard.chats[chat.str()];
-  list.push_back(subscriber);
-  return count_locked(list, subscriber->user());
+  std::size_t devices = 0;
+  bool first = false;
+  {
+    std::lock_guard lock(shard.mutex);
+    auto& list = shard.chats[chat.str()];
+    first = list.empty();
+    list.push_back(subscriber);
+    devices = count_locked(list, subscriber->user());
+  }
+  if (first && interest_) interest_(chat);
+  return devices;
 }
 
 std::size_t Hub::leave(const ChatKey& chat, const Subscriber& subscriber) {
   Shard& shard = shard_of(chat);
-  std::lock_guard lock(shard.mutex);
-  const auto found = shard.chats.find(chat.str());
-  if (found == shard.chats.end()) return 0;
-  auto& list = found->second;
-  // Also drops entries whose session is already gone.
-  std::erase_if(list, [&](const std::weak_ptr<Subscriber>& weak) {
-    const auto strong = weak.lock();
-    return !strong || strong.get() == &subscriber;
-  });
-  const std::size_t remaining = count_locked(list, subscriber.user());
-  if (list.empty()) shard.chats.erase(found);
+  std::size_t remaining = 0;
+  bool last = false;
+  {
+    std::lock_guard lock(shard.mutex);
+    const auto found = shard.chats.find(chat.str());
+    if (found == shard.chats.end()) return 0;
+    auto& list = found->second;
+    // Also drops entries whose session is already gone.
+    std::erase_if(list, [&](const std::weak_ptr<Subscriber>& weak) {
+      const auto strong = weak.lock();
+      return !strong || strong.get() == &subscriber;
+    });
+    remaining = count_locked(list, subscriber.user());
+    last = list.empty();
+    if (last) shard.chats.erase(found);
+  }
+  if (last && interest_) interest_(chat);
   return remaining;
+}
+
+bool Hub::has_chat(const ChatKey& chat) const {
+  Shard& shard = shard_of(chat);
+  std::lock_guard lock(shard.mutex);
+  return shard.chats.contains(chat.str());
 }
 
 std::vector<std::shared_ptr<Subscriber>> Hub::receivers(const ChatKey& chat) const {

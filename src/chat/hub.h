@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,6 +58,16 @@ class Hub {
   void notify(const ChatKey& chat, ConnectionId origin,
               const std::shared_ptr<const std::string>& frame);
 
+  /// Called, outside the hub's locks, after a chat gains its first local
+  /// connection and after it loses its last one (scale-out subscribes and
+  /// unsubscribes there). Calls for one chat may race; the listener asks
+  /// has_chat() for the truth. Set once, before any join.
+  using InterestListener = std::function<void(const ChatKey&)>;
+  void set_interest_listener(InterestListener listener) { interest_ = std::move(listener); }
+
+  /// Whether `chat` has a local connection now.
+  bool has_chat(const ChatKey& chat) const;
+
   /// How many local connections `user` has in `chat`.
   std::size_t connections_of(const ChatKey& chat, const std::string& user) const;
   std::size_t active_chats() const;
@@ -76,6 +87,7 @@ class Hub {
   std::vector<std::shared_ptr<Subscriber>> receivers(const ChatKey& chat) const;
 
   mutable std::array<Shard, kShards> shards_;
+  InterestListener interest_;
 };
 
 }  // namespace chatd::chat
