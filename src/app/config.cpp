@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "app/dotenv.h"
+#include "fanout/redis_url.h"
 #include "users/user_search_client.h"
 
 namespace chatd::app {
@@ -126,7 +127,18 @@ ConfigResult parse_config(int argc, char** argv) {
       ->check(CLI::Range(0u, 16u * 1024 * 1024));
 
   setting(app, "REDIS_URL", c.redis_url,
-          "Redis for fan-out between instances; unset = one instance");
+          "redis://[:password@]host:port[/db] for fan-out between instances (needs MONGO_URI); "
+          "unset = one instance")
+      ->check([](const std::string& url) {
+        if (url.empty()) return std::string();
+        return fanout::parse_redis_url(url).error;
+      });
+  setting(app, "REDIS_GAP_MS", c.redis_gap_ms,
+          "How long a missing message is waited for before it is read from the store")
+      ->check(CLI::Range(1u, 60'000u));
+  setting(app, "PRESENCE_TTL_SECONDS", c.presence_ttl_seconds,
+          "How long an instance's presence entries live in Redis without a heartbeat")
+      ->check(CLI::Range(3u, 3600u));
   setting(app, "LOG_LEVEL", c.log_level, "trace, debug, info, warn, error, critical or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   setting(app, "LOG_FORMAT", c.log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
@@ -166,6 +178,12 @@ ConfigResult parse_config(int argc, char** argv) {
     std::cerr << "chatd: invalid configuration: " << what;
     if (!setting.empty()) std::cerr << " (setting " << setting << ")";
     std::cerr << "\nRun chatd --help for every setting and its default.\n";
+    return {std::nullopt, 2};
+  }
+  if (!c.redis_url.empty() && c.mongo_uri.empty()) {
+    std::cerr << "chatd: invalid configuration: REDIS_URL is set but MONGO_URI is not. Instances "
+                 "that share chats through Redis must share one MongoDB store; the embedded "
+                 "SQLite store serves one instance.\n";
     return {std::nullopt, 2};
   }
   if (c.max_text_bytes > c.max_message_bytes) c.max_text_bytes = c.max_message_bytes;

@@ -52,6 +52,8 @@ struct Config {
 
   // Operations
   std::string redis_url;
+  unsigned redis_gap_ms = 200;
+  unsigned presence_ttl_seconds = 30;
   std::string log_level = "info";
   std::string log_format = "text";
   unsigned shutdown_timeout_ms = 10'000;

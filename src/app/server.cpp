@@ -10,6 +10,7 @@
 #include "app/store_factory.h"
 #include "auth/token_verifier.h"
 #include "fanout/local_fanout.h"
+#include "fanout/redis_fanout.h"
 #include "net/listener.h"
 #include "users/cached_user_directory.h"
 #include "users/observed_user_directory.h"
@@ -58,14 +59,8 @@ Server::Server(const Config& config)
       session_options_(session_options(config)),
       io_(static_cast<int>(thread_count(config))),
       connection_limits_(connection_limit_options(config)) {
-  if (!config_.redis_url.empty()) {
-    throw std::runtime_error(
-        "REDIS_URL is set, but this build of chatd cannot fan out through Redis yet; unset it to "
-        "run a single instance");
-  }
-
-  fanout_ = std::make_unique<fanout::LocalFanout>(hub_);
-  // MongoDB with MONGO_URI, else SQLite (store_factory.cpp).
+  // MongoDB with MONGO_URI, else SQLite (store_factory.cpp). The commit
+  // listener runs only once the server serves, when fanout_ is set.
   store_ = make_store(
       config_,
       [this](std::span<const chat::MessagePtr> batch) {
@@ -76,6 +71,19 @@ Server::Server(const Config& config)
         metrics_.batch_size.observe(static_cast<double>(messages));
         metrics_.commit_seconds.observe(std::chrono::duration<double>(took).count());
       });
+  if (config_.redis_url.empty()) {
+    fanout_ = std::make_unique<fanout::LocalFanout>(hub_);
+  } else {
+    fanout::RedisFanoutOptions redis;
+    redis.endpoint = fanout::parse_redis_url(config_.redis_url).endpoint;
+    redis.gap_hold = std::chrono::milliseconds(config_.redis_gap_ms);
+    redis.presence_ttl = std::chrono::seconds(config_.presence_ttl_seconds);
+    redis.sync_messages = std::max<std::size_t>(256, config_.history_limit);
+    auto redis_fanout =
+        std::make_unique<fanout::RedisFanout>(io_, hub_, *store_, metrics_registry_, redis);
+    redis_fanout_ = redis_fanout.get();
+    fanout_ = std::move(redis_fanout);
+  }
 
   const users::CachedUserDirectory* user_cache = nullptr;
   if (config_.user_search_url.empty()) {
@@ -193,6 +201,7 @@ int Server::run() {
   const auto endpoint = listener_->local_endpoint();
   const unsigned threads = thread_count(config_);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  if (redis_fanout_ != nullptr) redis_fanout_->start();
   spdlog::info("chatd {} listening on http://{}:{} ({} I/O threads)", CHATD_VERSION,
                endpoint.address().to_string(), endpoint.port(), threads);
 
@@ -224,6 +233,7 @@ void Server::drain() {
   if (!registry_.wait_empty_until(deadline)) {
     spdlog::warn("drain: {} sessions still open at the deadline; closing them", registry_.size());
   }
+  if (redis_fanout_ != nullptr) redis_fanout_->stop();
   io_.stop();
   for (auto& thread : threads_) thread.join();
   threads_.clear();

@@ -149,17 +149,11 @@ std::vector<ChatSequencer::FillRequest> ChatSequencer::due(Clock::time_point now
   return requests;
 }
 
-std::vector<ChatSequencer::FillRequest> ChatSequencer::recover_all() {
-  std::vector<FillRequest> requests;
-  for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mutex);
-    for (auto& [key, state] : shard.chats) {
-      if (!state.synced) continue;  // its sync read comes after the subscription
-      state.filling = true;
-      requests.push_back({*chat::ChatKey::parse(key), state.delivered});
-    }
-  }
-  return requests;
+bool ChatSequencer::synced(const chat::ChatKey& chat) const {
+  Shard& shard = shard_of(chat);
+  std::lock_guard lock(shard.mutex);
+  const auto found = shard.chats.find(chat.str());
+  return found != shard.chats.end() && found->second.synced;
 }
 
 std::uint64_t ChatSequencer::delivered(const chat::ChatKey& chat) const {

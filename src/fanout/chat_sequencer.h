@@ -70,11 +70,8 @@ class ChatSequencer {
   /// The fills now due: gaps older than the hold time with no fill running.
   std::vector<FillRequest> due(Clock::time_point now);
 
-  /// Marks every followed chat as needing a fill from its last delivered seq
-  /// (after Redis was down, messages of other instances may be missing) and
-  /// returns those fills.
-  std::vector<FillRequest> recover_all();
-
+  /// Whether `chat` is followed and has its baseline.
+  bool synced(const chat::ChatKey& chat) const;
   /// The last seq delivered for `chat`, 0 when none or not followed.
   std::uint64_t delivered(const chat::ChatKey& chat) const;
   /// Messages held behind gaps, over all chats.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "chat/frames_v2.h"
 #include "chat/hub.h"
 #include "fanout/fanout.h"
 
@@ -18,6 +19,19 @@ class LocalFanout final : public Fanout {
                      std::shared_ptr<const std::string> frame) override {
     hub_.notify(chat, origin, frame);
   }
+
+  void presence_changed(const chat::ChatKey& chat, chat::ConnectionId origin,
+                        const std::string& user, std::size_t local_devices) override {
+    hub_.notify(chat, origin,
+                std::make_shared<const std::string>(chat::v2::presence_frame(user, local_devices)));
+  }
+
+  void devices(const chat::ChatKey& chat, const std::string& user,
+               DevicesHandler handler) override {
+    handler(hub_.connections_of(chat, user));
+  }
+
+  std::string_view state() const override { return "off"; }
 
  private:
   chat::Hub& hub_;

@@ -11,6 +11,7 @@
 
 #include "chat/frames.h"
 #include "chat/hub.h"
+#include "fanout/fanout.h"
 #include "net/chat_path.h"
 #include "net/rest_api.h"
 #include "net/web_assets.h"
@@ -158,9 +159,12 @@ HttpSession::Response HttpSession::route(const Request& request) const {
     const bool draining = services_.draining.load(std::memory_order_relaxed);
     const std::string_view users = services_.users_state();
     const bool ready = store_ready && !draining && users != "unavailable";
+    // Redis being down does not make an instance unready: it still serves its
+    // own connections, and catches up from the store when Redis is back.
     boost::json::object body{{"status", ready ? "ready" : "not_ready"},
                              {"store", store_ready ? "ok" : "unavailable"},
                              {"user_search", users},
+                             {"redis", services_.fanout.state()},
                              {"draining", draining}};
     return json_response(ready ? http::status::ok : http::status::service_unavailable,
                          boost::json::serialize(body), version, keep_alive);

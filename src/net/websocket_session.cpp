@@ -417,7 +417,7 @@ void WebSocketSession::reject(std::string_view code, std::string_view message,
 }
 
 void WebSocketSession::announce_presence(std::size_t devices) {
-  publish_event(chat::v2::presence_frame(user_, devices));
+  services_.fanout.presence_changed(*chat_, id_, user_, devices);
 }
 
 void WebSocketSession::publish_event(std::string frame) {

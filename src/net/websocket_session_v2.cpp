@@ -51,7 +51,9 @@ asio::awaitable<bool> WebSocketSession::replay_v2() {
   hello.chat = chat_->str();
   hello.me = user_;
   hello.peer = peer();
-  hello.peer_devices = services_.hub.connections_of(*chat_, peer());
+  // On every instance, with Redis; the peer's connections here without it.
+  hello.peer_devices =
+      co_await fanout::async_devices(services_.fanout, *chat_, peer(), use_awaitable);
   hello.last_seq = page.messages.empty() ? 0 : page.messages.back()->seq;
   hello.resuming = path_.after_seq.has_value();
   hello.resume_after = path_.after_seq.value_or(0);

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fanout/redis_url.h"
+
+struct redisAsyncContext;
+struct redisReply;
+
+namespace chatd::fanout {
+
+/// What a Redis command answered, copied out of hiredis's reply.
+struct RedisReply {
+  enum class Type { nil, integer, string, status, error, array };
+  Type type = Type::nil;
+  long long integer = 0;
+  std::string str;  ///< string, status or error text
+  std::vector<RedisReply> elements;
+
+  static RedisReply from(const redisReply& reply);
+  bool is_error() const { return type == Type::error; }
+};
+
+/// One hiredis asynchronous connection driven by Asio: the socket is watched
+/// with a stream_descriptor on a strand, so no thread ever blocks on Redis and
+/// hiredis (which is not thread-safe) is only ever touched on that strand.
+///
+/// It connects by itself and reconnects after any loss, with exponential
+/// backoff (100 ms doubling to 5 s, with jitter), for as long as it runs.
+/// Every public function must be called on the strand.
+class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
+ public:
+  using Strand = boost::asio::strand<boost::asio::any_io_executor>;
+  /// One answer; nullopt when the connection was lost before it came.
+  using ReplyHandler = std::function<void(std::optional<RedisReply>)>;
+  /// A subscriber connection's pushes: kind is "message", "subscribe" or
+  /// "unsubscribe"; channel; payload (the message, or the subscription count).
+  using PushHandler =
+      std::function<void(std::string_view kind, std::string_view channel, std::string_view data)>;
+
+  RedisConnection(Strand strand, RedisEndpoint endpoint, std::string name);
+  ~RedisConnection();
+
+  /// Called on the strand when the connection is up (AUTH and SELECT done),
+  /// and when it is lost.
+  void on_up(std::function<void()> handler) { on_up_ = std::move(handler); }
+  void on_down(std::function<void()> handler) { on_down_ = std::move(handler); }
+  /// Makes this a subscriber connection: pushes go to `handler`.
+  void on_push(PushHandler handler) { on_push_ = std::move(handler); }
+
+  void start();
+  void stop();
+  bool connected() const { return connected_; }
+
+  /// Sends a command (pipelined with the others). False, and `handler` is not
+  /// called, when not connected.
+  bool command(const std::vector<std::string>& args, ReplyHandler handler = {});
+  /// SUBSCRIBE / UNSUBSCRIBE on a subscriber connection; answers come as pushes.
+  bool subscribe(const std::string& channel);
+  bool unsubscribe(const std::string& channel);
+
+ private:
+  struct Watcher;
+
+  void connect();
+  void on_resolved(const boost::asio::ip::tcp::endpoint& address);
+  void handshake();
+  void context_gone();
+  void stop_context();
+  void retry_later();
+  bool send(const std::vector<std::string>& args, void (*callback)(redisAsyncContext*, void*, void*),
+            void* privdata);
+  static void on_reply(redisAsyncContext* context, void* reply, void* privdata);
+  static void on_push_reply(redisAsyncContext* context, void* reply, void* privdata);
+
+  Strand strand_;
+  RedisEndpoint endpoint_;
+  std::string name_;
+  boost::asio::ip::tcp::resolver resolver_;
+  boost::asio::steady_timer retry_timer_;
+  boost::asio::steady_timer connect_timer_;
+  std::chrono::milliseconds backoff_{100};
+  redisAsyncContext* context_ = nullptr;
+  std::shared_ptr<Watcher> watcher_;
+  bool running_ = false;
+  std::atomic<bool> connected_{false};  // read by metrics from any thread
+  bool was_up_ = false;                  // on_up was called; on_down is owed
+  unsigned failures_ = 0;                // connect attempts failed in a row
+  std::string last_error_;
+  std::function<void()> on_up_;
+  std::function<void()> on_down_;
+  PushHandler on_push_;
+};
+
+}  // namespace chatd::fanout

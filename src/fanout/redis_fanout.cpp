@@ -1,0 +1,470 @@
+#include "fanout/redis_fanout.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <future>
+#include <random>
+
+#include "chat/frames_v2.h"
+#include "metrics/registry.h"
+#include "store/store.h"
+
+namespace chatd::fanout {
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kChannelPrefix = "chatd:chat:";
+/// An instance whose publishing connection was down tells the others here;
+/// they re-read their chats from the store (what it published meanwhile is lost).
+constexpr std::string_view kResyncChannel = "chatd:resync";
+/// Messages read per round of a fill.
+constexpr std::size_t kFillPage = 500;
+
+// KEYS[1]: the presence hash of one user in one chat: instance -> "devices:expires_ms".
+// ARGV: instance, devices (-1 = only read), ttl in ms. Returns the devices of every
+// instance whose entry has not expired, and drops the expired ones. Redis's clock
+// (TIME) is the only one used, so instances' clocks need not agree.
+constexpr const char* kPresenceScript = R"lua(
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local devices, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+if devices > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], devices .. ':' .. (now + ttl))
+elseif devices == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+local total = 0
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local n, expires = string.match(entries[i + 1], '^(%d+):(%d+)$')
+  if n and tonumber(expires) > now then
+    total = total + tonumber(n)
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+if total > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return total
+)lua";
+
+std::string random_instance_id() {
+  std::random_device device;
+  std::uniform_int_distribution<std::uint64_t> digits;
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(digits(device)));
+  return text;
+}
+
+std::string message_payload(const std::string& instance, const chat::Message& m) {
+  return json::serialize(json::object{{"from", instance},
+                                      {"kind", "message"},
+                                      {"id", m.id},
+                                      {"seq", m.seq},
+                                      {"sender", m.sender},
+                                      {"text", m.text},
+                                      {"ts", m.timestamp_ms},
+                                      {"client_id", m.client_id}});
+}
+
+
+}  // namespace
+
+RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& store,
+                         metrics::Registry& registry, RedisFanoutOptions options)
+    : hub_(hub),
+      store_(store),
+      options_(std::move(options)),
+      instance_(random_instance_id()),
+      strand_(asio::make_strand(io.get_executor())),
+      publisher_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "publisher")),
+      subscriber_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "subscriber")),
+      sequencer_([&hub](const chat::MessagePtr& message) { hub.deliver(message); },
+                 options_.gap_hold),
+      gap_timer_(strand_),
+      heartbeat_timer_(strand_),
+      published_(registry.counter("chatd_redis_published_total",
+                                  "Messages and events published to Redis.")),
+      publish_dropped_(registry.counter(
+          "chatd_redis_publish_dropped_total",
+          "Publishes not sent because Redis was unreachable (other instances read them from "
+          "the store).")),
+      received_(registry.counter("chatd_redis_received_total",
+                                 "Messages and events received from other instances.")),
+      gap_fills_(registry.counter("chatd_redis_gap_fills_total",
+                                  "Reads from the store to fill a gap in a chat's sequence.")) {
+  registry.gauge_callback("chatd_redis_connected", "1 while both Redis connections are up.",
+                          [this] {
+                            return publisher_->connected() && subscriber_->connected() ? 1.0 : 0.0;
+                          });
+  registry.gauge_callback("chatd_redis_held_messages",
+                          "Messages held behind a gap in their chat's sequence.",
+                          [this] { return static_cast<double>(sequencer_.held()); });
+  hub_.set_interest_listener([this](const chat::ChatKey& chat) { on_interest(chat); });
+  subscriber_->on_push([this](std::string_view kind, std::string_view channel,
+                              std::string_view data) { on_push(kind, channel, data); });
+  subscriber_->on_up([this] { on_subscriber_up(); });
+  subscriber_->on_down([this] { subscribed_.clear(); });
+  publisher_->on_up([this] { on_publisher_up(); });
+  publisher_->on_down([this] { publisher_was_down_ = true; });
+}
+
+RedisFanout::~RedisFanout() { hub_.set_interest_listener({}); }
+
+void RedisFanout::start() {
+  asio::post(strand_, [this] {
+    publisher_->start();
+    subscriber_->start();
+    schedule_gap_check();
+    schedule_heartbeat();
+  });
+  spdlog::info("fan-out: through Redis at {}:{} (instance {})", options_.endpoint.host,
+               options_.endpoint.port, instance_);
+}
+
+void RedisFanout::stop() {
+  std::promise<void> done;
+  asio::post(strand_, [this, &done] {
+    gap_timer_.cancel();
+    heartbeat_timer_.cancel();
+    publisher_->stop();
+    subscriber_->stop();
+    done.set_value();
+  });
+  if (done.get_future().wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+    spdlog::warn("fan-out: Redis connections did not stop within 2 s");
+  }
+}
+
+std::string_view RedisFanout::state() const {
+  return publisher_->connected() && subscriber_->connected() ? "ok" : "unavailable";
+}
+
+std::string RedisFanout::channel_of(const chat::ChatKey& chat) {
+  return std::string(kChannelPrefix) + chat.str();
+}
+
+std::string RedisFanout::presence_key(const chat::ChatKey& chat, const std::string& user) {
+  // The user's name is length-prefixed, like the chat key, so no two
+  // (chat, user) pairs share a key.
+  return "chatd:presence:" + std::to_string(user.size()) + ":" + user + ":" + chat.str();
+}
+
+// ---------------------------------------------------------------------------
+// Which chats this instance follows
+// ---------------------------------------------------------------------------
+
+void RedisFanout::on_interest(const chat::ChatKey& chat) {
+  // Called from any thread by the hub, after its change. Deciding under one
+  // mutex, from the hub's state now, makes racing calls for a chat end right.
+  std::lock_guard lock(interest_mutex_);
+  const bool wanted = hub_.has_chat(chat);
+  if (wanted == sequencer_.following(chat)) return;
+  if (wanted) {
+    // Followed before join() returns: the new session's history read comes
+    // after this, so nothing committed from now on can pass it by.
+    sequencer_.follow(chat);
+    asio::post(strand_, [this, chat] { subscribe(chat); });
+  } else {
+    sequencer_.unfollow(chat);
+    asio::post(strand_, [this, chat] { unsubscribe(chat); });
+  }
+}
+
+void RedisFanout::subscribe(const chat::ChatKey& chat) {
+  if (!sequencer_.following(chat)) return;  // left again meanwhile
+  if (!subscriber_->connected()) {
+    sync_chat(chat);  // Redis is down: the store alone; recovery follows the reconnect
+    return;
+  }
+  const std::string channel = channel_of(chat);
+  if (!subscribed_.insert(channel).second) {
+    sync_chat(chat);  // still subscribed from before: no confirmation will come
+    return;
+  }
+  subscriber_->subscribe(channel);  // the confirmation starts the sync (on_push)
+}
+
+void RedisFanout::unsubscribe(const chat::ChatKey& chat) {
+  if (sequencer_.following(chat)) return;  // joined again meanwhile
+  announced_.erase(presence_key(chat, chat.first()));
+  announced_.erase(presence_key(chat, chat.second()));
+  const std::string channel = channel_of(chat);
+  if (subscribed_.erase(channel) != 0) subscriber_->unsubscribe(channel);
+}
+
+void RedisFanout::on_subscriber_up() {
+  subscribed_.clear();
+  subscriber_->subscribe(std::string(kResyncChannel));
+  // Each confirmation re-reads its chat from the last delivered seq: what the
+  // other instances published while this connection was down is recovered.
+  for (const auto& chat : sequencer_.followed()) {
+    const std::string channel = channel_of(chat);
+    subscribed_.insert(channel);
+    subscriber_->subscribe(channel);
+  }
+}
+
+void RedisFanout::on_publisher_up() {
+  if (!publisher_was_down_) return;
+  publisher_was_down_ = false;
+  // What this instance committed while it could not publish never reached
+  // the others: they re-read their chats from the store.
+  publisher_->command(
+      {"PUBLISH", std::string(kResyncChannel), json::serialize(json::object{{"from", instance_}})});
+}
+
+// ---------------------------------------------------------------------------
+// From Redis
+// ---------------------------------------------------------------------------
+
+void RedisFanout::on_push(std::string_view kind, std::string_view channel, std::string_view data) {
+  if (channel == kResyncChannel) {
+    if (kind == "message") {
+      boost::system::error_code error;
+      const json::value value = json::parse(data, error);
+      const auto* from = error || !value.is_object() ? nullptr : value.as_object().if_contains("from");
+      if (from != nullptr && from->is_string() && from->as_string() == instance_) return;
+      recover_all();
+    }
+    return;
+  }
+  if (!channel.starts_with(kChannelPrefix)) return;
+  const auto chat = chat::ChatKey::parse(channel.substr(kChannelPrefix.size()));
+  if (!chat) return;
+  if (kind == "subscribe") {
+    if (sequencer_.following(*chat)) sync_chat(*chat);
+  } else if (kind == "message") {
+    on_payload(*chat, data);
+  }
+}
+
+void RedisFanout::on_payload(const chat::ChatKey& chat, std::string_view payload) {
+  boost::system::error_code error;
+  const json::value value = json::parse(payload, error);
+  if (error || !value.is_object()) {
+    spdlog::debug("fan-out: ignored a malformed publish on {}", channel_of(chat));
+    return;
+  }
+  const json::object& o = value.as_object();
+  const auto text = [&o](std::string_view key) -> std::string {
+    const auto* field = o.if_contains(key);
+    return field != nullptr && field->is_string() ? std::string(field->as_string()) : std::string();
+  };
+  const auto number = [&o](std::string_view key) -> std::int64_t {
+    const auto* field = o.if_contains(key);
+    if (field == nullptr) return 0;
+    if (field->is_int64()) return field->as_int64();
+    if (field->is_uint64()) return static_cast<std::int64_t>(field->as_uint64());
+    return 0;
+  };
+  if (text("from") == instance_) return;  // delivered here when committed
+  received_.inc();
+  const std::string kind = text("kind");
+  if (kind == "message") {
+    auto message = std::make_shared<chat::Message>(chat);
+    message->seq = static_cast<std::uint64_t>(number("seq"));
+    message->id = text("id");
+    message->sender = text("sender");
+    message->text = text("text");
+    message->timestamp_ms = number("ts");
+    message->client_id = text("client_id");
+    if (message->seq == 0 || !chat.has_participant(message->sender)) return;
+    sequencer_.offer(message);
+  } else if (kind == "event") {
+    hub_.notify(chat, 0, std::make_shared<const std::string>(text("frame")));
+  } else if (kind == "presence") {
+    const std::string user = text("user");
+    if (!chat.has_participant(user)) return;
+    announce(chat, 0, user, static_cast<std::size_t>(number("devices")), false);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// From the store
+// ---------------------------------------------------------------------------
+
+void RedisFanout::sync_chat(const chat::ChatKey& chat) {
+  if (sequencer_.synced(chat)) {
+    fill_chat(chat, sequencer_.delivered(chat));
+    return;
+  }
+  store::HistoryQuery query;
+  query.limit = options_.sync_messages;
+  store_.history(chat, query,
+                 asio::bind_executor(strand_, [this, chat](store::HistoryPage page) {
+                   if (page.error != store::StoreError::none) {
+                     // Held until the store answers; asked again after the hold.
+                     auto timer = std::make_shared<asio::steady_timer>(strand_, options_.gap_hold);
+                     timer->async_wait([this, chat, timer](boost::system::error_code error) {
+                       if (!error && sequencer_.following(chat)) sync_chat(chat);
+                     });
+                     return;
+                   }
+                   sequencer_.sync(chat, page.messages);
+                 }));
+}
+
+void RedisFanout::fill_chat(const chat::ChatKey& chat, std::uint64_t after_seq) {
+  store::HistoryQuery query;
+  query.after_seq = after_seq;
+  query.oldest_first = true;
+  query.limit = kFillPage;
+  store_.history(chat, query,
+                 asio::bind_executor(strand_, [this, chat](store::HistoryPage page) {
+                   if (page.error != store::StoreError::none) {
+                     sequencer_.fill_failed(chat);
+                     return;
+                   }
+                   sequencer_.fill(chat, page.messages);
+                   if (page.has_more && !page.messages.empty()) {
+                     fill_chat(chat, page.messages.back()->seq);
+                   }
+                 }));
+}
+
+void RedisFanout::recover_all() {
+  for (const auto& chat : sequencer_.followed()) {
+    if (sequencer_.synced(chat)) fill_chat(chat, sequencer_.delivered(chat));
+  }
+}
+
+void RedisFanout::schedule_gap_check() {
+  gap_timer_.expires_after(std::max<std::chrono::milliseconds>(options_.gap_hold / 4,
+                                                               std::chrono::milliseconds(5)));
+  gap_timer_.async_wait([this](boost::system::error_code error) {
+    if (error) return;
+    for (const auto& request : sequencer_.due(ChatSequencer::Clock::now())) {
+      gap_fills_.inc();
+      fill_chat(request.chat, request.after_seq);
+    }
+    schedule_gap_check();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// To Redis
+// ---------------------------------------------------------------------------
+
+void RedisFanout::publish(std::span<const chat::MessagePtr> batch) {
+  // On the commit thread: local connections first, straight away.
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(batch.size());
+  for (const auto& message : batch) {
+    sequencer_.offer(message);
+    out.emplace_back(channel_of(message->chat), message_payload(instance_, *message));
+  }
+  asio::post(strand_, [this, out = std::move(out)]() mutable {
+    for (auto& [channel, payload] : out) send_publish(std::move(channel), std::move(payload));
+  });
+}
+
+void RedisFanout::publish_event(const chat::ChatKey& chat, chat::ConnectionId origin,
+                                std::shared_ptr<const std::string> frame) {
+  hub_.notify(chat, origin, frame);
+  std::string payload = json::serialize(
+      json::object{{"from", instance_}, {"kind", "event"}, {"frame", *frame}});
+  asio::post(strand_, [this, channel = channel_of(chat), payload = std::move(payload)]() mutable {
+    send_publish(std::move(channel), std::move(payload));
+  });
+}
+
+void RedisFanout::send_publish(std::string channel, std::string payload) {
+  if (publisher_->command({"PUBLISH", std::move(channel), std::move(payload)})) {
+    published_.inc();
+  } else {
+    publish_dropped_.inc();
+    publisher_was_down_ = true;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Presence
+// ---------------------------------------------------------------------------
+
+void RedisFanout::presence_script(const chat::ChatKey& chat, const std::string& user,
+                                  std::optional<std::size_t> local,
+                                  std::function<void(std::size_t)> done) {
+  const std::size_t here = hub_.connections_of(chat, user);
+  const bool sent = publisher_->command(
+      {"EVAL", kPresenceScript, "1", presence_key(chat, user), instance_,
+       local ? std::to_string(*local) : std::string("-1"),
+       std::to_string(std::chrono::milliseconds(options_.presence_ttl).count())},
+      [done, here](std::optional<RedisReply> reply) {
+        if (reply && reply->type == RedisReply::Type::integer) {
+          done(static_cast<std::size_t>(reply->integer));
+        } else {
+          if (reply && reply->is_error()) {
+            spdlog::warn("fan-out: presence script failed: {}", reply->str);
+          }
+          done(here);  // Redis gone or refusing: what this instance knows
+        }
+      });
+  if (!sent) done(here);
+}
+
+void RedisFanout::announce(const chat::ChatKey& chat, chat::ConnectionId origin,
+                           const std::string& user, std::size_t total, bool publish) {
+  announced_[presence_key(chat, user)] = total;
+  hub_.notify(chat, origin,
+              std::make_shared<const std::string>(chat::v2::presence_frame(user, total)));
+  if (!publish) return;
+  send_publish(channel_of(chat), json::serialize(json::object{{"from", instance_},
+                                                              {"kind", "presence"},
+                                                              {"user", user},
+                                                              {"devices", total}}));
+}
+
+void RedisFanout::presence_changed(const chat::ChatKey& chat, chat::ConnectionId origin,
+                                   const std::string& user, std::size_t /*local_devices*/) {
+  asio::post(strand_, [this, chat, origin, user] {
+    // The hub's count now, not the one at the call: calls may arrive out of order.
+    const std::size_t local = hub_.connections_of(chat, user);
+    presence_script(chat, user, local, [this, chat, origin, user](std::size_t total) {
+      announce(chat, origin, user, total, true);
+    });
+  });
+}
+
+void RedisFanout::devices(const chat::ChatKey& chat, const std::string& user,
+                          DevicesHandler handler) {
+  asio::post(strand_, [this, chat, user, handler = std::move(handler)] {
+    presence_script(chat, user, std::nullopt, handler);
+  });
+}
+
+void RedisFanout::schedule_heartbeat() {
+  heartbeat_timer_.expires_after(
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.presence_ttl) / 3);
+  heartbeat_timer_.async_wait([this](boost::system::error_code error) {
+    if (error) return;
+    heartbeat();
+    schedule_heartbeat();
+  });
+}
+
+void RedisFanout::heartbeat() {
+  if (!publisher_->connected()) return;
+  // Refreshes this instance's entries and reads every total of the chats it
+  // follows: a user whose instance died drops out here, and this instance's
+  // connections are told.
+  for (const auto& chat : sequencer_.followed()) {
+    for (const std::string* user : {&chat.first(), &chat.second()}) {
+      const std::size_t local = hub_.connections_of(chat, *user);
+      presence_script(chat, *user, local, [this, chat, name = *user](std::size_t total) {
+        const auto known = announced_.find(presence_key(chat, name));
+        if (known == announced_.end()) {
+          announced_[presence_key(chat, name)] = total;
+        } else if (known->second != total) {
+          announce(chat, 0, name, total, false);
+        }
+      });
+    }
+  }
+}
+
+}  // namespace chatd::fanout
