@@ -8,6 +8,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <random>
+#include <utility>
 
 namespace chatd::fanout {
 namespace asio = boost::asio;
@@ -143,6 +144,18 @@ void RedisConnection::stop() {
   }
 }
 
+void RedisConnection::shutdown(std::function<void()> done) {
+  if (context_ == nullptr || !connected_) {
+    stop();
+    done();
+    return;
+  }
+  running_ = false;
+  retry_timer_.cancel();
+  on_shut_down_ = std::move(done);
+  redisAsyncDisconnect(context_);  // after every pending reply; then cleanup
+}
+
 void RedisConnection::connect() {
   resolver_.async_resolve(
       endpoint_.host, std::to_string(endpoint_.port),
@@ -169,6 +182,9 @@ void RedisConnection::on_resolved(const asio::ip::tcp::endpoint& address) {
     retry_later();
     return;
   }
+  // TCP keepalive: a Redis that vanished without a FIN (a crashed host, a
+  // dropped NAT entry) is noticed within about a minute instead of never.
+  redisEnableKeepAlive(&context->c);
   context_ = context;
   watcher_ = std::make_shared<Watcher>(strand_, context->c.fd);
   watcher_->context = context;
@@ -231,6 +247,11 @@ void RedisConnection::handshake() {
 void RedisConnection::context_gone() {
   watcher_.reset();
   connect_timer_.cancel();
+  if (on_shut_down_) {
+    was_up_ = false;
+    std::exchange(on_shut_down_, {})();
+    return;
+  }
   if (was_up_) {
     spdlog::warn("redis {}: connection to {}:{} lost{}{}", name_, endpoint_.host, endpoint_.port,
                  last_error_.empty() ? "" : ": ", last_error_);

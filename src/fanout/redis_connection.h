@@ -59,7 +59,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void on_push(PushHandler handler) { on_push_ = std::move(handler); }
 
   void start();
+  /// Disconnects at once; replies not yet come are lost.
   void stop();
+  /// Stops reconnecting, sends what is queued, waits for its replies, then
+  /// disconnects and calls `done` (at once when not connected).
+  void shutdown(std::function<void()> done);
   bool connected() const { return connected_; }
 
   /// Sends a command (pipelined with the others). False, and `handler` is not
@@ -98,6 +102,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   unsigned failures_ = 0;                // connect attempts failed in a row
   std::string last_error_;
   std::function<void()> on_up_;
+  std::function<void()> on_shut_down_;
   std::function<void()> on_down_;
   PushHandler on_push_;
 };

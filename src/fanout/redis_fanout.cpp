@@ -22,6 +22,8 @@ constexpr std::string_view kChannelPrefix = "chatd:chat:";
 /// An instance whose publishing connection was down tells the others here;
 /// they re-read their chats from the store (what it published meanwhile is lost).
 constexpr std::string_view kResyncChannel = "chatd:resync";
+/// Longest wait for a subscription's confirmation before a chat is synced anyway.
+constexpr std::chrono::milliseconds kSyncTimeout{1000};
 /// Messages read per round of a fill.
 constexpr std::size_t kFillPage = 500;
 
@@ -127,16 +129,18 @@ void RedisFanout::start() {
 }
 
 void RedisFanout::stop() {
+  // Runs after the drain: the last commits' publishes are queued on the strand
+  // before this, and the publisher sends them before it disconnects.
   std::promise<void> done;
   asio::post(strand_, [this, &done] {
     gap_timer_.cancel();
     heartbeat_timer_.cancel();
-    publisher_->stop();
     subscriber_->stop();
-    done.set_value();
+    publisher_->shutdown([&done] { done.set_value(); });
   });
   if (done.get_future().wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
-    spdlog::warn("fan-out: Redis connections did not stop within 2 s");
+    spdlog::warn("fan-out: Redis did not take the last publishes within 2 s");
+    asio::post(strand_, [this] { publisher_->stop(); });
   }
 }
 
@@ -187,6 +191,16 @@ void RedisFanout::subscribe(const chat::ChatKey& chat) {
     return;
   }
   subscriber_->subscribe(channel);  // the confirmation starts the sync (on_push)
+  // A confirmation that does not come (Redis stalled) must not hold this
+  // chat's local messages: after a while the store alone gives the baseline.
+  auto timer = std::make_shared<asio::steady_timer>(strand_, kSyncTimeout);
+  timer->async_wait([this, chat, timer](boost::system::error_code error) {
+    if (!error && sequencer_.following(chat) && !sequencer_.synced(chat)) {
+      spdlog::warn("fan-out: no subscription confirmation for {} within {} ms; reading it from "
+                   "the store", chat.str(), kSyncTimeout.count());
+      sync_chat(chat);
+    }
+  });
 }
 
 void RedisFanout::unsubscribe(const chat::ChatKey& chat) {
