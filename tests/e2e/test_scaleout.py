@@ -253,7 +253,7 @@ async def test_users_on_different_instances_chat_both_ways(ferretdb, redis, chat
             if ack is not None:
                 assert (ack["id"], ack["seq"], ack["ts"]) == (
                     frames[0]["id"], frames[0]["seq"], frames[0]["ts"]), (ack, frames[0])
-                own[sender.label].add(ack["seq"])
+            own[sender.label].add(frames[0]["seq"])  # v1: the seq the receivers saw
             delivered.append(frames[0])
 
     # A last message through Redis is the positive marker: it must be every receiver's
@@ -265,6 +265,7 @@ async def test_users_on_different_instances_chat_both_ways(ferretdb, redis, chat
         assert frame["text"] == "marker", f"{receiver.label}: expected the marker, got {frame!r}"
         received[receiver.label].append(frame)
     delivered.append(frame)
+    own[marker_sender.label].add(frame["seq"])
     await expect_nothing_more([client for _, client in clients])
 
     last = len(delivered)
@@ -495,6 +496,7 @@ async def test_redis_killed_and_restarted_loses_and_repeats_nothing(ferretdb, re
             f"{client.label}: expected 'after the outage' next, got {frame!r}")
         seen[client.label].append(frame)
     last = frame["seq"]
+    own[bob_c.label].add(last)
     await expect_nothing_more(everyone)
 
     for client in everyone:
