@@ -34,7 +34,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import figures
-from chat_client import RECV_TIMEOUT_S, ChatClient, in_thread
+from chat_client import RECV_TIMEOUT_S, SILENCE_S, ChatClient, in_thread
 from chatd_process import E2E_STORE
 from ferretdb import free_port, unique_database, wait_readyz
 from server_metrics import http_get, poll, scrape
@@ -287,6 +287,24 @@ async def test_users_on_different_instances_chat_both_ways(ferretdb, redis, chat
             f"{server.label}: chatd_redis_received_total is {heard}; {others} messages "
             "were stored by the other instances")
 
+    # C loses its last connection of the chat, then gets one again: it hears the chat again.
+    alice_a, bob_b, alice_c, bob_c = (client for _, client in clients)
+    await alice_c.close()
+    await bob_c.close()
+    left = [await bob_b.recv_frame("presence") for _ in range(2)]  # in either order
+    assert sorted((f["user"], f["devices"]) for f in left) == [("alice", 1), ("bob", 1)], left
+    back = await V2Client.connect(c, "bob", "alice", "bob back @C")
+    assert [m["id"] for m in back.history["messages"]] == [m["id"] for m in delivered]
+    await bob_b.recv_frame("presence", user="bob", online=True, devices=2)
+    await alice_a.send_message("alice", "after C came back")
+    for receiver in (bob_b, back):
+        frame = await next_message(receiver)
+        assert (frame["text"], frame["seq"]) == ("after C came back", last + 1), frame
+    ack = await back.send_and_ack(client_id(), "bob from C again")
+    assert (await alice_a.recv_message("bob", "bob from C again"))["seq"] == ack["seq"]
+    assert (await bob_b.recv_frame("message", text="bob from C again"))["seq"] == ack["seq"]
+    await expect_nothing_more([alice_a, bob_b, back])
+
 
 # ---------------------------------------------------------------------- 2. concurrent
 
@@ -423,6 +441,47 @@ async def test_typing_presence_and_read_receipts_cross_instances(ferretdb, redis
     await bob.expect_nothing_before_pong("after the events", ignore_presence=False)
 
 
+async def settled_presence(client: V2Client, user: str, devices: int,
+                           quiet: float = SILENCE_S) -> list[dict]:
+    """Presence frames of `user` until one says `devices`, then a quiet window: any later
+    frame must not change it. Returns what came (for the failure message)."""
+    frames: list[dict] = []
+    while not frames or frames[-1]["devices"] != devices:
+        frame = await client.recv_frame("presence", timeout=5)
+        assert frame["user"] == user, f"{client.label}: {frame!r}"
+        frames.append(frame)
+    while True:
+        try:
+            raw = await asyncio.wait_for(client.ws.recv(), quiet)
+        except asyncio.TimeoutError:
+            return frames
+        frame = json.loads(raw)
+        frames.append(frame)
+        assert frame.get("type") == "presence" and frame.get("user") == user, (
+            f"{client.label}: unexpected {frame!r}")
+        assert frame["devices"] == devices and frame["online"] is (devices > 0), (
+            f"{client.label}: {user} has {devices} connections, but the presence frames "
+            f"ended with {frame!r}; all of them: {[f['devices'] for f in frames]}")
+
+
+async def test_simultaneous_comings_and_goings_on_two_instances_settle_on_the_true_count(
+        ferretdb, redis, chatd):
+    """Alice opens, then closes, a connection on A and one on B at the same moment, a few
+    times: bob on C must end up with the true count each time (the last presence
+    frame he gets says 2, then 0), not a stale total from the slower instance."""
+    a, b, c = await start_cluster(chatd, ferretdb, redis)
+    bob = await V2Client.connect(c, "bob", "alice", "bob @C")
+    for round_ in range(5):
+        both = await asyncio.gather(
+            V2Client.connect(a, "alice", "bob", f"alice @A, round {round_}"),
+            V2Client.connect(b, "alice", "bob", f"alice @B, round {round_}"))
+        await settled_presence(bob, "alice", 2)
+        await asyncio.gather(*(client.close() for client in both))
+        await settled_presence(bob, "alice", 0)
+    late = await V2Client.connect(c, "bob", "alice", "bob's late device @C")
+    assert (late.hello["peer_online"], late.hello["peer_devices"]) == (False, 0), late.hello
+
+
 # ---------------------------------------------------------------------- 4. Redis outage
 
 @pytest.mark.e2e_timeout(60)
@@ -507,7 +566,113 @@ async def test_redis_killed_and_restarted_loses_and_repeats_nothing(ferretdb, re
                    f"before the restart, {fills} after")
 
 
+@pytest.mark.e2e_timeout(45)
+async def test_presence_is_counted_across_instances_again_after_a_redis_restart(
+        ferretdb, redis, chatd):
+    """Redis keeps nothing (no persistence): once it is back, each instance's
+    connections must count again in hellos and presence events."""
+    a, b, c = await start_cluster(chatd, ferretdb, redis)
+    bob_a = await V2Client.connect(a, "bob", "alice", "bob v2 @A")
+    bob_b = await open_v1(b, "bob", "alice", "bob v1 @B")
+    await bob_a.recv_frame("presence", user="bob", online=True, devices=2)
+    alice_c = await V2Client.connect(c, "alice", "bob", "alice v2 @C")
+    assert (alice_c.hello["peer_online"], alice_c.hello["peer_devices"]) == (True, 2), (
+        alice_c.hello)
+    await bob_a.recv_frame("presence", user="alice", online=True, devices=1)
+
+    redis.kill()
+    await asyncio.gather(*(wait_redis_connected(s, 0) for s in (a, b, c)))
+    redis.start()  # empty: the presence entries are gone
+    await asyncio.gather(*(wait_redis_connected(s, 1) for s in (a, b, c)))
+    # A round trip through the restarted Redis, A -> C and C -> A and B.
+    ack = await bob_a.send_and_ack(client_id(), "are you still there?")
+    assert (await alice_c.recv_frame("message", text="are you still there?"))["seq"] == \
+        ack["seq"]
+    assert (await bob_b.recv_message("bob", "are you still there?"))["seq"] == ack["seq"]
+    ack = await alice_c.send_and_ack(client_id(), "yes")
+    assert (await bob_a.recv_frame("message", text="yes"))["seq"] == ack["seq"]
+    assert (await bob_b.recv_message("alice", "yes"))["seq"] == ack["seq"]
+
+    # Nobody came or went: bob's two connections (A, B) and alice's one (C) still count.
+    alice_b = await V2Client.connect(b, "alice", "bob", "alice's second device @B")
+    assert (alice_b.hello["peer_online"], alice_b.hello["peer_devices"]) == (True, 2), (
+        f"after the Redis restart, a hello on B must still count bob's connections on A and "
+        f"B: {alice_b.hello}")
+    await bob_a.recv_frame("presence", user="alice", online=True, devices=2)
+    await alice_c.recv_frame("presence", user="alice", online=True, devices=2)
+
+
+# ---------------------------------------------------------------------- gap fill
+
+@pytest.mark.e2e_timeout(45)
+async def test_a_publish_held_up_in_redis_is_filled_from_the_store_and_not_repeated(
+        ferretdb, redis, chatd):
+    """CLIENT PAUSE WRITE holds every PUBLISH in Redis (subscribers stay connected): an
+    instance that commits past a message it has not heard of holds its own for
+    --redis-gap-ms, then reads the missing one from the store; the late publish, when
+    it comes, is dropped."""
+    a, b = await start_cluster(chatd, ferretdb, redis, "--redis-gap-ms", "100", count=2)
+    alice_a = await V2Client.connect(a, "alice", "bob", "alice v2 @A")
+    bob_b = await V2Client.connect(b, "bob", "alice", "bob v2 @B")
+    alice_b = await open_v1(b, "alice", "bob", "alice v1 @B")
+    first = await alice_a.send_and_ack(client_id(), "hello")
+    assert (await bob_b.recv_frame("message", text="hello"))["seq"] == first["seq"]
+    assert (await alice_b.recv_message("alice", "hello"))["seq"] == first["seq"]
+    fills_before = metric(b, "chatd_redis_gap_fills_total")
+    assert fills_before is not None
+
+    assert redis.command("CLIENT", "PAUSE", "20000", "WRITE") == "OK"
+    try:
+        held = await alice_a.send_and_ack(client_id(), "held up in redis")
+        mine = await bob_b.send_and_ack(client_id(), "bob on B, after it")
+        assert mine["seq"] == held["seq"] + 1, (held, mine)
+        # B hears nothing from A while publishes wait: it fills the gap from the store.
+        frame = await bob_b.recv_frame("message", timeout=5)
+        assert (frame["seq"], frame["id"], frame["text"]) == (
+            held["seq"], held["id"], "held up in redis"), frame
+        gap_filled = await alice_b.recv_messages(2, timeout=5)
+        assert [(f["seq"], f["text"]) for f in gap_filled] == [
+            (held["seq"], "held up in redis"), (mine["seq"], "bob on B, after it")], gap_filled
+        await wait_metric(b, "chatd_redis_gap_fills_total", lambda v: v > fills_before,
+                          f"> {fills_before}")
+    finally:
+        redis.command("CLIENT", "UNPAUSE")
+
+    # The held-up publishes go out: A gets bob's message, B drops A's late one.
+    frame = await alice_a.recv_frame("message", text="bob on B, after it")
+    assert frame["seq"] == mine["seq"]
+    last = await alice_a.send_and_ack(client_id(), "marker")
+    assert (await bob_b.recv_frame("message", text="marker"))["seq"] == last["seq"]
+    assert (await alice_b.recv_message("alice", "marker"))["seq"] == last["seq"]
+    await expect_nothing_more([alice_a, bob_b, alice_b])
+
+
 # ---------------------------------------------------------------------- 5. instance killed
+
+async def until_frame(client: V2Client, type_: str, inbox: list[dict],
+                      timeout: float = RECV_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
+    """The next frame of `type_` with `fields`; message frames before it go to `inbox`
+    (a gap filled from the store may bring one at any time), anything else fails."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        frame = await client.recv_frame(timeout=max(deadline - loop.time(), 0.01))
+        if frame["type"] == "message" and type_ != "message":
+            inbox.append(frame)
+            continue
+        assert frame["type"] == type_ and all(frame.get(k) == v for k, v in fields.items()), (
+            f"{client.label}: expected a {type_!r} frame with {fields}, got {frame!r}")
+        return frame
+
+
+async def send_collect(client: V2Client, text: str, inbox: list[dict],
+                       cid: str | None = None) -> dict[str, Any]:
+    """Sends one message; returns its ack, messages arriving before it go to `inbox`."""
+    cid = cid or client_id()
+    await client.send_text(cid, text)
+    ack = await until_frame(client, "ack", inbox, client_id=cid)
+    return ack
+
 
 @pytest.mark.e2e_timeout(60)
 async def test_killed_instance_clients_resume_elsewhere_and_its_user_goes_offline(
@@ -517,64 +682,94 @@ async def test_killed_instance_clients_resume_elsewhere_and_its_user_goes_offlin
     bob = await V2Client.connect(b, "bob", "alice", "bob @B")
     alice = await V2Client.connect(a, "alice", "bob", "alice @A")
     await bob.recv_frame("presence", user="alice", online=True, devices=1)
+    bob_inbox: list[dict] = []  # every message bob @B is given
+    bob_acks: list[dict] = []
 
     alice_seen: list[dict] = []
     for n in range(2):
         ack = await alice.send_and_ack(client_id(), f"alice {n}")
-        assert (await bob.recv_frame("message", text=f"alice {n}"))["seq"] == ack["seq"]
-        ack = await bob.send_and_ack(client_id(), f"bob {n}")
+        bob_inbox.append(await bob.recv_frame("message", text=f"alice {n}"))
+        assert bob_inbox[-1]["seq"] == ack["seq"]
+        bob_acks.append(await bob.send_and_ack(client_id(), f"bob {n}"))
         alice_seen.append(await alice.recv_frame("message", text=f"bob {n}"))
-    last_seen = alice_seen[-1]["seq"]
-    # Two more from bob, and A dies at once: alice may or may not have them.
+    # Two more from bob, then alice sends and A dies at once: she may or may not have
+    # bob's two, and her send may or may not have been stored (she got no ack).
     in_flight = [await bob.send_and_ack(client_id(), f"bob in flight {n}") for n in range(2)]
+    last_words = client_id()
+    await alice.send_text(last_words, "alice's last words on A")
 
     a.kill()
     killed_at = time.monotonic()
     a.stop()  # collects the exit: the teardown expects no SIGTERM exit from it
     for frame in await drain_until_closed(alice):
-        if frame.get("type") == "message":
+        assert frame.get("type") in ("message", "presence"), (
+            f"alice @A: unexpected frame before A died: {frame!r}")
+        if frame["type"] == "message":
             alice_seen.append(frame)
     got = [frame["seq"] for frame in alice_seen]
     assert got == sorted(set(got)), f"alice @A got {got} before A died"
     last_seen = got[-1]
 
     # Bob writes while alice is away.
-    gap = [await bob.send_and_ack(client_id(), f"bob while alice is away {n}") for n in range(3)]
+    gap = [await send_collect(bob, f"bob while alice is away {n}", bob_inbox)
+           for n in range(3)]
 
     # Nobody closed alice's connection on A: her presence there runs out with the TTL.
-    await bob.recv_frame("presence", user="alice", online=False, devices=0,
-                         timeout=PRESENCE_EXPIRY_TIMEOUT_S)
+    await until_frame(bob, "presence", bob_inbox, timeout=PRESENCE_EXPIRY_TIMEOUT_S,
+                      user="alice", online=False, devices=0)
     offline_after = time.monotonic() - killed_at
     figures.report(f"scale-out: killed instance's user offline for the peer after "
                    f"{offline_after:.2f}s (presence TTL {PRESENCE_TTL_S}s)")
-    watcher = await V2Client.connect(c, "bob", "alice", "bob's second device @C")
+    watcher = await V2Client.connect(b, "bob", "alice", "bob's second device @B")
     assert (watcher.hello["peer_online"], watcher.hello["peer_devices"]) == (False, 0), (
         f"alice's connection on the killed instance still counts: {watcher.hello}")
-    await bob.recv_frame("presence", user="bob", online=True, devices=2)
+    await until_frame(bob, "presence", bob_inbox, user="bob", online=True, devices=2)
 
-    # Alice resumes on C from the last seq she saw: everything after it, once, in order.
+    # Alice resumes on C, which had no connection of this chat yet, from the last seq
+    # she saw: everything after it, once, in order (her cut-off send too, if stored).
     resumed = await V2Client.connect(c, "alice", "bob", "alice resumed @C", after=last_seen)
     assert (resumed.hello["peer_online"], resumed.hello["peer_devices"]) == (True, 2), (
-        resumed.hello)
-    expected = [ack["seq"] for ack in in_flight + gap if ack["seq"] > last_seen]
-    replay = [await resumed.recv_frame("message") for _ in expected]
-    assert [frame["seq"] for frame in replay] == expected, (
-        f"resume after {last_seen}: expected {expected}, got {replay!r}")
-    assert [frame["id"] for frame in replay] == [
-        ack["id"] for ack in in_flight + gap if ack["seq"] > last_seen]
+        f"alice's hello on C must count bob's two devices on B: {resumed.hello}")
+    bobs = [ack for ack in in_flight + gap if ack["seq"] > last_seen]
+    replay: list[dict] = []
+    while {ack["seq"] for ack in bobs} - {frame["seq"] for frame in replay}:
+        replay.append(await resumed.recv_frame("message"))
+    stored_last_words = [f for f in replay if f["text"] == "alice's last words on A"]
+    assert [f["seq"] for f in replay] == list(range(last_seen + 1, gap[-1]["seq"] + 1)), (
+        f"resume after {last_seen}: expected {last_seen + 1}..{gap[-1]['seq']} in order, "
+        f"got {replay!r}")
+    assert [(f["id"], f["seq"]) for f in replay if f not in stored_last_words] == [
+        (ack["id"], ack["seq"]) for ack in bobs]
     await resumed.expect_nothing_before_pong("nothing after the replay")
-    await bob.recv_frame("presence", user="alice", online=True, devices=1)
+    await until_frame(bob, "presence", bob_inbox, user="alice", online=True, devices=1)
     await watcher.recv_frame("presence", user="alice", online=True, devices=1)
 
+    # Alice sends her last words again with the same client id: stored once.
+    retry = await resumed.send_and_ack(last_words, "alice's last words on A")
+    if stored_last_words:
+        assert retry["duplicate"] is True and (retry["id"], retry["seq"]) == (
+            stored_last_words[0]["id"], stored_last_words[0]["seq"]), (retry, stored_last_words)
+    else:
+        assert retry["duplicate"] is False and retry["seq"] == gap[-1]["seq"] + 1, retry
+    figures.report("scale-out: the send cut off by the kill was "
+                   + ("stored before it (the retry is a duplicate)" if stored_last_words
+                      else "lost with it (the retry stores it)"))
+
     # Live again, both ways, across B and C.
-    live = await bob.send_and_ack(client_id(), "welcome back")
+    live = await send_collect(bob, "welcome back", bob_inbox)
     frame = await resumed.recv_frame("message", text="welcome back")
-    assert frame["seq"] == live["seq"] == gap[-1]["seq"] + 1, (frame, live)
+    assert frame["seq"] == live["seq"] == max(gap[-1]["seq"], retry["seq"]) + 1, (frame, live)
     back = await resumed.send_and_ack(client_id(), "thanks")
-    assert (await bob.recv_frame("message", text="thanks"))["seq"] == back["seq"]
-    await watcher.recv_frame("message", text="welcome back")
-    await watcher.recv_frame("message", text="thanks")
+    bob_inbox.append(await bob.recv_frame("message", text="thanks"))
+    assert bob_inbox[-1]["seq"] == back["seq"]
+    watched = [await watcher.recv_frame("message") for _ in range(2 if stored_last_words else 3)]
+    assert [f["text"] for f in watched][-2:] == ["welcome back", "thanks"], watched
     await expect_nothing_more([bob, resumed, watcher])
+
+    # Bob @B got alice's messages, her last words once, in seq order.
+    bob_own = {ack["seq"] for ack in bob_acks + in_flight + gap + [live]}
+    assert_in_seq_order_once(bob.label, bob_inbox, bob_own, back["seq"])
+    assert [f["text"] for f in bob_inbox].count("alice's last words on A") == 1, bob_inbox
 
 
 # ---------------------------------------------------------------------- 6. start-up
