@@ -772,6 +772,54 @@ async def test_killed_instance_clients_resume_elsewhere_and_its_user_goes_offlin
     assert [f["text"] for f in bob_inbox].count("alice's last words on A") == 1, bob_inbox
 
 
+async def test_sigterm_of_an_instance_takes_its_users_offline_at_once(ferretdb, redis, chatd):
+    """A drained instance (SIGTERM, as in a rolling restart) says its connections are
+    gone: the peer need not wait for the presence TTL (30 s here)."""
+    a, b = await start_cluster(chatd, ferretdb, redis, count=2)
+    bob = await V2Client.connect(b, "bob", "alice", "bob @B")
+    alice = await V2Client.connect(a, "alice", "bob", "alice @A")
+    await bob.recv_frame("presence", user="alice", online=True, devices=1)
+    ack = await alice.send_and_ack(client_id(), "going for a restart")
+    assert (await bob.recv_frame("message", text="going for a restart"))["seq"] == ack["seq"]
+
+    a.send_sigterm()
+    await alice.expect_close(1001)
+    assert await in_thread(a.wait_exit) == 0, a.log_text(40)
+    await bob.recv_frame("presence", user="alice", online=False, devices=0, timeout=5)
+    # Alice comes back on B itself, resuming.
+    again = await V2Client.connect(b, "alice", "bob", "alice @B", after=ack["seq"])
+    assert (again.hello["peer_online"], again.hello["peer_devices"]) == (True, 1), again.hello
+    await again.expect_nothing_before_pong("nothing was missed")
+    await bob.recv_frame("presence", user="alice", online=True, devices=1)
+
+
+@pytest.mark.parametrize("connections", ["pubsub", "normal"])
+async def test_a_cut_redis_connection_loses_nothing(ferretdb, redis, chatd, connections):
+    """CLIENT KILL TYPE pubsub cuts every instance's subscriber, TYPE normal every
+    publisher (Redis itself stays up); what is committed meanwhile still reaches the
+    other instances, without a later message to reveal the gap."""
+    a, b = await start_cluster(chatd, ferretdb, redis, count=2)
+    alice = await V2Client.connect(a, "alice", "bob", "alice @A")
+    bob = await V2Client.connect(b, "bob", "alice", "bob @B")
+    first = await alice.send_and_ack(client_id(), "before the cut")
+    assert (await bob.recv_frame("message", text="before the cut"))["seq"] == first["seq"]
+
+    cut = redis.command("CLIENT", "KILL", "TYPE", connections)
+    assert cut >= 2, f"CLIENT KILL TYPE {connections} cut {cut} connections"
+    sent = [await alice.send_and_ack(client_id(), f"right after the cut {n}") for n in range(3)]
+    for ack in sent:
+        frame = await bob.recv_frame("message", timeout=10)
+        assert (frame["seq"], frame["id"]) == (ack["seq"], ack["id"]), (
+            f"bob @B: expected seq {ack['seq']} next, got {frame!r}")
+    await asyncio.gather(*(wait_redis_connected(s, 1) for s in (a, b)))
+    # And onwards, both ways, once each.
+    reply = await bob.send_and_ack(client_id(), "all here")
+    assert (await alice.recv_frame("message", text="all here"))["seq"] == reply["seq"]
+    last = await alice.send_and_ack(client_id(), "marker")
+    assert (await bob.recv_frame("message", text="marker"))["seq"] == last["seq"]
+    await expect_nothing_more([alice, bob])
+
+
 # ---------------------------------------------------------------------- 6. start-up
 
 async def test_redis_url_without_mongo_uri_is_refused_at_start(redis, chatd):
