@@ -81,9 +81,9 @@ async function waitForAttempts(page, attempts, count) {
   while (attempts() < count) await page.waitForEvent('websocket');
 }
 
-test('with SECRET_KEY: no token asks to sign in, a token opens the chat, another user\'s is refused', async () => {
+test('with SECRET_KEY: no token asks to sign in, a token opens the chat, another user\'s is refused, an expired one asks again', async () => {
   const secret = 'browser-test-secret';
-  await withChatd({args: ['--secret-key', secret]}, async (chatd) => {
+  await withChatd({args: ['--secret-key', secret, '--token-leeway-seconds', '0']}, async (chatd) => {
     const page = await openChat(browser, chatd.url, 'alice', 'bob', {connected: false});
     await waitForText(page, '#alert-text', 'Please sign in');
     assert.equal(await focusedId(page), 'token');
@@ -108,9 +108,17 @@ test('with SECRET_KEY: no token asks to sign in, a token opens the chat, another
     await waitConnected(bob);
     await waitForMessage(bob, 'signed in');
     assert.doesNotMatch(bob.url(), /token/);
-    await assertNoProblems(page, bob);
+
+    // A token that runs out during the chat: chatd closes with 4401 "expired".
+    const carol = await newPage(browser);
+    await carol.goto(`${chatd.url}/#me=carol&peer=alice&token=${makeToken(secret, 'carol', {expiresInSeconds: 2})}`);
+    await waitConnected(carol);
+    await waitForText(carol, '#alert-text', 'Your sign-in has expired');
+    assert.equal(await focusedId(carol), 'token');
+    await assertNoProblems(page, bob, carol);
     await page.context().close();
     await bob.context().close();
+    await carol.context().close();
   });
 });
 
