@@ -26,7 +26,8 @@ Target Target::make(const std::string& host, unsigned port, unsigned source_addr
 
 asio::awaitable<beast::error_code> open_websocket(WebSocket& ws, const Target& target,
                                                   std::size_t index, std::string_view path,
-                                                  std::string& failure) {
+                                                  std::string& failure,
+                                                  std::string_view subprotocol) {
   auto& tcp = beast::get_lowest_layer(ws);
   auto& socket = tcp.socket();
   beast::error_code error;
@@ -63,9 +64,29 @@ asio::awaitable<beast::error_code> open_websocket(WebSocket& ws, const Target& t
       websocket::stream_base::timeout{target.timeout, websocket::stream_base::none(), false});
   ws.auto_fragment(false);
   ws.text(true);
-  const auto [handshake_error] = co_await ws.async_handshake(target.host_header, path, use_tuple);
-  if (handshake_error) failure = "handshake: " + handshake_error.message();
-  co_return handshake_error;
+  if (subprotocol.empty()) {
+    const auto [handshake_error] =
+        co_await ws.async_handshake(target.host_header, path, use_tuple);
+    if (handshake_error) failure = "handshake: " + handshake_error.message();
+    co_return handshake_error;
+  }
+  ws.set_option(websocket::stream_base::decorator(
+      [protocol = std::string(subprotocol)](websocket::request_type& request) {
+        request.set(beast::http::field::sec_websocket_protocol, protocol);
+      }));
+  websocket::response_type response;
+  const auto [handshake_error] =
+      co_await ws.async_handshake(response, target.host_header, path, use_tuple);
+  if (handshake_error) {
+    failure = "handshake: " + handshake_error.message();
+    co_return handshake_error;
+  }
+  if (response[beast::http::field::sec_websocket_protocol] != subprotocol) {
+    failure = "handshake: the server did not select " + std::string(subprotocol);
+    abort_websocket(ws);
+    co_return beast::error_code(asio::error::operation_not_supported);
+  }
+  co_return beast::error_code{};
 }
 
 asio::awaitable<void> close_websocket(WebSocket& ws) {

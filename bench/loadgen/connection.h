@@ -35,10 +35,13 @@ struct Target {
 /// Opens `ws`: binds to the source address of connection number `index`
 /// (round robin, so each source address has its own ~28,000 ephemeral ports),
 /// connects and performs the WebSocket handshake for `path`. Sets TCP_NODELAY.
-/// On failure returns the error and describes the step in `failure`.
+/// With a `subprotocol` ("chat.v2") it is asked for, and a server that does
+/// not select it is a failure. On failure returns the error and describes the
+/// step in `failure`.
 asio::awaitable<beast::error_code> open_websocket(WebSocket& ws, const Target& target,
                                                   std::size_t index, std::string_view path,
-                                                  std::string& failure);
+                                                  std::string& failure,
+                                                  std::string_view subprotocol = {});
 
 /// Starts a close handshake (bounded by the timeout set at open); the
 /// connection's read loop ends when chatd answers.

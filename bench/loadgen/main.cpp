@@ -3,9 +3,12 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "loadgen/big_history.h"
 #include "loadgen/chat_load.h"
 #include "loadgen/connection.h"
+#include "loadgen/idle.h"
 #include "loadgen/options.h"
+#include "loadgen/process_memory.h"
 #include "loadgen/report.h"
 #include "loadgen/storm.h"
 
@@ -13,6 +16,8 @@ namespace {
 
 std::string default_scenario(const chatd::loadgen::Options& options) {
   if (options.storm > 0) return "storm_" + std::to_string(options.storm);
+  if (options.idle > 0) return "idle_" + std::to_string(options.idle) + "_" + options.protocol;
+  if (options.big_history > 0) return "history_" + std::to_string(options.big_history);
   std::string name = "chats" + std::to_string(options.chats);
   if (options.rate > 0) {
     name += "_rate" + std::to_string(static_cast<long long>(options.rate));
@@ -42,8 +47,11 @@ int main(int argc, char** argv) {
 
   Report report(options->scenario.empty() ? default_scenario(*options) : options->scenario,
                 options->system);
-  const int result = options->storm > 0 ? run_storm(*options, target, report)
-                                        : run_chat_load(*options, target, report);
+  raise_descriptor_limit();  // one descriptor per connection
+  const int result = options->storm > 0         ? run_storm(*options, target, report)
+                     : options->idle > 0        ? run_idle(*options, target, report)
+                     : options->big_history > 0 ? run_big_history(*options, target, report)
+                                                : run_chat_load(*options, target, report);
   report.print(std::cout);
   if (!options->json_path.empty()) {
     std::string error;

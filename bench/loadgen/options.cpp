@@ -34,7 +34,7 @@ bool is_plain_name(const std::string& text) {
 
 std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   Options options;
-  CLI::App app{"chatd_loadgen: measures a running chatd (protocol v1) over loopback"};
+  CLI::App app{"chatd_loadgen: measures a running chatd over loopback"};
   app.option_defaults()->always_capture_default();
 
   app.add_option("--host", options.host, "chatd's address (numeric IPv4 or IPv6)");
@@ -71,6 +71,34 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
                  "connections being opened at once (storm and set-up)")
       ->check(CLI::Range(1, 100000));
 
+  app.add_option("--idle", options.idle,
+                 "idle connections: open this many (in pairs), hold them, report chatd's RSS")
+      ->check(CLI::Range(0, 10000000));
+  app.add_option("--steps", options.steps, "--idle: open in this many steps, RSS after each")
+      ->check(CLI::Range(1, 100));
+  app.add_option("--hold", options.hold, "--idle: seconds to hold the connections idle")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--settle", options.settle, "--idle: seconds of quiet before each RSS sample")
+      ->check(CLI::Range(0.0, 600.0));
+  app.add_option("--server-pid", options.server_pid,
+                 "--idle: chatd's pid (default: the process listening on --port)");
+  app.add_option("--protocol", options.protocol,
+                 "--idle: v1 (ready when chatd answers a ping) or v2 (ready at the history frame)")
+      ->check(CLI::IsMember({"v1", "v2"}));
+
+  app.add_option("--big-history", options.big_history,
+                 "big history: fill one chat with this many messages, then time connects and "
+                 "paging")
+      ->check(CLI::Range(0, 10000000));
+  app.add_option("--connects", options.connects, "--big-history: connects timed per protocol")
+      ->check(CLI::Range(0, 1000000));
+  app.add_option("--page-size", options.page_size,
+                 "--big-history: limit of each v2 history request (chatd allows 500)")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--page-runs", options.page_runs,
+                 "--big-history: times the whole history is paged through")
+      ->check(CLI::Range(0, 10000));
+
   app.add_option("--threads", options.threads, "load generator threads")->check(CLI::Range(1, 64));
   app.add_option("--connect-timeout", options.connect_timeout,
                  "seconds for one TCP connect plus WebSocket handshake")
@@ -94,6 +122,11 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   // escapes and paths free of percent-encoding, and 64 bytes is chatd's limit.
   if (!is_plain_name(options.prefix) || options.prefix.size() > 40) {
     std::cerr << "--prefix: use at most 40 letters, digits, '-' or '_'\n";
+    exit_code = 2;
+    return std::nullopt;
+  }
+  if ((options.storm > 0) + (options.idle > 0) + (options.big_history > 0) > 1) {
+    std::cerr << "--storm, --idle and --big-history are separate modes: give one\n";
     exit_code = 2;
     return std::nullopt;
   }

@@ -27,6 +27,20 @@ struct Options {
   unsigned storm = 0;  ///< > 0: open this many connections instead
   unsigned concurrency = 256;
 
+  // Idle connections (memory per connection)
+  unsigned idle = 0;        ///< > 0: open this many connections and hold them idle instead
+  unsigned steps = 2;       ///< open them in this many equal steps, chatd's RSS after each
+  double hold = 5;          ///< seconds held idle after the last step
+  double settle = 2;        ///< seconds of quiet before each RSS sample
+  unsigned server_pid = 0;  ///< chatd's pid; 0 = the process listening on --port
+  std::string protocol = "v1";
+
+  // Big history
+  unsigned big_history = 0;  ///< > 0: fill one chat with this many messages, time connects
+  unsigned connects = 200;   ///< connects timed per protocol
+  unsigned page_size = 500;  ///< `limit` of each v2 history request
+  unsigned page_runs = 5;    ///< times the whole history is paged through
+
   // Both
   unsigned threads = 1;
   double connect_timeout = 10;  ///< seconds for TCP connect + WebSocket handshake
