@@ -37,6 +37,8 @@
 //   presence  {online, devices}             the peer's connections to this chat
 //   read      {peerReadSeq}                 the peer has read up to this seq
 //   notice    {code, message}               an error frame that needs no other action
+//   reset     {}                            the messages held were dropped (the server's
+//             chat ends before them: its store was replaced); the newest page follows
 
 export const SUBPROTOCOL = 'chat.v2';
 
@@ -429,6 +431,10 @@ export class ChatClient extends EventTarget {
     // The server's word on who is who: with a token, "me" is the token's subject.
     this.me = hello.me ?? this.me;
     this.peer = hello.peer ?? this.peer;
+    if (this.#synced && (hello.last_seq ?? 0) < this.#lastSeq) {
+      this.#startOver();
+      return;
+    }
     this.#attempt = 0;
     this.#setState('open');
     this.#emit('hello', {hello});
@@ -441,6 +447,29 @@ export class ChatClient extends EventTarget {
     this.#unsureClientId = head?.sentOn !== undefined ? head.clientId : null;
     this.#pump();
     this.#flushRead();
+  }
+
+  /**
+   * The server's chat ends before the last message held: its store was restored
+   * from an older backup, or replaced. The seqs held may now name other messages,
+   * so they are dropped, and the client connects again as the first time (not on
+   * this connection: it was opened to resume after a seq the chat does not have
+   * yet, and chatd would not deliver the messages up to that seq).
+   */
+  #startOver() {
+    this.messages.clear();
+    this.#lastSeq = 0;
+    this.#oldestSeq = 0;
+    this.#synced = false;
+    this.hasOlder = false;
+    this.#heldBack = [];
+    this.peerReadSeq = 0;
+    this.myReadSeq = 0;
+    this.#readWanted = 0;
+    this.#emit('reset', {});
+    this.#dropSocket(1000, 'starting over');
+    this.#cancel('connect');
+    this.#connect();
   }
 
   #onHistory(frame) {

@@ -482,6 +482,10 @@ class ChatPage {
     on('presence', ({online}) => view.setPresence(online));
     on('typing', ({typing}) => view.setTyping(typing));
     on('notice', ({code, message}) => this.#showAlert('notice', describeNotice(code, message)));
+    on('reset', () => {
+      view.reset(client.me, client.peer);
+      for (const entry of client.outbox.values()) view.addPending(entry);
+    });
   }
 
   #onState(detail) {
@@ -630,10 +634,12 @@ class ChatPage {
 
   #showAlert(source, text, {retry = false} = {}) {
     this.#alertSource = source;
-    this.alertText.textContent = text;
     this.alert.dataset.source = source;
     this.alertRetry.hidden = !retry;
+    // Shown before its text changes: screen readers announce a live region's
+    // changes, not the text a hidden one had when it appeared.
     this.alert.hidden = false;
+    this.alertText.textContent = text;
   }
 
   #clearAlert() {

@@ -143,3 +143,35 @@ test('a send whose ack was lost is sent again with its client_id and stored once
   await alice.context().close();
   await carol.context().close();
 });
+
+test('a server whose data was replaced: the page drops what it held and starts over', async () => {
+  let other = await Chatd.start();
+  const alice = await openChat(browser, other.url, 'alice', 'bob');
+  const bob = await openChat(browser, other.url, 'bob', 'alice');
+  await send(alice, 'from the old store');
+  await waitForMessage(bob, 'from the old store');
+  await send(alice, 'also old');
+  await waitForMessage(bob, 'also old');
+
+  // The same address, an empty store: seq 1 will be another message.
+  const {port} = other;
+  await other.stop();
+  other.removeData();
+  other = await Chatd.start({port});
+  try {
+    await waitConnected(alice);
+    await waitForText(alice, '#history-state', 'No messages yet');
+    assert.deepEqual(await messageTexts(alice), []);
+    await waitConnected(bob);
+    await send(bob, 'a fresh start');
+    await waitForMessage(alice, 'a fresh start');
+    assert.deepEqual(await messageTexts(alice), ['a fresh start']);
+    assert.deepEqual(await messageTexts(bob), ['a fresh start']);
+    await assertNoProblems(alice, bob);
+    await alice.context().close();
+    await bob.context().close();
+  } finally {
+    await other.stop();
+    other.removeData();
+  }
+});
