@@ -78,7 +78,6 @@ Server::Server(const Config& config)
     redis.endpoint = fanout::parse_redis_url(config_.redis_url).endpoint;
     redis.gap_hold = std::chrono::milliseconds(config_.redis_gap_ms);
     redis.presence_ttl = std::chrono::seconds(config_.presence_ttl_seconds);
-    redis.sync_messages = std::max<std::size_t>(256, config_.history_limit);
     auto redis_fanout =
         std::make_unique<fanout::RedisFanout>(io_, hub_, *store_, metrics_registry_, redis);
     redis_fanout_ = redis_fanout.get();

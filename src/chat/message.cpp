@@ -43,6 +43,17 @@ std::string make_message_id(std::int64_t timestamp_ms) {
   return std::string(out, 24);
 }
 
+bool made_here(std::string_view id) {
+  static const std::string mine = [] {
+    const auto& random = process_random().bytes;
+    char out[11];
+    std::snprintf(out, sizeof out, "%02x%02x%02x%02x%02x", random[0], random[1], random[2],
+                  random[3], random[4]);
+    return std::string(out, 10);
+  }();
+  return id.size() == 24 && id.substr(8, 10) == mine;
+}
+
 std::string format_timestamp(std::int64_t timestamp_ms) {
   const std::time_t seconds = static_cast<std::time_t>(timestamp_ms / 1000);
   std::tm utc{};

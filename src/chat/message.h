@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "chat/chat_key.h"
 
@@ -46,6 +47,9 @@ struct PendingMessage {
 /// a 3-byte counter, as 24 hex digits (the layout of a MongoDB ObjectId, so
 /// ids sort roughly by time and never collide between instances).
 std::string make_message_id(std::int64_t timestamp_ms);
+
+/// Whether make_message_id() of this process made `id` (its 5 random bytes).
+bool made_here(std::string_view id);
 
 /// ISO-8601 UTC with milliseconds, e.g. "2026-11-25T04:24:44.123Z".
 std::string format_timestamp(std::int64_t timestamp_ms);

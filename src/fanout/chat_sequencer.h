@@ -25,6 +25,11 @@ namespace chatd::fanout {
 /// messages are read from the store (fill()). A chat it starts following is
 /// held until sync() gives it the newest messages of the store as a baseline.
 ///
+/// A message read from the store that this process committed itself is a
+/// stand-in: its own copy, which knows the connection it came from (and so is
+/// not echoed to it), is on its way from the commit thread. A stand-in next
+/// in line waits up to the hold time for that copy before it is delivered.
+///
 /// Thread-safe. Chats are spread over shards, each with its own mutex, held
 /// while delivering so that one chat's messages reach the hub one at a time,
 /// in order. The deliver callback must not call back into the sequencer.
@@ -40,7 +45,10 @@ class ChatSequencer {
     std::uint64_t after_seq = 0;
   };
 
-  ChatSequencer(Deliver deliver, Clock::duration gap_hold);
+  /// `made_here`: whether this process committed a message (chat::made_here on
+  /// its id by default).
+  ChatSequencer(Deliver deliver, Clock::duration gap_hold,
+                std::function<bool(const chat::Message&)> made_here = {});
 
   /// Starts following `chat` (no-op when already followed): what arrives for
   /// it is held until sync().
@@ -68,6 +76,7 @@ class ChatSequencer {
   void fill_failed(const chat::ChatKey& chat);
 
   /// The fills now due: gaps older than the hold time with no fill running.
+  /// Delivers the stand-ins whose own copy did not come within the hold time.
   std::vector<FillRequest> due(Clock::time_point now);
 
   /// Whether `chat` is followed and has its baseline.
@@ -78,30 +87,59 @@ class ChatSequencer {
   std::size_t held() const;
 
  private:
+  struct Held {
+    chat::MessagePtr message;
+    bool stand_in = false;     ///< read from the store; this process's own copy is coming
+    Clock::time_point since;   ///< when it was held
+  };
   struct ChatState {
     bool synced = false;
     bool filling = false;
     std::uint64_t delivered = 0;
-    std::map<std::uint64_t, chat::MessagePtr> held;  ///< seq > delivered + 1
-    Clock::time_point gap_since{};                   ///< when `held` last became non-empty
+    std::map<std::uint64_t, Held> held;  ///< seq > delivered
+    Clock::time_point gap_since{};       ///< when the gap now open was found
   };
   struct Shard {
     mutable std::mutex mutex;
     std::unordered_map<std::string, ChatState> chats;
+    std::size_t waiting = 0;  ///< chats with held messages: due() skips shards without
+  };
+  /// Keeps Shard::waiting right across one change of a chat's held messages.
+  class WaitingGuard {
+   public:
+    WaitingGuard(Shard& shard, const ChatState& state)
+        : shard_(shard), state_(state), before_(!state.held.empty()) {}
+    ~WaitingGuard() {
+      const bool after = !state_.held.empty();
+      if (after && !before_) ++shard_.waiting;
+      if (!after && before_) --shard_.waiting;
+    }
+    WaitingGuard(const WaitingGuard&) = delete;
+    WaitingGuard& operator=(const WaitingGuard&) = delete;
+
+   private:
+    Shard& shard_;
+    const ChatState& state_;
+    bool before_;
   };
   static constexpr std::size_t kShards = 64;
   static constexpr std::size_t kMaxHeldPerChat = 4096;
 
   Shard& shard_of(const chat::ChatKey& chat) const;
-  /// Delivers what follows `state.delivered` without a gap; the shard's mutex is held.
-  void drain_locked(ChatState& state);
+  /// Delivers what follows `state.delivered` without a gap (a young stand-in
+  /// counts as one); the shard's mutex is held.
+  void drain_locked(ChatState& state, Clock::time_point now);
   /// Delivers `message` if next in line (and what it unblocks), else holds it.
-  void accept_locked(ChatState& state, const chat::MessagePtr& message);
-  /// Keeps `message` in `state.held` unless delivered already.
-  static void hold_locked(ChatState& state, const chat::MessagePtr& message);
+  /// `from_store`: read from the store (it may be a stand-in).
+  void accept_locked(ChatState& state, const chat::MessagePtr& message, bool from_store);
+  /// Keeps `message` in `state.held` unless delivered already; a real copy
+  /// replaces a stand-in.
+  void hold_locked(ChatState& state, const chat::MessagePtr& message, bool stand_in,
+                   Clock::time_point now);
 
   Deliver deliver_;
   Clock::duration gap_hold_;
+  std::function<bool(const chat::Message&)> made_here_;
   mutable std::array<Shard, kShards> shards_;
 };
 

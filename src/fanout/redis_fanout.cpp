@@ -1,5 +1,6 @@
 #include "fanout/redis_fanout.h"
 
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/bind_executor.hpp>
@@ -27,32 +28,56 @@ constexpr std::chrono::milliseconds kSyncTimeout{1000};
 /// Messages read per round of a fill.
 constexpr std::size_t kFillPage = 500;
 
-// KEYS[1]: the presence hash of one user in one chat: instance -> "devices:expires_ms".
-// ARGV: instance, devices (-1 = only read), ttl in ms. Returns the devices of every
-// instance whose entry has not expired, and drops the expired ones. Redis's clock
-// (TIME) is the only one used, so instances' clocks need not agree.
+// KEYS[1]: the presence hash of one user in one chat: instance -> "devices:expires_ms",
+// and "~v" -> the version of its last answer. ARGV: instance, devices (-1 = only read),
+// ttl in ms. Drops expired entries and answers {devices of every live instance,
+// version}. Versions grow with every call in Redis's execution order (microseconds of
+// Redis's clock, or one more than the last), so a receiver can tell a stale total that
+// arrived late from a newer one. Redis's clock is the only one used.
 constexpr const char* kPresenceScript = R"lua(
-local now = redis.call('TIME')
-now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local devices, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local key, devices, ttl = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if devices > 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], devices .. ':' .. (now + ttl))
+  redis.call('HSET', key, ARGV[1], devices .. ':' .. (now_ms + ttl))
 elseif devices == 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', key, ARGV[1])
 end
 local total = 0
-local entries = redis.call('HGETALL', KEYS[1])
+local entries = redis.call('HGETALL', key)
 for i = 1, #entries, 2 do
-  local n, expires = string.match(entries[i + 1], '^(%d+):(%d+)$')
-  if n and tonumber(expires) > now then
-    total = total + tonumber(n)
-  else
-    redis.call('HDEL', KEYS[1], entries[i])
+  if entries[i] ~= '~v' then
+    local n, expires = string.match(entries[i + 1], '^(%d+):(%d+)$')
+    if n and tonumber(expires) > now_ms then
+      total = total + tonumber(n)
+    else
+      redis.call('HDEL', key, entries[i])
+    end
   end
 end
-if total > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-return total
+local version = math.max(now_us, tonumber(redis.call('HGET', key, '~v') or '0') + 1)
+if total > 0 then
+  redis.call('HSET', key, '~v', string.format('%d', version))
+  redis.call('PEXPIRE', key, ttl)
+else
+  redis.call('DEL', key)
+end
+return {total, version}
 )lua";
+
+std::string sha1_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha1(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    static constexpr char digits[] = "0123456789abcdef";
+    hex += digits[digest[i] >> 4];
+    hex += digits[digest[i] & 0xf];
+  }
+  return hex;
+}
 
 std::string random_instance_id() {
   std::random_device device;
@@ -82,6 +107,7 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
       store_(store),
       options_(std::move(options)),
       instance_(random_instance_id()),
+      presence_script_sha_(sha1_hex(kPresenceScript)),
       strand_(asio::make_strand(io.get_executor())),
       publisher_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "publisher")),
       subscriber_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "subscriber")),
@@ -135,8 +161,17 @@ void RedisFanout::stop() {
   asio::post(strand_, [this, &done] {
     gap_timer_.cancel();
     heartbeat_timer_.cancel();
-    subscriber_->stop();
-    publisher_->shutdown([&done] { done.set_value(); });
+    // The closed sessions' presence updates are still in flight: the others
+    // should learn at once that these users left, not at the TTL.
+    auto finish = [this, &done] {
+      subscriber_->stop();
+      publisher_->shutdown([&done] { done.set_value(); });
+    };
+    if (presence_pending_ == 0) {
+      finish();
+    } else {
+      on_presence_idle_ = finish;
+    }
   });
   if (done.get_future().wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
     spdlog::warn("fan-out: Redis did not take the last publishes within 2 s");
@@ -226,6 +261,10 @@ void RedisFanout::on_subscriber_up() {
 void RedisFanout::on_publisher_up() {
   if (!publisher_was_down_) return;
   publisher_was_down_ = false;
+  // A restarted Redis has lost every presence entry: this instance's go back
+  // at once rather than at the next heartbeat. Versions start over with it.
+  for (auto& [key, known] : announced_) known.version = 0;
+  heartbeat();
   // What this instance committed while it could not publish never reached
   // the others: they re-read their chats from the store.
   publisher_->command(
@@ -294,7 +333,12 @@ void RedisFanout::on_payload(const chat::ChatKey& chat, std::string_view payload
   } else if (kind == "presence") {
     const std::string user = text("user");
     if (!chat.has_participant(user)) return;
-    announce(chat, 0, user, static_cast<std::size_t>(number("devices")), false);
+    const Presence presence{static_cast<std::size_t>(number("devices")),
+                            static_cast<std::uint64_t>(number("version"))};
+    bool changed = false;
+    if (presence.version != 0 && newer(chat, user, presence, changed)) {
+      announce(chat, 0, user, presence, false);
+    }
   }
 }
 
@@ -402,35 +446,80 @@ void RedisFanout::send_publish(std::string channel, std::string payload) {
 
 void RedisFanout::presence_script(const chat::ChatKey& chat, const std::string& user,
                                   std::optional<std::size_t> local,
-                                  std::function<void(std::size_t)> done) {
-  const std::size_t here = hub_.connections_of(chat, user);
+                                  std::function<void(Presence)> done) {
+  // What this instance sees, when Redis cannot answer: unversioned.
+  const Presence here{hub_.connections_of(chat, user), 0};
+  std::vector<std::string> args{
+      "EVALSHA",
+      presence_script_sha_,
+      "1",
+      presence_key(chat, user),
+      instance_,
+      local ? std::to_string(*local) : std::string("-1"),
+      std::to_string(std::chrono::milliseconds(options_.presence_ttl).count())};
+  ++presence_pending_;
+  auto answer = [this, done, here](const RedisReply* reply) {
+    if (reply != nullptr && reply->type == RedisReply::Type::array &&
+        reply->elements.size() == 2 && reply->elements[0].type == RedisReply::Type::integer &&
+        reply->elements[1].type == RedisReply::Type::integer) {
+      done(Presence{static_cast<std::size_t>(reply->elements[0].integer),
+                    static_cast<std::uint64_t>(reply->elements[1].integer)});
+    } else {
+      if (reply != nullptr && reply->is_error()) {
+        spdlog::warn("fan-out: presence script failed: {}", reply->str);
+      }
+      done(here);
+    }
+    presence_done();
+  };
+  // By its hash: the script's text crosses the network only when Redis does not
+  // have it yet (a new or restarted Redis answers NOSCRIPT; EVAL then caches it).
   const bool sent = publisher_->command(
-      {"EVAL", kPresenceScript, "1", presence_key(chat, user), instance_,
-       local ? std::to_string(*local) : std::string("-1"),
-       std::to_string(std::chrono::milliseconds(options_.presence_ttl).count())},
-      [done, here](std::optional<RedisReply> reply) {
-        if (reply && reply->type == RedisReply::Type::integer) {
-          done(static_cast<std::size_t>(reply->integer));
-        } else {
-          if (reply && reply->is_error()) {
-            spdlog::warn("fan-out: presence script failed: {}", reply->str);
+      args, [this, args, answer](std::optional<RedisReply> reply) mutable {
+        if (reply && reply->is_error() && reply->str.starts_with("NOSCRIPT")) {
+          args[0] = "EVAL";
+          args[1] = kPresenceScript;
+          if (publisher_->command(args, [answer](std::optional<RedisReply> second) {
+                answer(second ? &*second : nullptr);
+              })) {
+            return;
           }
-          done(here);  // Redis gone or refusing: what this instance knows
+          answer(nullptr);
+          return;
         }
+        answer(reply ? &*reply : nullptr);
       });
-  if (!sent) done(here);
+  if (!sent) answer(nullptr);
+}
+
+void RedisFanout::presence_done() {
+  if (--presence_pending_ == 0 && on_presence_idle_) std::exchange(on_presence_idle_, {})();
+}
+
+bool RedisFanout::newer(const chat::ChatKey& chat, const std::string& user, Presence presence,
+                        bool& changed) {
+  if (!sequencer_.following(chat)) {  // no connection here: nothing to remember
+    changed = true;
+    return true;
+  }
+  auto& known = announced_[presence_key(chat, user)];
+  changed = presence.devices != known.devices;
+  // Unversioned (Redis unreachable): this instance's own view, always taken.
+  if (presence.version != 0 && presence.version <= known.version) return false;
+  known = presence;
+  return true;
 }
 
 void RedisFanout::announce(const chat::ChatKey& chat, chat::ConnectionId origin,
-                           const std::string& user, std::size_t total, bool publish) {
-  announced_[presence_key(chat, user)] = total;
+                           const std::string& user, Presence presence, bool publish) {
   hub_.notify(chat, origin,
-              std::make_shared<const std::string>(chat::v2::presence_frame(user, total)));
-  if (!publish) return;
+              std::make_shared<const std::string>(chat::v2::presence_frame(user, presence.devices)));
+  if (!publish || presence.version == 0) return;
   send_publish(channel_of(chat), json::serialize(json::object{{"from", instance_},
                                                               {"kind", "presence"},
                                                               {"user", user},
-                                                              {"devices", total}}));
+                                                              {"devices", presence.devices},
+                                                              {"version", presence.version}}));
 }
 
 void RedisFanout::presence_changed(const chat::ChatKey& chat, chat::ConnectionId origin,
@@ -438,8 +527,11 @@ void RedisFanout::presence_changed(const chat::ChatKey& chat, chat::ConnectionId
   asio::post(strand_, [this, chat, origin, user] {
     // The hub's count now, not the one at the call: calls may arrive out of order.
     const std::size_t local = hub_.connections_of(chat, user);
-    presence_script(chat, user, local, [this, chat, origin, user](std::size_t total) {
-      announce(chat, origin, user, total, true);
+    presence_script(chat, user, local, [this, chat, origin, user](Presence presence) {
+      bool changed = false;
+      // The change itself is always told (the joining session's peers expect
+      // it), unless a newer total was told already.
+      if (newer(chat, user, presence, changed)) announce(chat, origin, user, presence, true);
     });
   });
 }
@@ -447,7 +539,8 @@ void RedisFanout::presence_changed(const chat::ChatKey& chat, chat::ConnectionId
 void RedisFanout::devices(const chat::ChatKey& chat, const std::string& user,
                           DevicesHandler handler) {
   asio::post(strand_, [this, chat, user, handler = std::move(handler)] {
-    presence_script(chat, user, std::nullopt, handler);
+    presence_script(chat, user, std::nullopt,
+                    [handler](Presence presence) { handler(presence.devices); });
   });
 }
 
@@ -469,12 +562,10 @@ void RedisFanout::heartbeat() {
   for (const auto& chat : sequencer_.followed()) {
     for (const std::string* user : {&chat.first(), &chat.second()}) {
       const std::size_t local = hub_.connections_of(chat, *user);
-      presence_script(chat, *user, local, [this, chat, name = *user](std::size_t total) {
-        const auto known = announced_.find(presence_key(chat, name));
-        if (known == announced_.end()) {
-          announced_[presence_key(chat, name)] = total;
-        } else if (known->second != total) {
-          announce(chat, 0, name, total, false);
+      presence_script(chat, *user, local, [this, chat, name = *user](Presence presence) {
+        bool changed = false;
+        if (newer(chat, name, presence, changed) && changed) {
+          announce(chat, 0, name, presence, false);
         }
       });
     }

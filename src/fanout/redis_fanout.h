@@ -34,8 +34,12 @@ struct RedisFanoutOptions {
   std::chrono::milliseconds gap_hold{200};
   /// Life of an instance's presence entries in Redis without a heartbeat.
   std::chrono::seconds presence_ttl{30};
-  /// Newest messages read as the baseline of a chat this instance starts following.
-  std::size_t sync_messages = 256;
+  /// Newest messages read as the baseline of a chat this instance starts
+  /// following, and delivered (connections drop those their history had): they
+  /// cover what a new connection's history read and the subscription could
+  /// let pass between them, a few milliseconds. Few, so that a connection's
+  /// replay buffer takes them easily (32 × 16 KiB texts = 512 KiB).
+  std::size_t sync_messages = 32;
 };
 
 /// Fan-out between chatd instances through Redis Pub/Sub (docs/scaling.md).
@@ -91,10 +95,20 @@ class RedisFanout final : public Fanout {
   void send_publish(std::string channel, std::string payload);
   /// Runs the presence script: sets this instance's count of `user` in `chat`
   /// (nullopt: only reads) and answers the total over live instances.
+  /// A user's connections to a chat on every instance, as Redis answered at
+  /// `version` (0: Redis did not answer; this instance's own count).
+  struct Presence {
+    std::size_t devices = 0;
+    std::uint64_t version = 0;
+  };
   void presence_script(const chat::ChatKey& chat, const std::string& user,
-                       std::optional<std::size_t> local, std::function<void(std::size_t)> done);
+                       std::optional<std::size_t> local, std::function<void(Presence)> done);
+  void presence_done();
+  /// Records `presence` unless a newer one is known; `changed`: its count differs.
+  bool newer(const chat::ChatKey& chat, const std::string& user, Presence presence,
+             bool& changed);
   void announce(const chat::ChatKey& chat, chat::ConnectionId origin, const std::string& user,
-                std::size_t total, bool publish);
+                Presence presence, bool publish);
   void schedule_gap_check();
   void schedule_heartbeat();
   void heartbeat();
@@ -106,6 +120,7 @@ class RedisFanout final : public Fanout {
   store::Store& store_;
   RedisFanoutOptions options_;
   std::string instance_;  ///< random per process: tells this instance's own publishes apart
+  std::string presence_script_sha_;
   Strand strand_;
   std::shared_ptr<RedisConnection> publisher_;
   std::shared_ptr<RedisConnection> subscriber_;
@@ -116,7 +131,9 @@ class RedisFanout final : public Fanout {
   bool publisher_was_down_ = false;
   // Strand only:
   std::unordered_set<std::string> subscribed_;           ///< channels SUBSCRIBEd on this connection
-  std::unordered_map<std::string, std::size_t> announced_;  ///< presence total told here, by key
+  std::unordered_map<std::string, Presence> announced_;  ///< newest presence known, by key
+  std::size_t presence_pending_ = 0;                       ///< presence scripts in flight
+  std::function<void()> on_presence_idle_;                 ///< stop() waiting for them
 
   metrics::Counter& published_;
   metrics::Counter& publish_dropped_;

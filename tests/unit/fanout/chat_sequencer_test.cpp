@@ -148,3 +148,46 @@ TEST(ChatSequencerConcurrency, TwoSourcesStillDeliverOneOrder) {
 
 }  // namespace
 }  // namespace chatd::fanout
+
+namespace chatd::fanout {
+namespace {
+
+chat::MessagePtr made_here_message(std::uint64_t seq, chat::ConnectionId origin) {
+  auto m = std::make_shared<chat::Message>(kChat);
+  m->seq = seq;
+  m->id = chat::make_message_id(chat::now_ms());
+  m->origin = origin;
+  return m;
+}
+
+TEST(ChatSequencerStandIn, AStoreCopyOfALocalCommitWaitsForTheLocalCopy) {
+  std::vector<chat::MessagePtr> out;
+  ChatSequencer sequencer([&](const chat::MessagePtr& m) { out.push_back(m); }, 50ms);
+  sequencer.follow(kChat);
+  sequencer.sync(kChat, {});
+  const auto local = made_here_message(1, 42);
+  auto copy = std::make_shared<chat::Message>(*local);
+  copy->origin = 0;  // as read back from the store
+  sequencer.fill(kChat, std::vector<chat::MessagePtr>{copy});
+  EXPECT_TRUE(out.empty()) << "the store's copy of this process's commit waits";
+  sequencer.offer(local);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0]->origin, 42u) << "the local copy, which knows its sender's connection";
+  sequencer.offer(local);
+  EXPECT_EQ(out.size(), 1u);
+}
+
+TEST(ChatSequencerStandIn, ALateLocalCopyDoesNotHoldTheChatForever) {
+  std::vector<chat::MessagePtr> out;
+  ChatSequencer sequencer([&](const chat::MessagePtr& m) { out.push_back(m); }, 50ms);
+  sequencer.follow(kChat);
+  sequencer.sync(kChat, {});
+  auto copy = made_here_message(1, 0);
+  sequencer.fill(kChat, std::vector<chat::MessagePtr>{copy});
+  EXPECT_TRUE(out.empty());
+  EXPECT_TRUE(sequencer.due(ChatSequencer::Clock::now() + 60ms).empty());
+  ASSERT_EQ(out.size(), 1u) << "delivered after the hold time";
+}
+
+}  // namespace
+}  // namespace chatd::fanout
