@@ -9,11 +9,18 @@ What is checked, per the scale-out contract:
   duplicate, and the history read on any instance is the same;
 * typing, presence (hello and events count connections on all instances) and read
   receipts cross instances;
+* simultaneous connects and disconnects of one user on two instances end with the true
+  count; after a Redis restart (it keeps nothing) hellos count every instance again;
+* a publish held up in Redis (CLIENT PAUSE WRITE): the gap is filled from the store after
+  --redis-gap-ms, and the late publish is not delivered twice;
 * Redis SIGKILLed and restarted on the same port: local delivery goes on meanwhile, and
   after reconnecting each instance re-reads from the store what its connections missed;
-* an instance SIGKILLed: its v2 clients resume on another instance from their last seq,
-  and its user goes offline for the peer once the presence TTL runs out;
-* REDIS_URL needs MONGO_URI (exit 2); a Redis that is not there at start is waited for.
+  a cut subscriber or publisher connection (CLIENT KILL) loses nothing either;
+* an instance SIGKILLed: its v2 clients resume on another instance from their last seq
+  (a send cut off by the kill, retried with its client id, is stored once), and its user
+  goes offline for the peer once the presence TTL runs out; SIGTERMed: at once;
+* REDIS_URL needs MONGO_URI (exit 2); PRESENCE_TTL_SECONDS below 3 is refused; a Redis
+  that is not there at start is waited for.
 
 These run in the CHATD_E2E_STORE=mongodb pass only: scale-out needs the shared MongoDB
 store, and chatd refuses REDIS_URL without it. Each test starts its own FerretDB (the
