@@ -8,6 +8,7 @@
 #include <optional>
 #include <variant>
 
+#include "auth/chat_identity.h"
 #include "auth/token_verifier.h"
 #include "chat/chat_key.h"
 #include "chat/frames_v2.h"
@@ -60,54 +61,46 @@ std::optional<std::uint64_t> query_number(const urls::url_view& url, std::string
   return number;
 }
 
-/// The token's subject, or the refusal sent (401); nullopt without SECRET_KEY too,
-/// with `refused` false.
-std::optional<std::string> token_subject(const Services& services,
-                                         const RestApi::Request& request,
-                                         const urls::url_view& url, const Call& call,
-                                         bool& refused) {
-  refused = false;
+/// The token of a request: `?token=` or `Authorization: Bearer`; nullopt without SECRET_KEY.
+std::optional<std::string> request_token(const Services& services, const RestApi::Request& request,
+                                         const urls::url_view& url) {
   if (services.tokens == nullptr) return std::nullopt;
   std::string query_token;
   const auto params = url.params();
   if (const auto token = params.find("token"); token != params.end()) {
     query_token = (*token).value;
   }
-  const auto token =
-      auth::extract_token(query_token, request[http::field::authorization], std::string_view{});
-  const auth::TokenResult result = services.tokens->verify(token.value_or(""));
-  if (!result.ok()) {
-    call.error(http::status::unauthorized, "unauthorized",
-               "unauthorized: " + std::string(auth::to_string(result.error)));
-    refused = true;
-    return std::nullopt;
-  }
-  return result.subject;
+  return auth::extract_token(query_token, request[http::field::authorization], std::string_view{});
 }
 
-/// The connecting user of a chat path, or the refusal sent (401/403), as for a WebSocket.
+/// The caller of the chat of `user1` and `user2` (as for a WebSocket), or nullopt
+/// with the refusal sent (401, 403 with `forbidden_message`).
 std::optional<std::string> identify(const Services& services, const RestApi::Request& request,
-                                    const MessagesPath& path, const Call& call) {
-  bool refused = false;
-  auto subject = token_subject(services, request, path.url, call, refused);
-  if (refused) return std::nullopt;
-  if (!subject) return path.user1;
-  if (*subject != path.user1 && *subject != path.user2) {
-    call.error(http::status::forbidden, "forbidden", "token subject is not a user of this chat");
-    return std::nullopt;
+                                    const urls::url_view& url, std::string_view user1,
+                                    std::string_view user2, const Call& call,
+                                    std::string_view forbidden_message) {
+  auto identity =
+      auth::identify_in_chat(services.tokens, request_token(services, request, url), user1, user2);
+  switch (identity.refusal) {
+    case auth::ChatIdentity::Refusal::unauthorized:
+      call.error(http::status::unauthorized, "unauthorized", identity.reason);
+      return std::nullopt;
+    case auth::ChatIdentity::Refusal::forbidden:
+      call.error(http::status::forbidden, "forbidden", std::string(forbidden_message));
+      return std::nullopt;
+    case auth::ChatIdentity::Refusal::none:
+      break;
   }
-  return subject;
+  return std::move(identity.user);
 }
 
 /// GET /api/users/{user}/conversations: the user's chats, newest activity first.
 void get_conversations(const Services& services, asio::any_io_executor executor,
                        const RestApi::Request& request, const urls::url_view& url,
                        std::string user, const Call& call) {
-  bool refused = false;
-  const auto subject = token_subject(services, request, url, call, refused);
-  if (refused) return;
-  if (subject && *subject != user) {
-    call.error(http::status::forbidden, "forbidden", "a token reads only its own conversations");
+  // A token reads only its own conversations: the "chat" of the user alone.
+  if (!identify(services, request, url, user, user, call,
+                "a token reads only its own conversations")) {
     return;
   }
   bool bad = false;
@@ -291,7 +284,8 @@ void RestApi::handle(const Services& services, asio::any_io_executor executor,
                "GET to read the messages, POST to send one");
     return;
   }
-  const auto me = identify(services, request, path, call);
+  const auto me = identify(services, request, path.url, path.user1, path.user2, call,
+                           "token subject is not a user of this chat");
   if (!me) return;
   if (is_get) {
     get_messages(services, std::move(executor), path, call);

@@ -13,6 +13,7 @@
 #include <boost/beast/version.hpp>
 #include <boost/beast/websocket/error.hpp>
 
+#include "auth/chat_identity.h"
 #include "auth/token_verifier.h"
 #include "chat/frames.h"
 #include "chat/frames_v2.h"
@@ -138,22 +139,22 @@ std::optional<websocket::close_reason> WebSocketSession::refusal(
 }
 
 std::optional<websocket::close_reason> WebSocketSession::authenticate(const Request& request) {
-  if (services_.tokens == nullptr) {
-    user_ = path_.user1;  // compatibility mode: the path says who connects
-    return std::nullopt;
+  std::optional<std::string> token;
+  if (services_.tokens != nullptr) {
+    token = auth::extract_token(path_.token, request[beast::http::field::authorization],
+                                request[beast::http::field::sec_websocket_protocol]);
   }
-  const auto token = auth::extract_token(path_.token, request[beast::http::field::authorization],
-                                         request[beast::http::field::sec_websocket_protocol]);
-  const auth::TokenResult result = services_.tokens->verify(token.value_or(""));
-  if (!result.ok()) {
-    return websocket::close_reason(kUnauthorized,
-                                   "unauthorized: " + std::string(auth::to_string(result.error)));
+  auto identity = auth::identify_in_chat(services_.tokens, token, path_.user1, path_.user2);
+  switch (identity.refusal) {
+    case auth::ChatIdentity::Refusal::unauthorized:
+      return websocket::close_reason(kUnauthorized, identity.reason);
+    case auth::ChatIdentity::Refusal::forbidden:
+      return websocket::close_reason(kForbidden, identity.reason);
+    case auth::ChatIdentity::Refusal::none:
+      break;
   }
-  if (*result.subject != path_.user1 && *result.subject != path_.user2) {
-    return websocket::close_reason(kForbidden, "forbidden: token subject is not a user of this chat");
-  }
-  user_ = *result.subject;
-  token_expires_at_ = result.expires_at;
+  user_ = std::move(identity.user);
+  token_expires_at_ = identity.expires_at;
   return std::nullopt;
 }
 

@@ -685,3 +685,15 @@ def test_alert_rules_name_only_metrics_chatd_exports(chatd, user_search):
     assert job["metrics_path"] == "/metrics"
     assert all(target.endswith(":5010") for target in job["static_configs"][0]["targets"])
     assert "chatd-alerts.yml" in scrape_config["rule_files"]
+
+
+def test_container_image_installs_every_library_the_binary_links():
+    """deploy/Dockerfile's runtime stage lists the Debian packages chatd's shared
+    libraries come from; deploy/check-runtime-packages compares them with `ldd`."""
+    linked = subprocess.run(["ldd", str(chatd_binary())], capture_output=True, text=True).stdout
+    if re.search(r"lib(asan|ubsan|tsan)", linked):
+        pytest.skip("a sanitizer build links the sanitizer runtimes, which no image ships")
+    result = subprocess.run([str(REPO_ROOT / "deploy" / "check-runtime-packages"),
+                             str(chatd_binary())], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (
+        f"deploy/Dockerfile misses runtime packages:\n{result.stdout}{result.stderr}")
