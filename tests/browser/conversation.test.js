@@ -25,25 +25,33 @@ after(async () => {
 });
 
 test('alice and bob chat both ways; the sender sees sending, sent, then read', async () => {
+  // Alice writes first, bob is not there yet: her message stays "sent" until he
+  // opens the chat and sees it.
   const alice = await openChat(browser, chatd.url, 'alice', 'bob');
-  const bob = await openChat(browser, chatd.url, 'bob', 'alice');
-  await waitForText(alice, '#presence', 'online');
   await watchMessages(alice);
-  await watchMessages(bob);
-
   await send(alice, 'Hi Bob! 👋');
+  await waitForState(alice, 'Hi Bob! 👋', 'sent');
+  const bob = await openChat(browser, chatd.url, 'bob', 'alice');
+  await watchMessages(bob);
   await waitForMessage(bob, 'Hi Bob! 👋');
+  await waitForText(alice, '#presence', 'online');
   await waitForState(alice, 'Hi Bob! 👋', 'read');
   assert.deepEqual(await statesOf(alice, 'Hi Bob! 👋'), ['sending', 'sent', 'read']);
 
-  // The Send button works as well as Enter; Shift+Enter is a new line.
+  // With both there, alice reads bob's answer as it comes. The Send button works as
+  // well as Enter; Shift+Enter is a new line.
   await bob.fill('#text', 'Hi Alice.');
   await bob.press('#text', 'Shift+Enter');
   await bob.keyboard.type('How are you?');
   await bob.click('#send');
   await waitForMessage(alice, 'Hi Alice.\nHow are you?');
   await waitForState(bob, 'Hi Alice.\nHow are you?', 'read');
-  assert.deepEqual(await statesOf(bob, 'Hi Alice.\nHow are you?'), ['sending', 'sent', 'read']);
+  // "Sent" may last no longer than alice's read receipt takes (or be skipped, when
+  // the receipt overtakes the ack), so only the first and the last state are sure.
+  const states = await statesOf(bob, 'Hi Alice.\nHow are you?');
+  assert.equal(states[0], 'sending');
+  assert.equal(states.at(-1), 'read');
+  assert.ok(states.every((state) => ['sending', 'sent', 'read'].includes(state)), `states: ${states}`);
 
   // Text is text: markup arrives as written and is never parsed.
   const markup = '<img src=x onerror="window.pwned=1"> <b>bold?</b>';
