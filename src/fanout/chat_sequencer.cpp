@@ -99,21 +99,14 @@ void ChatSequencer::accept_locked(ChatState& state, const chat::MessagePtr& mess
 }
 
 void ChatSequencer::offer(const chat::MessagePtr& message) {
-  Shard& shard = shard_of(message->chat);
-  std::lock_guard lock(shard.mutex);
-  const auto found = shard.chats.find(message->chat.str());
-  if (found == shard.chats.end()) return;
-  const WaitingGuard guard(shard, found->second);
-  accept_locked(found->second, message, false);
+  with_chat(message->chat, [&](ChatState& state) { accept_locked(state, message, false); });
 }
 
 void ChatSequencer::sync(const chat::ChatKey& chat, std::span<const chat::MessagePtr> newest) {
-  Shard& shard = shard_of(chat);
-  std::lock_guard lock(shard.mutex);
-  const auto found = shard.chats.find(chat.str());
-  if (found == shard.chats.end()) return;
-  ChatState& state = found->second;
-  const WaitingGuard guard(shard, state);
+  with_chat(chat, [&](ChatState& state) { sync_locked(state, newest); });
+}
+
+void ChatSequencer::sync_locked(ChatState& state, std::span<const chat::MessagePtr> newest) {
   if (state.synced) {
     for (const auto& message : newest) accept_locked(state, message, true);
     return;
@@ -129,24 +122,18 @@ void ChatSequencer::sync(const chat::ChatKey& chat, std::span<const chat::Messag
 }
 
 void ChatSequencer::fill(const chat::ChatKey& chat, std::span<const chat::MessagePtr> page) {
-  Shard& shard = shard_of(chat);
-  std::lock_guard lock(shard.mutex);
-  const auto found = shard.chats.find(chat.str());
-  if (found == shard.chats.end()) return;
-  ChatState& state = found->second;
-  const WaitingGuard guard(shard, state);
-  state.filling = false;
-  for (const auto& message : page) accept_locked(state, message, true);
-  if (!state.held.empty()) state.gap_since = Clock::now();  // asked again after the hold
+  with_chat(chat, [&](ChatState& state) {
+    state.filling = false;
+    for (const auto& message : page) accept_locked(state, message, true);
+    if (!state.held.empty()) state.gap_since = Clock::now();  // asked again after the hold
+  });
 }
 
 void ChatSequencer::fill_failed(const chat::ChatKey& chat) {
-  Shard& shard = shard_of(chat);
-  std::lock_guard lock(shard.mutex);
-  const auto found = shard.chats.find(chat.str());
-  if (found == shard.chats.end()) return;
-  found->second.filling = false;
-  found->second.gap_since = Clock::now();
+  with_chat(chat, [](ChatState& state) {
+    state.filling = false;
+    state.gap_since = Clock::now();
+  });
 }
 
 std::vector<ChatSequencer::FillRequest> ChatSequencer::due(Clock::time_point now) {

@@ -126,6 +126,18 @@ class ChatSequencer {
   static constexpr std::size_t kMaxHeldPerChat = 4096;
 
   Shard& shard_of(const chat::ChatKey& chat) const;
+  /// Runs `change` on a followed chat's state under its shard's mutex (nothing
+  /// when not followed), keeping Shard::waiting right.
+  template <typename Change>
+  void with_chat(const chat::ChatKey& chat, Change&& change) {
+    Shard& shard = shard_of(chat);
+    std::lock_guard lock(shard.mutex);
+    const auto found = shard.chats.find(chat.str());
+    if (found == shard.chats.end()) return;
+    const WaitingGuard guard(shard, found->second);
+    change(found->second);
+  }
+  void sync_locked(ChatState& state, std::span<const chat::MessagePtr> newest);
   /// Delivers what follows `state.delivered` without a gap (a young stand-in
   /// counts as one); the shard's mutex is held.
   void drain_locked(ChatState& state, Clock::time_point now);
