@@ -1,6 +1,7 @@
 // Two people chatting in two browsers: messages both ways with their states, typing
 // and presence, history after a reload and older pages on scrolling up, a phone
-// screen. One chatd for the file, with a history page of 20 messages.
+// screen. One chatd for the file, with a history page of 20 messages and no rate
+// limit (the history test posts 50 messages over the REST API at once).
 
 import assert from 'node:assert/strict';
 import {after, before, test} from 'node:test';
@@ -14,7 +15,7 @@ let chatd;
 let browser;
 
 before(async () => {
-  chatd = await Chatd.start({args: ['--history-limit', '20']});
+  chatd = await Chatd.start({args: ['--history-limit', '20', '--messages-per-second', '0']});
   browser = await launchBrowser();
 });
 
