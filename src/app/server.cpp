@@ -58,7 +58,8 @@ Server::Server(const Config& config)
     : config_(config),
       session_options_(session_options(config)),
       io_(static_cast<int>(thread_count(config))),
-      connection_limits_(connection_limit_options(config)) {
+      connection_limits_(connection_limit_options(config)),
+      rest_limits_(config.messages_per_second, config.message_burst) {
   // MongoDB with MONGO_URI, else SQLite (store_factory.cpp). The commit
   // listener runs only once the server serves, when fanout_ is set.
   store_ = make_store(
@@ -135,7 +136,8 @@ Server::Server(const Config& config)
                                metrics_,
                                tokens_.get(),
                                [this] { return metrics_registry_.render(); },
-                               [this] { return users_ready(); }};
+                               [this] { return users_ready(); },
+                               rest_limits_};
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 services);

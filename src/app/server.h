@@ -9,6 +9,7 @@
 #include "app/config.h"
 #include "chat/hub.h"
 #include "fanout/fanout.h"
+#include "net/caller_rate_limits.h"
 #include "fanout/redis_fanout.h"
 #include "metrics/chatd_metrics.h"
 #include "metrics/registry.h"
@@ -57,6 +58,7 @@ class Server {
   chat::Hub hub_;
   net::SessionRegistry registry_;
   net::ConnectionLimits connection_limits_;
+  net::CallerRateLimits rest_limits_;
   std::unique_ptr<fanout::Fanout> fanout_;
   fanout::RedisFanout* redis_fanout_ = nullptr;  ///< fanout_, when REDIS_URL is set
   std::unique_ptr<store::Store> store_;

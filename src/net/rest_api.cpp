@@ -14,6 +14,7 @@
 #include "chat/frames_v2.h"
 #include "chat/username.h"
 #include "metrics/chatd_metrics.h"
+#include "net/caller_rate_limits.h"
 #include "net/http_session.h"
 #include "store/store.h"
 #include "users/user_directory.h"
@@ -202,6 +203,12 @@ void post_message(const Services& services, asio::any_io_executor executor,
   if (auto* refusal = std::get_if<chat::v2::Refusal>(&parsed)) {
     services.metrics.rejected(refusal->error.code);
     call.error(http::status::bad_request, refusal->error.code, refusal->error.message);
+    return;
+  }
+  if (!services.rest_limits.try_take(me)) {
+    services.metrics.rejected("rate_limited");
+    call.error(http::status::too_many_requests, "rate_limited",
+               "too many messages; message not stored, slow down (MESSAGES_PER_SECOND)");
     return;
   }
   auto send = std::get<chat::v2::Send>(std::move(parsed));

@@ -31,6 +31,7 @@ namespace chatd::net {
 
 class SessionRegistry;
 class ConnectionLimits;
+class CallerRateLimits;
 
 /// Limits of one connection. Each default says why it has its value.
 struct SessionOptions {
@@ -84,6 +85,8 @@ struct Services {
   std::function<std::string()> render_metrics;
   /// The user-search service's state for /readyz: "ok", "unavailable" or "off".
   std::function<std::string_view()> users_state;
+  /// Messages a second per REST caller.
+  CallerRateLimits& rest_limits;
 };
 
 }  // namespace chatd::net

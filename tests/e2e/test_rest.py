@@ -116,6 +116,25 @@ async def test_a_retried_client_id_is_stored_once_with_the_first_ack(chatd):
     assert [m["text"] for m in page["messages"]] == ["once", "2"]
 
 
+async def test_a_caller_posting_past_its_allowance_gets_429_and_nothing_is_stored(chatd):
+    server = chatd("--messages-per-second", "1", "--message-burst", "3")
+    statuses = []
+    for n in range(5):
+        status, body = await api(server, "POST", messages_path("alice", "bob"),
+                                 {"client_id": f"burst-{n}", "text": f"burst {n}"})
+        statuses.append(status)
+        if status == 429:
+            assert body["code"] == "rate_limited", body
+    assert statuses == [201, 201, 201, 429, 429], "a burst of 3, then refused"
+    # Another caller has its own allowance.
+    status, _ = await api(server, "POST", messages_path("bob", "alice"),
+                          {"client_id": "bob-1", "text": "bob is not held back"})
+    assert status == 201
+    _, page = await api(server, "GET", messages_path("alice", "bob"))
+    assert [m["text"] for m in page["messages"]] == [
+        "burst 0", "burst 1", "burst 2", "bob is not held back"], "nothing refused was stored"
+
+
 # ---------------------------------------------------------------------- reading
 
 async def test_pages_before_and_after(chatd):
