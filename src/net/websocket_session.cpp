@@ -345,14 +345,14 @@ void WebSocketSession::handle_frame(std::string_view payload) {
   }
 }
 
-bool WebSocketSession::take_rate_token() {
+bool WebSocketSession::take_rate_token(std::string_view client_id) {
   if (send_rate_.try_take()) return true;
   if (!rate_strikes_.try_take()) {
     services_.metrics.rejected("rate_limited");
     close(kTooMany, "message rate limit exceeded repeatedly");
     return false;
   }
-  reject("rate_limited", "too many messages; message not stored, slow down");
+  reject("rate_limited", "too many messages; message not stored, slow down", client_id);
   return false;
 }
 

@@ -98,7 +98,8 @@ class WebSocketSession final : public chat::Subscriber,
   /// Stores a read receipt (v2 `read`), then tells the chat.
   void mark_read(std::uint64_t seq);
   /// The per-connection rate limit; false when this frame is refused.
-  bool take_rate_token();
+  /// Takes one frame of the rate; past it an error frame naming `client_id` (v2 sends).
+  bool take_rate_token(std::string_view client_id = {});
   void append(std::string sender, std::string text, std::string client_id);
   void on_committed(store::AppendResult result, const std::string& client_id);
   /// Sends an error frame for a refused message and counts it.

@@ -71,7 +71,10 @@ asio::awaitable<bool> WebSocketSession::replay_v2() {
   // Resume: every message after the client's last seq, in order, however many,
   // before any live one. Live messages committed meanwhile wait in the replay
   // buffer; finish_replay sends those past the last one read here.
-  std::uint64_t cursor = *path_.after_seq;
+  // A client that holds more than the chat has (its store was replaced or
+  // restored from an older backup) resumes from the chat's end: what is
+  // committed from now on reaches it. The hello told it (last_seq < resume_after).
+  std::uint64_t cursor = std::min(*path_.after_seq, hello.last_seq);
   for (;;) {
     store::HistoryQuery query;
     query.after_seq = cursor;
@@ -113,8 +116,12 @@ void WebSocketSession::handle_frame_v2(std::string_view payload) {
     if (typing_rate_.try_take()) publish_event(chat::v2::typing_frame(user_, typing->typing));
     return;
   }
-  if (!take_rate_token()) return;
-  if (auto* send_frame = std::get_if<chat::v2::Send>(&frame)) {
+  auto* send_frame = std::get_if<chat::v2::Send>(&frame);
+  if (!take_rate_token(send_frame != nullptr ? std::string_view(send_frame->client_id)
+                                             : std::string_view())) {
+    return;
+  }
+  if (send_frame != nullptr) {
     append(user_, std::move(send_frame->text), std::move(send_frame->client_id));
   } else if (auto* history = std::get_if<chat::v2::HistoryRequest>(&frame)) {
     send_history_page(history->before,

@@ -850,3 +850,27 @@ async def test_v1_and_v2_clients_share_the_chat(chatd):
     assert [(m["sender"], m["text"]) for m in history] == [
         ("alice", "from v1"), ("bob", "from v2"), ("bob", "marker")]
     await late.expect_silence()
+
+
+async def test_a_send_refused_for_the_rate_names_its_client_id(chatd):
+    server = chatd("--message-burst", "1", "--messages-per-second", "1")
+    alice = await connect(server, "alice", "bob", "alice")
+    await alice.send_text("c-first", "first")
+    await alice.send_text("c-second", "second")
+    ack = await alice.recv_frame("ack")
+    assert ack["client_id"] == "c-first", ack
+    error = await alice.recv_frame("error")
+    assert (error["code"], error.get("client_id")) == ("rate_limited", "c-second"), (
+        f"a client must learn which send was not stored: {error!r}")
+
+
+async def test_a_resume_past_the_chats_end_still_gets_every_new_message(chatd):
+    # A client that holds more than the chat has (the store was replaced): the hello
+    # says so, and what is committed from then on reaches it whatever its seq.
+    server = chatd()
+    alice = await connect(server, "alice", "bob", "alice", after=5)
+    assert (alice.hello["last_seq"], alice.hello["resume_after"]) == (0, 5), alice.hello
+    bob = await connect(server, "bob", "alice", "bob")
+    acks = [await bob.send_and_ack(f"c-{n}", f"new {n}") for n in range(1, 8)]
+    got = [await alice.recv_frame("message") for _ in acks]
+    assert [f["seq"] for f in got] == [1, 2, 3, 4, 5, 6, 7], got
