@@ -20,9 +20,9 @@ try {
   const bob = await openChat(browser, chatd.url, 'bob', 'alice', {viewport: PHONE});
   const lines = [
     [bob, alice, 'Hi Alice! Are we still on for the release review at three?'],
-    [alice, bob, 'Yes. I will bring the benchmark numbers.'],
-    [bob, alice, 'Great. The latency plot from yesterday looked good.'],
-    [alice, bob, 'p99 stayed under 12 ms at half load,\nand nothing was lost across the restart test.'],
+    [alice, bob, 'Yes. I will bring the notes from the design meeting.'],
+    [bob, alice, 'Great. Can you send the agenda before lunch?'],
+    [alice, bob, 'Sure, it is almost done:\nthree items, twenty minutes each.'],
     [alice, bob, 'See you at three.'],
   ];
   for (const [from, to, text] of lines) {
