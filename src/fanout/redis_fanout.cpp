@@ -157,15 +157,16 @@ void RedisFanout::start() {
 void RedisFanout::stop() {
   // Runs after the drain: the last commits' publishes are queued on the strand
   // before this, and the publisher sends them before it disconnects.
-  std::promise<void> done;
-  asio::post(strand_, [this, &done] {
+  // Shared: past the wait below, the strand may still finish after stop() returned.
+  auto done = std::make_shared<std::promise<void>>();
+  asio::post(strand_, [this, done] {
     gap_timer_.cancel();
     heartbeat_timer_.cancel();
     // The closed sessions' presence updates are still in flight: the others
     // should learn at once that these users left, not at the TTL.
-    auto finish = [this, &done] {
+    auto finish = [this, done] {
       subscriber_->stop();
-      publisher_->shutdown([&done] { done.set_value(); });
+      publisher_->shutdown([done] { done->set_value(); });
     };
     if (presence_pending_ == 0) {
       finish();
@@ -173,7 +174,7 @@ void RedisFanout::stop() {
       on_presence_idle_ = finish;
     }
   });
-  if (done.get_future().wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+  if (done->get_future().wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
     spdlog::warn("fan-out: Redis did not take the last publishes within 2 s");
     asio::post(strand_, [this] { publisher_->stop(); });
   }
