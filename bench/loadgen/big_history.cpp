@@ -178,37 +178,67 @@ class BigHistory {
 
   // ---------------------------------------------------------------- fill
 
+  // v2: one connection, each send acknowledged once stored. v1 has no ack:
+  // the peer's connection receives every stored message, and that counts.
   asio::awaitable<bool> fill() {
+    const bool v1 = options_.fill_protocol == "v1";
     WebSocket ws(io_);
-    beast::flat_buffer in;
+    WebSocket peer(io_);
     asio::steady_timer timer(io_);
+    asio::steady_timer peer_timer(io_);
     guard(timer, ws, seconds(options_.setup_timeout));
-    const bool opened = co_await open(ws, 0, true);
-    if (!opened) co_return false;
-    // hello, then the (empty) history: the session is live.
-    Frame frame;
-    std::int64_t at = 0;
-    while (frame.type != "history") {
-      const bool got = co_await read(ws, in, frame, at);
-      if (!got) co_return false;
-    }
-    std::cerr << "  filling " << options_.big_history << " messages, at most " << options_.inflight
-              << " unacknowledged\n";
     asio::steady_timer wake(io_);
-    const std::int64_t start = now_ns();
-    spawn(io_, read_acks(ws, wake));
-    std::string text_pad(std::max<std::size_t>(options_.size, 1), 'x');
-    for (std::uint64_t k = 1; k <= options_.big_history && !fill_done_; ++k) {
-      while (sent_ - acked_ - fill_errors_ >= options_.inflight && !fill_done_) {
+    bool live = false;  // the peer answered a ping
+    if (v1) {
+      // The peer must be in the chat before the first message commits, or it
+      // would get only the newest HISTORY_LIMIT of those before it joined: it
+      // is when chatd answers its ping (chatd reads only once joined).
+      guard(peer_timer, peer, seconds(options_.setup_timeout));
+      const bool peer_opened = co_await open(peer, 1, false);
+      if (!peer_opened) co_return false;
+      peer.control_callback([&live, &wake](websocket::frame_type kind, beast::string_view) {
+        if (kind == websocket::frame_type::pong) live = true;
+        wake.cancel();
+      });
+      spawn(io_, read_acks(peer, wake, true));
+      const auto [ping_error] = co_await peer.async_ping({}, use_tuple);
+      while (!live && !ping_error && !fill_broken_) {
         wake.expires_at(Clock::time_point::max());
         co_await wake.async_wait(use_tuple);
       }
-      if (fill_done_) break;
+      if (!live) co_return co_await end_fill(ws, peer, wake, false);
+    }
+    const bool opened = co_await open(ws, 0, !v1);
+    if (!opened) co_return co_await end_fill(ws, peer, wake, false);
+    if (!v1) {
+      // hello, then the (empty) history: the session is live.
+      beast::flat_buffer in;
+      Frame frame;
+      std::int64_t at = 0;
+      while (frame.type != "history") {
+        const bool got = co_await read(ws, in, frame, at);
+        if (!got) co_return co_await end_fill(ws, peer, wake, false);
+      }
+    }
+    std::cerr << "  filling " << options_.big_history << " messages over "
+              << options_.fill_protocol << ", at most " << options_.inflight
+              << " unacknowledged\n";
+    const std::int64_t start = now_ns();
+    spawn(io_, read_acks(ws, wake, false));
+    std::string text_pad(std::max<std::size_t>(options_.size, 1), 'x');
+    for (std::uint64_t k = 1; k <= options_.big_history && !fill_broken_; ++k) {
+      while (sent_ - acked_ - fill_errors_ >= options_.inflight && !fill_broken_) {
+        wake.expires_at(Clock::time_point::max());
+        co_await wake.async_wait(use_tuple);
+      }
+      if (fill_broken_) break;
       // `text` is padded to --size bytes after a readable prefix.
       std::string text = options_.prefix + " message " + std::to_string(k) + " ";
       if (text.size() < text_pad.size()) text.append(text_pad, 0, text_pad.size() - text.size());
-      const std::string out = R"({"type":"send","client_id":"f)" + std::to_string(k) +
-                              R"(","text":")" + text + R"("})";
+      const std::string out =
+          v1 ? R"({"sender":")" + first_ + R"(","text":")" + text + R"("})"
+             : R"({"type":"send","client_id":"f)" + std::to_string(k) + R"(","text":")" + text +
+                   R"("})";
       ++sent_;
       const auto [error, bytes] = co_await ws.async_write(asio::buffer(out), use_tuple);
       if (error) {
@@ -216,37 +246,52 @@ class BigHistory {
         break;
       }
     }
-    while (acked_ + fill_errors_ < sent_ && !fill_done_) {
+    while (acked_ + fill_errors_ < sent_ && !fill_broken_) {
       wake.expires_at(Clock::time_point::max());
       co_await wake.async_wait(use_tuple);
     }
     fill_seconds_ = static_cast<double>(now_ns() - start) / 1e9;
-    std::cerr << "  filled: " << acked_ << " acknowledged, " << fill_errors_ << " refused in "
+    std::cerr << "  filled: " << acked_ << " stored, " << fill_errors_ << " refused in "
               << fill_seconds_ << " s; last seq " << last_seq_ << "\n";
+    co_return co_await end_fill(ws, peer, wake, true);
+  }
+
+  /// Closes the fill's connections and waits for their read loops, which
+  /// refer to them, to end.
+  asio::awaitable<bool> end_fill(WebSocket& ws, WebSocket& peer, asio::steady_timer& wake,
+                                 bool filled) {
     fill_closing_ = true;
-    const auto [close_error] = co_await ws.async_close(websocket::close_code::normal, use_tuple);
-    // read_acks ends with the connection; wait for it so `ws` outlives it.
-    while (!fill_done_) {
+    for (WebSocket* connection : {&ws, &peer}) {
+      if (!beast::get_lowest_layer(*connection).socket().is_open()) continue;
+      const auto [close_error] =
+          co_await connection->async_close(websocket::close_code::normal, use_tuple);
+      if (close_error) abort_websocket(*connection);
+    }
+    while (fill_readers_ > 0) {
       wake.expires_at(Clock::time_point::max());
       co_await wake.async_wait(use_tuple);
     }
-    timer.cancel();
-    if (close_error) std::cerr << "  fill close: " << close_error.message() << "\n";
-    co_return ok_ && last_seq_ > 0;
+    co_return filled && ok_ && last_seq_ > 0;
   }
 
-  asio::awaitable<void> read_acks(WebSocket& ws, asio::steady_timer& wake) {
+  /// Counts what the fill's connections receive: acks (v2) or the peer's
+  /// deliveries (v1, `deliveries`), and error frames.
+  asio::awaitable<void> read_acks(WebSocket& ws, asio::steady_timer& wake, bool deliveries) {
+    ++fill_readers_;
     beast::flat_buffer in;
     for (;;) {
       const auto [error, bytes] = co_await ws.async_read(in, use_tuple);
       if (error) {
-        if (!fill_closing_) fail("fill connection ended: " + describe_end(ws, error));
+        if (!fill_closing_) {
+          fail("fill connection ended: " + describe_end(ws, error));
+          fill_broken_ = true;
+        }
         break;
       }
       const Frame frame =
           parse_frame(std::string_view(static_cast<const char*>(in.data().data()), bytes));
       in.consume(in.size());
-      if (frame.type == "ack") {
+      if (frame.type == (deliveries ? "message" : "ack")) {
         ++acked_;
         last_seq_ = std::max(last_seq_, number_field(*frame.object(), "seq"));
       } else if (frame.type == "error") {
@@ -256,7 +301,7 @@ class BigHistory {
       }
       wake.cancel();
     }
-    fill_done_ = true;
+    --fill_readers_;
     wake.cancel();
   }
 
@@ -377,7 +422,8 @@ class BigHistory {
   std::uint64_t fill_errors_ = 0;
   std::uint64_t last_seq_ = 0;
   bool fill_closing_ = false;
-  bool fill_done_ = false;
+  bool fill_broken_ = false;   ///< a fill connection ended before its close
+  unsigned fill_readers_ = 0;  ///< read loops of the fill's connections still running
   double fill_seconds_ = 0;
 
   LatencyHistogram handshake_v2_;

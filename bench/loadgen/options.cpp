@@ -98,6 +98,10 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   app.add_option("--page-runs", options.page_runs,
                  "--big-history: times the whole history is paged through")
       ->check(CLI::Range(0, 10000));
+  app.add_option("--fill-protocol", options.fill_protocol,
+                 "--big-history: fill with v2 sends (acknowledged) or v1 frames (counted at the "
+                 "peer's connection)")
+      ->check(CLI::IsMember({"v1", "v2"}));
 
   app.add_option("--threads", options.threads, "load generator threads")->check(CLI::Range(1, 64));
   app.add_option("--connect-timeout", options.connect_timeout,

@@ -40,6 +40,7 @@ struct Options {
   unsigned connects = 200;   ///< connects timed per protocol
   unsigned page_size = 500;  ///< `limit` of each v2 history request
   unsigned page_runs = 5;    ///< times the whole history is paged through
+  std::string fill_protocol = "v2";
 
   // Both
   unsigned threads = 1;
