@@ -101,7 +101,9 @@ asio::awaitable<void> ChatWorker::connector() {
   while (next_to_open_ < to_open_.size()) {
     Side& side = *to_open_[next_to_open_++];
     std::string failure;
-    const auto error = co_await open_websocket(side.ws, target_, side.index, side.path, failure);
+    // The second connection of a chat (odd index) goes to --peer-port when given.
+    const Target& where = target_.peer && side.index % 2 == 1 ? *target_.peer : target_;
+    const auto error = co_await open_websocket(side.ws, where, side.index, side.path, failure);
     if (error) {
       ++totals_.connect_failures;
       ++totals_.end_reasons["connect failed: " + failure];

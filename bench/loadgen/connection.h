@@ -8,6 +8,7 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,9 @@ struct Target {
   std::string host_header;             ///< "127.0.0.1:5010"
   unsigned source_addresses = 0;       ///< 0: let the kernel pick the source
   std::chrono::nanoseconds timeout{};  ///< connect + handshake; also the close handshake
+  /// --peer-port: where the second connection of each chat goes (another chatd
+  /// instance, so every message crosses between instances); null = here too.
+  std::shared_ptr<const Target> peer;
 
   /// Resolves a numeric `host`; spreads sources over 127.0.0.1..K only when
   /// the server is on IPv4 loopback (there every 127/8 address is local).

@@ -40,6 +40,10 @@ int main(int argc, char** argv) {
   try {
     target = Target::make(options->host, options->port, options->source_addresses,
                           options->connect_timeout);
+    if (options->peer_port != 0) {
+      target.peer = std::make_shared<const Target>(Target::make(
+          options->host, options->peer_port, options->source_addresses, options->connect_timeout));
+    }
   } catch (const std::invalid_argument& error) {
     std::cerr << error.what() << "\n";
     return 2;

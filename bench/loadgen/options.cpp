@@ -39,6 +39,10 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
 
   app.add_option("--host", options.host, "chatd's address (numeric IPv4 or IPv6)");
   app.add_option("--port", options.port, "chatd's port")->check(CLI::Range(1, 65535));
+  app.add_option("--peer-port", options.peer_port,
+                 "chat load: the second connection of each chat connects here (another chatd "
+                 "instance); default --port")
+      ->check(CLI::Range(1, 65535));
   app.add_option("--source-addresses", options.source_addresses,
                  "bind client sockets to 127.0.0.1 .. 127.0.0.K (IPv4 loopback targets only)")
       ->check(CLI::Range(1, 250));
