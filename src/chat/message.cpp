@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -41,6 +42,15 @@ std::string make_message_id(std::int64_t timestamp_ms) {
   std::snprintf(out, sizeof out, "%08x%02x%02x%02x%02x%02x%06x", seconds, random[0], random[1],
                 random[2], random[3], random[4], count);
   return std::string(out, 24);
+}
+
+std::optional<std::uint32_t> made_here_counter(std::string_view id) {
+  if (!made_here(id)) return std::nullopt;
+  std::uint32_t counter = 0;
+  const std::string_view hex = id.substr(18, 6);
+  const auto [end, error] = std::from_chars(hex.data(), hex.data() + hex.size(), counter, 16);
+  if (error != std::errc() || end != hex.data() + hex.size()) return std::nullopt;
+  return counter;
 }
 
 bool made_here(std::string_view id) {

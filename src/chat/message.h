@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -50,6 +51,9 @@ std::string make_message_id(std::int64_t timestamp_ms);
 
 /// Whether make_message_id() of this process made `id` (its 5 random bytes).
 bool made_here(std::string_view id);
+/// The 24-bit counter of an id this process made (ids are made in commit
+/// order by the store's single writer), nullopt for another process's id.
+std::optional<std::uint32_t> made_here_counter(std::string_view id);
 
 /// ISO-8601 UTC with milliseconds, e.g. "2026-11-25T04:24:44.123Z".
 std::string format_timestamp(std::int64_t timestamp_ms);

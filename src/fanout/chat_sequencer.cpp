@@ -3,8 +3,12 @@
 namespace chatd::fanout {
 
 ChatSequencer::ChatSequencer(Deliver deliver, Clock::duration gap_hold,
+                             Clock::duration stand_in_wait,
                              std::function<bool(const chat::Message&)> made_here)
-    : deliver_(std::move(deliver)), gap_hold_(gap_hold), made_here_(std::move(made_here)) {
+    : deliver_(std::move(deliver)),
+      gap_hold_(gap_hold),
+      stand_in_wait_(stand_in_wait),
+      made_here_(std::move(made_here)) {
   if (!made_here_) {
     made_here_ = [](const chat::Message& message) { return chat::made_here(message.id); };
   }
@@ -72,7 +76,7 @@ void ChatSequencer::drain_locked(ChatState& state, Clock::time_point now) {
       continue;
     }
     if (first->first != state.delivered + 1) break;
-    if (first->second.stand_in && now - first->second.since < gap_hold_) break;
+    if (first->second.stand_in && now - first->second.since < stand_in_wait_) break;
     deliver_(first->second.message);
     state.delivered = first->first;
     state.held.erase(first);

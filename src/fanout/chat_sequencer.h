@@ -28,7 +28,7 @@ namespace chatd::fanout {
 /// A message read from the store that this process committed itself is a
 /// stand-in: its own copy, which knows the connection it came from (and so is
 /// not echoed to it), is on its way from the commit thread. A stand-in next
-/// in line waits up to the hold time for that copy before it is delivered.
+/// in line waits up to `stand_in_wait` for that copy before it is delivered.
 ///
 /// Thread-safe. Chats are spread over shards, each with its own mutex, held
 /// while delivering so that one chat's messages reach the hub one at a time,
@@ -45,9 +45,13 @@ class ChatSequencer {
     std::uint64_t after_seq = 0;
   };
 
-  /// `made_here`: whether this process committed a message (chat::made_here on
-  /// its id by default).
-  ChatSequencer(Deliver deliver, Clock::duration gap_hold,
+  /// `gap_hold`: how long a gap is waited for before it is filled from the
+  /// store. `stand_in_wait`: how long a stand-in waits for its own copy, which
+  /// the commit thread announces only once its whole batch is written (with
+  /// MongoDB, sequence conflicts between instances can take that long); it is
+  /// delivered after that anyway. `made_here`: whether this process committed
+  /// a message (chat::made_here on its id by default).
+  ChatSequencer(Deliver deliver, Clock::duration gap_hold, Clock::duration stand_in_wait,
                 std::function<bool(const chat::Message&)> made_here = {});
 
   /// Starts following `chat` (no-op when already followed): what arrives for
@@ -151,6 +155,7 @@ class ChatSequencer {
 
   Deliver deliver_;
   Clock::duration gap_hold_;
+  Clock::duration stand_in_wait_;
   std::function<bool(const chat::Message&)> made_here_;
   mutable std::array<Shard, kShards> shards_;
 };

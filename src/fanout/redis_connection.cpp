@@ -253,8 +253,12 @@ void RedisConnection::context_gone() {
     return;
   }
   if (was_up_) {
-    spdlog::warn("redis {}: connection to {}:{} lost{}{}", name_, endpoint_.host, endpoint_.port,
-                 last_error_.empty() ? "" : ": ", last_error_);
+    if (running_) {
+      spdlog::warn("redis {}: connection to {}:{} lost{}{}", name_, endpoint_.host,
+                   endpoint_.port, last_error_.empty() ? "" : ": ", last_error_);
+    } else {
+      spdlog::debug("redis {}: disconnected", name_);  // stop(): on purpose
+    }
     was_up_ = false;
     if (on_down_) on_down_();
   }

@@ -23,6 +23,10 @@ constexpr std::string_view kChannelPrefix = "chatd:chat:";
 /// An instance whose publishing connection was down tells the others here;
 /// they re-read their chats from the store (what it published meanwhile is lost).
 constexpr std::string_view kResyncChannel = "chatd:resync";
+/// Longest wait of a stand-in (a store copy of this instance's own commit) for
+/// the commit thread's copy: a MongoDB batch with sequence conflicts between
+/// instances is announced only when all of it is written, after several round trips.
+constexpr std::chrono::seconds kStandInWait{5};
 /// Longest wait for a subscription's confirmation before a chat is synced anyway.
 constexpr std::chrono::milliseconds kSyncTimeout{1000};
 /// Messages read per round of a fill.
@@ -112,7 +116,9 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
       publisher_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "publisher")),
       subscriber_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "subscriber")),
       sequencer_([&hub](const chat::MessagePtr& message) { hub.deliver(message); },
-                 options_.gap_hold),
+                 options_.gap_hold,
+                 std::max<ChatSequencer::Clock::duration>(options_.gap_hold, kStandInWait),
+                 [this](const chat::Message& message) { return not_yet_announced(message); }),
       gap_timer_(strand_),
       heartbeat_timer_(strand_),
       published_(registry.counter("chatd_redis_published_total",
@@ -132,11 +138,18 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
   registry.gauge_callback("chatd_redis_held_messages",
                           "Messages held behind a gap in their chat's sequence.",
                           [this] { return static_cast<double>(sequencer_.held()); });
+  // Every id made from now on has a later counter than this throwaway one: until
+  // publish() has one of them, they are all not yet announced.
+  announced_counter_ = chat::made_here_counter(chat::make_message_id(chat::now_ms())).value_or(0);
   hub_.set_interest_listener([this](const chat::ChatKey& chat) { on_interest(chat); });
   subscriber_->on_push([this](std::string_view kind, std::string_view channel,
                               std::string_view data) { on_push(kind, channel, data); });
   subscriber_->on_up([this] { on_subscriber_up(); });
-  subscriber_->on_down([this] { subscribed_.clear(); });
+  subscriber_->on_down([this] {
+    subscribed_.clear();
+    confirmed_.clear();
+    unsubscribing_.clear();
+  });
   publisher_->on_up([this] { on_publisher_up(); });
   publisher_->on_down([this] { publisher_was_down_ = true; });
 }
@@ -222,16 +235,23 @@ void RedisFanout::subscribe(const chat::ChatKey& chat) {
     return;
   }
   const std::string channel = channel_of(chat);
-  if (!subscribed_.insert(channel).second) {
+  if (subscribed_.contains(channel)) {
     sync_chat(chat);  // still subscribed from before: no confirmation will come
     return;
   }
-  subscriber_->subscribe(channel);  // the confirmation starts the sync (on_push)
+  // hiredis 0.14 forgets a channel's callback when an UNSUBSCRIBE's answer
+  // comes, even with a SUBSCRIBE sent after it: while one is on its way, the
+  // SUBSCRIBE waits for that answer (on_push).
+  if (!unsubscribing_.contains(channel)) {
+    subscribed_.insert(channel);
+    subscriber_->subscribe(channel);  // the confirmation starts the sync (on_push)
+  }
   // A confirmation that does not come (Redis stalled) must not hold this
   // chat's local messages: after a while the store alone gives the baseline.
   auto timer = std::make_shared<asio::steady_timer>(strand_, kSyncTimeout);
-  timer->async_wait([this, chat, timer](boost::system::error_code error) {
-    if (!error && sequencer_.following(chat) && !sequencer_.synced(chat)) {
+  timer->async_wait([this, chat, channel, timer](boost::system::error_code error) {
+    if (!error && sequencer_.following(chat) && !sequencer_.synced(chat) &&
+        !confirmed_.contains(channel)) {
       spdlog::warn("fan-out: no subscription confirmation for {} within {} ms; reading it from "
                    "the store", chat.str(), kSyncTimeout.count());
       sync_chat(chat);
@@ -244,11 +264,16 @@ void RedisFanout::unsubscribe(const chat::ChatKey& chat) {
   announced_.erase(presence_key(chat, chat.first()));
   announced_.erase(presence_key(chat, chat.second()));
   const std::string channel = channel_of(chat);
-  if (subscribed_.erase(channel) != 0) subscriber_->unsubscribe(channel);
+  confirmed_.erase(channel);
+  if (subscribed_.erase(channel) != 0 && subscriber_->unsubscribe(channel)) {
+    unsubscribing_.insert(channel);
+  }
 }
 
 void RedisFanout::on_subscriber_up() {
   subscribed_.clear();
+  confirmed_.clear();
+  unsubscribing_.clear();
   subscriber_->subscribe(std::string(kResyncChannel));
   // Each confirmation re-reads its chat from the last delivered seq: what the
   // other instances published while this connection was down is recovered.
@@ -277,6 +302,7 @@ void RedisFanout::on_publisher_up() {
 // ---------------------------------------------------------------------------
 
 void RedisFanout::on_push(std::string_view kind, std::string_view channel, std::string_view data) {
+  if (kind != "message") spdlog::debug("fan-out: redis {} {} ({})", kind, channel, data);
   if (channel == kResyncChannel) {
     if (kind == "message") {
       boost::system::error_code error;
@@ -291,7 +317,15 @@ void RedisFanout::on_push(std::string_view kind, std::string_view channel, std::
   const auto chat = chat::ChatKey::parse(channel.substr(kChannelPrefix.size()));
   if (!chat) return;
   if (kind == "subscribe") {
+    confirmed_.insert(std::string(channel));
     if (sequencer_.following(*chat)) sync_chat(*chat);
+  } else if (kind == "unsubscribe") {
+    const std::string name(channel);
+    unsubscribing_.erase(name);
+    // Followed again while the UNSUBSCRIBE was on its way: subscribe now.
+    if (sequencer_.following(*chat) && subscribed_.insert(name).second) {
+      subscriber_->subscribe(name);
+    }
   } else if (kind == "message") {
     on_payload(*chat, data);
   }
@@ -409,12 +443,22 @@ void RedisFanout::schedule_gap_check() {
 // To Redis
 // ---------------------------------------------------------------------------
 
+bool RedisFanout::not_yet_announced(const chat::Message& message) const {
+  const auto counter = chat::made_here_counter(message.id);
+  if (!counter) return false;  // another instance's, or this one's before a restart
+  // Made here after the last one publish() was given (24-bit counter, wrapping):
+  // its commit is not announced yet, its own copy is on its way.
+  const std::uint32_t ahead = (*counter - announced_counter_.load()) & 0xFFFFFF;
+  return ahead != 0 && ahead < 0x800000;
+}
+
 void RedisFanout::publish(std::span<const chat::MessagePtr> batch) {
   // On the commit thread: local connections first, straight away.
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(batch.size());
   for (const auto& message : batch) {
     sequencer_.offer(message);
+    if (const auto counter = chat::made_here_counter(message->id)) announced_counter_ = *counter;
     out.emplace_back(channel_of(message->chat), message_payload(instance_, *message));
   }
   asio::post(strand_, [this, out = std::move(out)]() mutable {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -82,6 +83,9 @@ class RedisFanout final : public Fanout {
   using Strand = RedisConnection::Strand;
 
   void on_interest(const chat::ChatKey& chat);
+  /// A message this instance committed whose commit publish() has not had yet
+  /// (the sequencer's stand-ins).
+  bool not_yet_announced(const chat::Message& message) const;
   // On the strand:
   void subscribe(const chat::ChatKey& chat);
   void unsubscribe(const chat::ChatKey& chat);
@@ -125,12 +129,16 @@ class RedisFanout final : public Fanout {
   std::shared_ptr<RedisConnection> publisher_;
   std::shared_ptr<RedisConnection> subscriber_;
   ChatSequencer sequencer_;
-  std::mutex interest_mutex_;  ///< makes each follow/unfollow decision atomic with has_chat()
+  std::mutex interest_mutex_;
+  /// Id counter of the last message of this instance publish() was given.
+  std::atomic<std::uint32_t> announced_counter_{0};  ///< makes each follow/unfollow decision atomic with has_chat()
   boost::asio::steady_timer gap_timer_;
   boost::asio::steady_timer heartbeat_timer_;
   bool publisher_was_down_ = false;
   // Strand only:
-  std::unordered_set<std::string> subscribed_;           ///< channels SUBSCRIBEd on this connection
+  std::unordered_set<std::string> subscribed_;  ///< channels SUBSCRIBEd on this connection
+  std::unordered_set<std::string> confirmed_;   ///< and of those, the ones Redis confirmed
+  std::unordered_set<std::string> unsubscribing_;  ///< UNSUBSCRIBEd, answer not yet come
   std::unordered_map<std::string, Presence> announced_;  ///< newest presence known, by key
   std::size_t presence_pending_ = 0;                       ///< presence scripts in flight
   std::function<void()> on_presence_idle_;                 ///< stop() waiting for them

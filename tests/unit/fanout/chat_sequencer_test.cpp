@@ -29,7 +29,7 @@ std::vector<chat::MessagePtr> messages(std::uint64_t from, std::uint64_t to) {
 class ChatSequencerTest : public ::testing::Test {
  protected:
   std::vector<chat::MessagePtr> delivered_;
-  ChatSequencer sequencer_{[this](const chat::MessagePtr& m) { delivered_.push_back(m); }, 50ms};
+  ChatSequencer sequencer_{[this](const chat::MessagePtr& m) { delivered_.push_back(m); }, 50ms, 50ms};
 
   std::vector<std::uint64_t> seqs() const {
     std::vector<std::uint64_t> result;
@@ -127,7 +127,7 @@ TEST_F(ChatSequencerTest, UnfollowForgetsTheChat) {
 
 TEST(ChatSequencerConcurrency, TwoSourcesStillDeliverOneOrder) {
   std::vector<std::uint64_t> seqs;
-  ChatSequencer sequencer([&](const chat::MessagePtr& m) { seqs.push_back(m->seq); }, 1s);
+  ChatSequencer sequencer([&](const chat::MessagePtr& m) { seqs.push_back(m->seq); }, 1s, 1s);
   sequencer.follow(kChat);
   sequencer.sync(kChat, {});
   // Odd seqs from one thread, even from another: the order out is 1..N.
@@ -162,7 +162,7 @@ chat::MessagePtr made_here_message(std::uint64_t seq, chat::ConnectionId origin)
 
 TEST(ChatSequencerStandIn, AStoreCopyOfALocalCommitWaitsForTheLocalCopy) {
   std::vector<chat::MessagePtr> out;
-  ChatSequencer sequencer([&](const chat::MessagePtr& m) { out.push_back(m); }, 50ms);
+  ChatSequencer sequencer([&](const chat::MessagePtr& m) { out.push_back(m); }, 50ms, 50ms);
   sequencer.follow(kChat);
   sequencer.sync(kChat, {});
   const auto local = made_here_message(1, 42);
@@ -179,7 +179,7 @@ TEST(ChatSequencerStandIn, AStoreCopyOfALocalCommitWaitsForTheLocalCopy) {
 
 TEST(ChatSequencerStandIn, ALateLocalCopyDoesNotHoldTheChatForever) {
   std::vector<chat::MessagePtr> out;
-  ChatSequencer sequencer([&](const chat::MessagePtr& m) { out.push_back(m); }, 50ms);
+  ChatSequencer sequencer([&](const chat::MessagePtr& m) { out.push_back(m); }, 50ms, 50ms);
   sequencer.follow(kChat);
   sequencer.sync(kChat, {});
   auto copy = made_here_message(1, 0);
