@@ -26,7 +26,7 @@ constexpr std::string_view kResyncChannel = "chatd:resync";
 /// Longest wait of a stand-in (a store copy of this instance's own commit) for
 /// the commit thread's copy: a MongoDB batch with sequence conflicts between
 /// instances is announced only when all of it is written, after several round trips.
-constexpr std::chrono::seconds kStandInWait{5};
+constexpr std::chrono::seconds kStandInWait{15};
 /// Longest wait for a subscription's confirmation before a chat is synced anyway.
 constexpr std::chrono::milliseconds kSyncTimeout{1000};
 /// Messages read per round of a fill.
@@ -456,11 +456,17 @@ void RedisFanout::publish(std::span<const chat::MessagePtr> batch) {
   // On the commit thread: local connections first, straight away.
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(batch.size());
+  // The batch comes in seq order, which is not its id order when the store
+  // renumbered a message: the counter moves past the batch only once all of it
+  // is offered, so that no message of it counts as announced before it is.
+  std::uint32_t newest = announced_counter_.load();
   for (const auto& message : batch) {
     sequencer_.offer(message);
-    if (const auto counter = chat::made_here_counter(message->id)) announced_counter_ = *counter;
+    const auto counter = chat::made_here_counter(message->id);
+    if (counter && ((*counter - newest) & 0xFFFFFF) < 0x800000) newest = *counter;
     out.emplace_back(channel_of(message->chat), message_payload(instance_, *message));
   }
+  announced_counter_ = newest;
   asio::post(strand_, [this, out = std::move(out)]() mutable {
     for (auto& [channel, payload] : out) send_publish(std::move(channel), std::move(payload));
   });
