@@ -68,6 +68,31 @@ def _accepts_connections(port: int) -> bool:
         return False
 
 
+class CapturedOutput:
+    """A server process's stdout and stderr, read line by line on a thread of its own,
+    for the log a failing test prints."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def note(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+
+    def follow(self, process: subprocess.Popen, name: str | None = None) -> None:
+        threading.Thread(target=self._read, args=(process,), daemon=True, name=name).start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for raw in iter(process.stdout.readline, b""):
+            self.note(raw.decode("utf-8", errors="replace").rstrip())
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(self._lines)
+
+
 class FerretDB:
     """One FerretDB process (restartable on the same port and data directory)."""
 
@@ -79,8 +104,7 @@ class FerretDB:
         self.port = free_port()
         self.label = f"ferretdb:{self.port}"
         self._process: subprocess.Popen | None = None
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
+        self._output = CapturedOutput()
         (directory / "data").mkdir(parents=True, exist_ok=True)
 
     def uri(self, database: str) -> str:
@@ -107,7 +131,7 @@ class FerretDB:
         self._process = subprocess.Popen(command, cwd=self.directory, env=environment,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT)
-        threading.Thread(target=self._read_output, args=(self._process,), daemon=True).start()
+        self._output.follow(self._process)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not _accepts_connections(self.port):
             if self._process.poll() is not None:
@@ -138,15 +162,8 @@ class FerretDB:
             self._process.kill()
             self._process.wait()
 
-    def _read_output(self, process: subprocess.Popen) -> None:
-        assert process.stdout is not None
-        for raw in iter(process.stdout.readline, b""):
-            with self._lock:
-                self._lines.append(raw.decode("utf-8", errors="replace").rstrip())
-
     def log_text(self) -> str:
-        with self._lock:
-            return "\n".join(self._lines)
+        return self._output.text()
 
     def cleanup(self) -> None:
         self.kill()

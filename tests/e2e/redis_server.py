@@ -25,14 +25,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ferretdb import free_port
+from ferretdb import CapturedOutput, free_port
 
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -130,8 +129,7 @@ class RedisServer:
         self.label = f"redis:{self.port}"
         self.starts = 0
         self._process: subprocess.Popen | None = None
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
+        self._output = CapturedOutput()
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -162,12 +160,10 @@ class RedisServer:
             "--loglevel", "notice",
         ]
         self.starts += 1
-        with self._lock:
-            self._lines.append(f"--- start #{self.starts}: {' '.join(command)}")
+        self._output.note(f"--- start #{self.starts}: {' '.join(command)}")
         self._process = subprocess.Popen(command, cwd=self.directory, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=self._read_output, args=(self._process,), daemon=True,
-                         name=f"{self.label}-output").start()
+        self._output.follow(self._process, name=f"{self.label}-output")
         deadline = time.monotonic() + timeout
         while not answers_ping(self.port):
             if self._process.poll() is not None:
@@ -202,8 +198,7 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             code = self._process.wait()
-        with self._lock:
-            self._lines.append(f"--- ended by {how.name}: exit {code}")
+        self._output.note(f"--- ended by {how.name}: exit {code}")
         return code
 
     def command(self, *args: str | bytes | int, timeout: float = 2.0) -> Any:
@@ -222,15 +217,8 @@ class RedisServer:
                 clients.append(fields)
         return clients
 
-    def _read_output(self, process: subprocess.Popen) -> None:
-        assert process.stdout is not None
-        for raw in iter(process.stdout.readline, b""):
-            with self._lock:
-                self._lines.append(raw.decode("utf-8", errors="replace").rstrip())
-
     def log_text(self) -> str:
-        with self._lock:
-            return "\n".join(self._lines)
+        return self._output.text()
 
     def cleanup(self) -> None:
         self.kill()
