@@ -56,46 +56,42 @@ struct RedisConnection::Watcher : std::enable_shared_from_this<Watcher> {
   redisAsyncContext* context = nullptr;
   asio::posix::stream_descriptor descriptor;
   std::weak_ptr<RedisConnection> owner;
-  bool want_read = false;
-  bool want_write = false;
-  bool reading = false;
-  bool writing = false;
+  /// One direction of the socket: hiredis wants it (its add/del hooks), and
+  /// whether a readiness wait for it is pending.
+  struct Direction {
+    asio::posix::descriptor_base::wait_type wait;
+    void (*handle)(redisAsyncContext*);
+    bool wanted = false;
+    bool waiting = false;
+  };
+  Direction read{asio::posix::descriptor_base::wait_read, &redisAsyncHandleRead};
+  Direction write{asio::posix::descriptor_base::wait_write, &redisAsyncHandleWrite};
 
-  void arm_read() {
-    if (reading || context == nullptr) return;
-    reading = true;
-    descriptor.async_wait(asio::posix::descriptor_base::wait_read,
-                          [self = shared_from_this()](const boost::system::error_code& error) {
-                            self->reading = false;
-                            if (error || self->context == nullptr || !self->want_read) return;
-                            redisAsyncHandleRead(self->context);  // may end the context
-                            if (self->context != nullptr && self->want_read) self->arm_read();
-                          });
-  }
-
-  void arm_write() {
-    if (writing || context == nullptr) return;
-    writing = true;
-    descriptor.async_wait(asio::posix::descriptor_base::wait_write,
-                          [self = shared_from_this()](const boost::system::error_code& error) {
-                            self->writing = false;
-                            if (error || self->context == nullptr || !self->want_write) return;
-                            redisAsyncHandleWrite(self->context);
-                            if (self->context != nullptr && self->want_write) self->arm_write();
-                          });
+  void arm(Direction Watcher::*which) {
+    Direction& direction = this->*which;
+    if (direction.waiting || context == nullptr) return;
+    direction.waiting = true;
+    descriptor.async_wait(direction.wait, [self = shared_from_this(),
+                                           which](const boost::system::error_code& error) {
+      Direction& d = self.get()->*which;
+      d.waiting = false;
+      if (error || self->context == nullptr || !d.wanted) return;
+      d.handle(self->context);  // may end the context
+      if (self->context != nullptr && d.wanted) self->arm(which);
+    });
   }
 
   static Watcher& of(void* data) { return *static_cast<Watcher*>(data); }
   static void add_read(void* data) {
-    of(data).want_read = true;
-    of(data).arm_read();
+    of(data).read.wanted = true;
+    of(data).arm(&Watcher::read);
   }
-  static void del_read(void* data) { of(data).want_read = false; }
+  static void del_read(void* data) { of(data).read.wanted = false; }
   static void add_write(void* data) {
-    of(data).want_write = true;
-    of(data).arm_write();
+    of(data).write.wanted = true;
+    of(data).arm(&Watcher::write);
   }
-  static void del_write(void* data) { of(data).want_write = false; }
+  static void del_write(void* data) { of(data).write.wanted = false; }
   /// hiredis is freeing the context (and will close the socket itself).
   static void cleanup(void* data) {
     Watcher& w = of(data);
@@ -108,7 +104,7 @@ struct RedisConnection::Watcher : std::enable_shared_from_this<Watcher> {
       asio::post(owner->strand_, [owner] { owner->context_gone(); });
     }
     w.context = nullptr;
-    w.want_read = w.want_write = false;
+    w.read.wanted = w.write.wanted = false;
     boost::system::error_code ignored;
     w.descriptor.cancel(ignored);
     w.descriptor.release();  // hiredis closes the descriptor
