@@ -149,10 +149,22 @@ SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener, CommitO
     exec_or_throw(writer_db_.get(), "PRAGMA journal_mode=WAL");
     exec_or_throw(writer_db_.get(), options_.sync == SyncMode::full ? "PRAGMA synchronous=FULL"
                                                                     : "PRAGMA synchronous=NORMAL");
+    // A WAL that grew during a burst is cut back to this when it starts over.
+    exec_or_throw(writer_db_.get(), "PRAGMA journal_size_limit=67108864");
     exec_or_throw(writer_db_.get(), kSchema);
     for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.reader_threads); ++i) {
       reader_dbs_.push_back(open_database(options_.path));
     }
+    checkpoint_db_ = open_database(options_.path);
+    // Every connection that commits (the writer, and readers storing receipts)
+    // hands checkpoints to the checkpoint thread instead of running them
+    // inside its own commit, where the fsyncs would hold up every message.
+    sqlite3_wal_hook(writer_db_.get(), &SqliteStore::on_wal_commit, this);
+    for (auto& reader : reader_dbs_) sqlite3_wal_hook(reader.get(), &SqliteStore::on_wal_commit, this);
+    sqlite3_wal_autocheckpoint(checkpoint_db_.get(), 0);
+    // A connection learns that the file is in WAL mode when it first reads it;
+    // until then a checkpoint through it does nothing.
+    exec_or_throw(checkpoint_db_.get(), "PRAGMA journal_mode=WAL");
     // Statements are prepared here so a schema problem fails start-up.
     WriterStatements check_writer(writer_db_.get());
     ReaderStatements check_reader(reader_dbs_.front().get());
@@ -164,6 +176,7 @@ SqliteStore::SqliteStore(SqliteOptions options, CommitListener listener, CommitO
   for (std::size_t i = 0; i < reader_dbs_.size(); ++i) {
     readers_.emplace_back([this, i] { reader_loop(i); });
   }
+  checkpointer_ = std::thread([this] { checkpoint_loop(); });
 }
 
 SqliteStore::~SqliteStore() {
@@ -172,9 +185,17 @@ SqliteStore::~SqliteStore() {
   writer_.join();
   reads_.stop();
   for (auto& reader : readers_) reader.join();
-  // Statements are finalized by their threads; the connections close here.
-  writer_db_.reset();
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    stopping_ = true;
+  }
+  checkpoint_wanted_changed_.notify_one();
+  checkpointer_.join();
+  // Statements are finalized by their threads; the connections close here,
+  // the writer's last: closing the last connection checkpoints the WAL.
+  checkpoint_db_.reset();
   reader_dbs_.clear();
+  writer_db_.reset();
   ::close(lock_fd_);
 }
 
@@ -338,6 +359,58 @@ SqliteStore::ChatState* SqliteStore::chat_state(const chat::ChatKey& chat,
   }
   state.id = sqlite3_last_insert_rowid(writer_db_.get());
   return &chats_.emplace(chat.str(), state).first->second;
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoints
+// ---------------------------------------------------------------------------
+
+// Runs on the committing connection's thread, after its commit; `pages` is
+// the WAL's length, which starts over from 0 after a complete checkpoint.
+int SqliteStore::on_wal_commit(void* self, sqlite3* /*db*/, const char* /*name*/, int pages) {
+  auto* store = static_cast<SqliteStore*>(self);
+  {
+    std::lock_guard lock(store->checkpoint_mutex_);
+    if (pages < store->wal_pages_checkpointed_) store->wal_pages_checkpointed_ = 0;
+    if (store->checkpoint_wanted_ ||
+        pages - store->wal_pages_checkpointed_ < store->options_.checkpoint_pages) {
+      return SQLITE_OK;
+    }
+    store->checkpoint_wanted_ = true;
+  }
+  store->checkpoint_wanted_changed_.notify_one();
+  return SQLITE_OK;
+}
+
+// A PASSIVE checkpoint copies what no reader still needs and never blocks the
+// writer, which goes on appending meanwhile. The WAL starts over once a
+// checkpoint has copied all of it, which under sustained load never happens
+// by itself: past `wal_limit_pages` a RESTART checkpoint holds the writer
+// for the rest (the passive ones copied most) and makes it start over.
+void SqliteStore::checkpoint_loop() {
+  std::unique_lock lock(checkpoint_mutex_);
+  while (true) {
+    checkpoint_wanted_changed_.wait(lock, [this] { return checkpoint_wanted_ || stopping_; });
+    if (stopping_) return;
+    lock.unlock();
+    sqlite3* db = checkpoint_db_.get();
+    int wal_pages = 0;
+    int copied_pages = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_pages,
+                                       &copied_pages);
+    if (rc == SQLITE_OK && wal_pages > options_.wal_limit_pages) {
+      rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_RESTART, &wal_pages,
+                                     &copied_pages);
+      if (rc == SQLITE_OK) wal_pages = 0;
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      spdlog::warn("sqlite: checkpoint failed ({} of {} WAL pages copied): {}", copied_pages,
+                   wal_pages, sqlite3_errmsg(db));
+    }
+    lock.lock();
+    checkpoint_wanted_ = false;
+    wal_pages_checkpointed_ = std::max(0, wal_pages);
+  }
 }
 
 void SqliteStore::drain() {

@@ -28,6 +28,10 @@ struct SqliteOptions {
   std::size_t max_queued = 100'000;  ///< Appends waiting for a commit before new ones are refused.
   std::size_t reader_threads =
       2;  ///< Each with its own connection; WAL lets them read during commits.
+  int checkpoint_pages = 1000;  ///< New WAL pages after which the checkpoint thread copies them
+                                ///< back (PASSIVE: the writer goes on).
+  int wal_limit_pages = 16'000;  ///< A WAL longer than this is checkpointed with the writer held,
+                                 ///< so it starts over (sustained load never leaves a gap).
 };
 
 /// The embedded store: one SQLite file, one row per message.
@@ -39,6 +43,8 @@ struct SqliteOptions {
 /// chat's last sequence, which is why one SQLite file serves one chatd
 /// process at a time (enforced with a lock file). Reads run on their own
 /// connections and threads; WAL lets them proceed while the writer commits.
+/// Checkpoints (copying the WAL back into the database file, with its
+/// fsyncs) run on a thread of their own, so a commit never waits for one.
 class SqliteStore final : public Store {
  public:
   /// Opens (creating if needed) the database and its schema. Throws
@@ -66,6 +72,8 @@ class SqliteStore final : public Store {
 
   void writer_loop();
   void reader_loop(std::size_t index);
+  void checkpoint_loop();
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   void commit(std::vector<Append>& batch, WriterStatements& statements);
   bool write_batch(std::vector<Append>& batch, WriterStatements& statements,
                    std::vector<AppendResult>& results);
@@ -81,6 +89,7 @@ class SqliteStore final : public Store {
   int lock_fd_ = -1;
   Database writer_db_;
   std::vector<Database> reader_dbs_;
+  Database checkpoint_db_;
   std::atomic<bool> ready_{true};
 
   // Written only on the writer thread.
@@ -90,8 +99,15 @@ class SqliteStore final : public Store {
 
   ReadQueue reads_;
 
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wanted_changed_;
+  bool checkpoint_wanted_ = false;  // guarded by checkpoint_mutex_
+  int wal_pages_checkpointed_ = 0;  // guarded by checkpoint_mutex_; WAL length at the last one
+  bool stopping_ = false;           // guarded by checkpoint_mutex_
+
   std::thread writer_;
   std::vector<std::thread> readers_;
+  std::thread checkpointer_;
 };
 
 }  // namespace chatd::store::sqlite

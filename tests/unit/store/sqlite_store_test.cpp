@@ -600,6 +600,43 @@ TEST_F(SqliteStoreTest, ClientIdIsRememberedAcrossRestarts) {
 // Group commit, draining and back-pressure
 // ---------------------------------------------------------------------------
 
+// Checkpoints run on their own thread (no commit waits for their fsyncs) and
+// keep the WAL short. SQLite's own checkpoint, inside a commit, would not
+// have run at all for these few hundred pages.
+TEST_F(SqliteStoreTest, CheckpointsCopyTheWalBackAndLetItStartOver) {
+  constexpr std::size_t kCount = 300;
+  constexpr std::uintmax_t kPage = 4096;
+  SqliteOptions small = options();
+  small.checkpoint_pages = 8;
+  small.wal_limit_pages = 32;
+  SqliteStore store(small, {});
+  const std::string text(2000, 'x');
+  for (std::size_t i = 0; i < kCount; ++i) {
+    ASSERT_EQ(append(store, kAliceBob, "alice", text).error, StoreError::none) << i;
+  }
+  // Together the messages fill kCount / 2 pages of the database file once
+  // copied back from the WAL.
+  const auto db_file = dir_ / "chat.db";
+  const auto wal_file = dir_ / "chat.db-wal";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::filesystem::file_size(db_file) < kCount / 2 * kPage &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(std::filesystem::file_size(db_file), kCount / 2 * kPage)
+      << "no checkpoint copied the WAL back";
+  // Once the WAL has started over, commits write over its beginning and the
+  // file stops growing.
+  bool started_over = false;
+  for (std::size_t i = 0; i < 2000 && !started_over; ++i) {
+    const auto before = std::filesystem::file_size(wal_file);
+    ASSERT_EQ(append(store, kAliceBob, "bob", "short").error, StoreError::none);
+    started_over = std::filesystem::file_size(wal_file) == before;
+  }
+  EXPECT_TRUE(started_over) << "the WAL never started over";
+  EXPECT_EQ(newest(store, kAliceBob, 1).messages.size(), 1u);
+}
+
 TEST_F(SqliteStoreTest, ConcurrentAppendsGetExactlyOneSequenceEach) {
   constexpr std::size_t kThreads = 4;
   constexpr std::size_t kPerThread = 1250;
