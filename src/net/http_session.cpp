@@ -114,7 +114,8 @@ void HttpSession::on_request(Request request) {
                           false));
       return;
     }
-    std::make_shared<WebSocketSession>(std::move(stream_), services_)->start(std::move(request));
+    std::make_shared<WebSocketSession>(stream_.release_socket(), services_)
+        ->start(std::move(request));
     return;
   }
   if (RestApi::handles(request.target())) {

@@ -44,6 +44,9 @@ constexpr websocket::close_code kForbidden = static_cast<websocket::close_code>(
 constexpr websocket::close_code kUnknownUser = static_cast<websocket::close_code>(4404);
 constexpr websocket::close_code kTooMany = static_cast<websocket::close_code>(4429);
 
+// Queued frames whose room an emptied send queue keeps for the next ones.
+constexpr std::size_t kKeptQueueCapacity = 16;
+
 bool is_normal_end(const beast::error_code& error) {
   return error == websocket::error::closed || error == asio::error::operation_aborted ||
          error == asio::error::eof || error == asio::error::connection_reset ||
@@ -52,8 +55,8 @@ bool is_normal_end(const beast::error_code& error) {
 
 }  // namespace
 
-WebSocketSession::WebSocketSession(beast::tcp_stream stream, Services services)
-    : ws_(std::move(stream)),
+WebSocketSession::WebSocketSession(asio::ip::tcp::socket socket, Services services)
+    : ws_(std::move(socket)),
       services_(services),
       id_(next_connection_id()),
       opened_at_(std::chrono::steady_clock::now()),
@@ -71,7 +74,7 @@ WebSocketSession::~WebSocketSession() = default;
 
 void WebSocketSession::start(Request request) {
   services_.registry.add(shared_from_this());
-  asio::co_spawn(ws_.get_executor(), run(std::move(request)),
+  asio::co_spawn(ws_.get_executor(), run(std::make_unique<Request>(std::move(request))),
                  [self = shared_from_this()](std::exception_ptr error) {
                    // run() handles its errors; an exception here is a bug.
                    if (error) {
@@ -92,13 +95,29 @@ void WebSocketSession::start(Request request) {
 // The life of a session
 // ---------------------------------------------------------------------------
 
-asio::awaitable<void> WebSocketSession::run(Request request) {
-  const auto parsed = parse_chat_path(request.target());
+asio::awaitable<void> WebSocketSession::run(std::unique_ptr<Request> request) {
   // Results of co_await are kept in named locals, never tested inline in an
   // `if`: GCC 12 miscompiles `if (co_await f())` in some coroutines.
-  const bool accepted = co_await accept(request);
-  if (!accepted) co_return;
-  if (const auto refused = refusal(request, parsed)) {
+  const bool opened = co_await open(std::move(request));
+  if (!opened) co_return;
+  // Until the client closes, or answers chatd's close.
+  co_await read_frames();
+  const auto seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
+  // 1006: the connection ended without a close frame from either side.
+  const std::uint16_t code = close_code_ != 0         ? close_code_
+                             : ws_.reason().code != 0 ? ws_.reason().code
+                                                      : 1006;
+  services_.metrics.closed(code);
+  spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, user_, peer(), seconds,
+               code);
+}
+
+asio::awaitable<bool> WebSocketSession::open(std::unique_ptr<Request> request) {
+  const auto parsed = parse_chat_path(request->target());
+  const bool accepted = co_await accept(*request);
+  if (!accepted) co_return false;
+  if (const auto refused = refusal(*request, parsed)) {
     // The target is not logged: its query may carry a token.
     spdlog::info("session {} refused: {} ({} -> {})", id_, refused->reason.c_str(), path_.user1,
                  path_.user2);
@@ -114,17 +133,7 @@ asio::awaitable<void> WebSocketSession::run(Request request) {
       spdlog::info("session {} open: {} -> {}", id_, user_, peer());
     }
   }
-  // Until the client closes, or answers chatd's close.
-  co_await read_frames();
-  const auto seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
-  // 1006: the connection ended without a close frame from either side.
-  const std::uint16_t code = close_code_ != 0         ? close_code_
-                             : ws_.reason().code != 0 ? ws_.reason().code
-                                                      : 1006;
-  services_.metrics.closed(code);
-  spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, user_, peer(), seconds,
-               code);
+  co_return true;
 }
 
 std::optional<websocket::close_reason> WebSocketSession::refusal(
@@ -173,7 +182,7 @@ void WebSocketSession::watch_token_expiry() {
 std::optional<std::string> WebSocketSession::admit() {
   std::string reason;
   boost::system::error_code error;
-  const auto remote = beast::get_lowest_layer(ws_).socket().remote_endpoint(error);
+  const auto remote = ws_.next_layer().remote_endpoint(error);
   if (error) return "connection lost";
   ticket_ = services_.limits.admit(remote.address(), reason);
   if (!ticket_ || !services_.limits.admit_user(*ticket_, user_, reason)) return reason;
@@ -181,9 +190,8 @@ std::optional<std::string> WebSocketSession::admit() {
 }
 
 asio::awaitable<bool> WebSocketSession::accept(const Request& request) {
-  // The HTTP read's deadline no longer applies; Beast's own timeouts take
-  // over (with keep-alive pings sent after half the idle time).
-  beast::get_lowest_layer(ws_).expires_never();
+  // Beast's WebSocket timeouts (with keep-alive pings sent after half the
+  // idle time) take over from the HTTP read's deadline.
   ws_.set_option(websocket::stream_base::timeout{services_.options.handshake_timeout,
                                                  services_.options.idle_timeout, true});
   // v2 when the client offers chat.v2; a token carried as a subprotocol is never selected.
@@ -286,9 +294,21 @@ void WebSocketSession::finish_replay(std::uint64_t last_seq) {
 }
 
 asio::awaitable<void> WebSocketSession::read_frames() {
+  // Beast sizes the buffer before any data arrives: awaiting a whole message
+  // (async_read) would hold its 1,536-byte read size on every idle
+  // connection. A message's first read is limited to kFirstRead bytes (most
+  // chat messages fit); the rest of a longer one is read as it comes.
+  constexpr std::size_t kFirstRead = 512;
+  // A buffer grown by a long message is given back after it.
+  constexpr std::size_t kKeptCapacity = 4096;
   beast::flat_buffer buffer;
+  beast::error_code error;
+  std::size_t bytes = 0;
   for (;;) {
-    const auto [error, bytes] = co_await ws_.async_read(buffer, use_tuple);
+    std::tie(error, bytes) = co_await ws_.async_read_some(buffer, kFirstRead, use_tuple);
+    while (!error && !ws_.is_message_done()) {
+      std::tie(error, bytes) = co_await ws_.async_read_some(buffer, 0, use_tuple);
+    }
     if (error) {
       if (error == websocket::error::message_too_big) {
         close_code_ = static_cast<std::uint16_t>(websocket::close_code::too_big);
@@ -301,10 +321,12 @@ asio::awaitable<void> WebSocketSession::read_frames() {
       if (!ws_.got_text()) {
         reject("unsupported_frame", "binary frames are not supported");
       } else {
-        handle_frame(std::string_view(static_cast<const char*>(buffer.data().data()), bytes));
+        handle_frame(std::string_view(static_cast<const char*>(buffer.data().data()),
+                                      buffer.size()));
       }
     }
     buffer.consume(buffer.size());
+    if (buffer.capacity() > kKeptCapacity) buffer.shrink_to_fit();
     if (pending_sends_ >= services_.options.max_pending_sends) co_await wait_for_pending_sends();
   }
   // Let replies to frames already read finish before the session ends.
@@ -450,8 +472,9 @@ void WebSocketSession::deliver(const chat::MessagePtr& message,
       for (const auto& buffered : replay_buffer_) queued_bytes_ -= buffered.second->size();
       replay_buffer_.clear();
       start_writer =
-          push_locked(Outgoing{nullptr, websocket::close_reason(websocket::close_code::policy_error,
-                                                                "receiver too slow")});
+          push_locked(Outgoing{nullptr, std::make_unique<websocket::close_reason>(
+                                            websocket::close_code::policy_error,
+                                            "receiver too slow")});
     } else if (replaying_) {
       queued_bytes_ += frame->size();
       replay_buffer_.emplace_back(message, frame);
@@ -497,8 +520,9 @@ void WebSocketSession::close(websocket::close_code code, std::string_view reason
   {
     std::lock_guard lock(mutex_);
     if (closing_) return;
-    start_writer = push_locked(
-        Outgoing{nullptr, websocket::close_reason(code, std::string(reason).substr(0, 123))});
+    start_writer = push_locked(Outgoing{
+        nullptr,
+        std::make_unique<websocket::close_reason>(code, std::string(reason).substr(0, 123))});
   }
   if (start_writer) write_next();
 }
@@ -516,7 +540,7 @@ bool WebSocketSession::is_closing() {
 }
 
 bool WebSocketSession::push_locked(Outgoing item) {
-  const bool is_close = item.close.has_value();
+  const bool is_close = item.close != nullptr;
   if (is_close) {
     closing_ = true;
     close_code_ = item.close->code;
@@ -530,24 +554,28 @@ bool WebSocketSession::push_locked(Outgoing item) {
 }
 
 void WebSocketSession::write_next() {
-  Outgoing item;
+  std::shared_ptr<const std::string> frame;
+  std::optional<websocket::close_reason> close_reason;
   {
     std::lock_guard lock(mutex_);
     if (queue_.empty()) {
       writing_ = false;
+      // A burst may have grown the queue; an idle connection holds none of it.
+      if (queue_.capacity() > kKeptQueueCapacity) decltype(queue_)().swap(queue_);
       return;
     }
-    item = queue_.front();
+    frame = queue_.front().frame;
+    if (queue_.front().close) close_reason = *queue_.front().close;
   }
   auto self = shared_from_this();
-  if (item.close) {
+  if (close_reason) {
     bool wake_waiter = false;
     {
       std::lock_guard lock(mutex_);
       wake_waiter = std::exchange(drain_waiter_, 0) != 0;
     }
     if (wake_waiter) wake_.cancel();  // a replay waiting for the queue ends now
-    ws_.async_close(*item.close, [self](const beast::error_code& error) {
+    ws_.async_close(*close_reason, [self](const beast::error_code& error) {
       if (error && !is_normal_end(error)) {
         spdlog::debug("session {}: close failed: {}", self->id_, error.message());
       }
@@ -556,7 +584,7 @@ void WebSocketSession::write_next() {
     return;
   }
   ws_.text(true);
-  ws_.async_write(asio::buffer(*item.frame), [self](const beast::error_code& error, std::size_t) {
+  ws_.async_write(asio::buffer(*frame), [self](const beast::error_code& error, std::size_t) {
     std::chrono::steady_clock::time_point received_at;
     bool wake_waiter = false;
     {

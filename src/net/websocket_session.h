@@ -1,14 +1,14 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/container/devector.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,7 +37,8 @@ class WebSocketSession final : public chat::Subscriber,
  public:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
 
-  WebSocketSession(boost::beast::tcp_stream stream, Services services);
+  /// `socket`'s executor is the connection's strand.
+  WebSocketSession(boost::asio::ip::tcp::socket socket, Services services);
   ~WebSocketSession() override;
 
   /// Takes over the upgrade request and runs the session until it closes.
@@ -55,17 +56,24 @@ class WebSocketSession final : public chat::Subscriber,
   void close_for_shutdown() override;
 
  private:
-  using Stream = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+  // A plain socket under the WebSocket stream: its timeouts are the
+  // WebSocket stream's own (stream_base::timeout), and an idle connection
+  // does not carry a beast::tcp_stream's two timers.
+  using Stream = boost::beast::websocket::stream<boost::asio::ip::tcp::socket>;
 
   struct Outgoing {
     std::shared_ptr<const std::string> frame;                    ///< A text frame, or
-    std::optional<boost::beast::websocket::close_reason> close;  ///< a close.
+    std::unique_ptr<boost::beast::websocket::close_reason> close;  ///< a close.
     /// When a live message's frame was read (for the latency metric); unset
     /// for history and error frames.
     std::chrono::steady_clock::time_point received_at{};
   };
 
-  boost::asio::awaitable<void> run(Request request);
+  boost::asio::awaitable<void> run(std::unique_ptr<Request> request);
+  /// From the upgrade to the joined chat (or the refusal). The request is
+  /// freed when this returns: an open session does not keep it. False when
+  /// the handshake failed, so that there is nothing to read.
+  boost::asio::awaitable<bool> open(std::unique_ptr<Request> request);
   boost::asio::awaitable<bool> accept(const Request& request);
   /// Path, token and limits, in that order; the first refusal is the close to send.
   std::optional<boost::beast::websocket::close_reason> refusal(
@@ -137,7 +145,9 @@ class WebSocketSession final : public chat::Subscriber,
   boost::asio::steady_timer wake_;
 
   std::mutex mutex_;  // guards the members below; never held across I/O
-  std::deque<Outgoing> queue_;
+  // Allocates nothing while empty (a std::deque holds half a KiB even then);
+  // released once drained after a burst, so an idle connection holds none.
+  boost::container::devector<Outgoing> queue_;
   std::size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool closing_ = false;
