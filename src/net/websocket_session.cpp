@@ -9,6 +9,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/version.hpp>
 #include <boost/beast/websocket/error.hpp>
@@ -84,10 +85,7 @@ void WebSocketSession::start(Request request) {
                        spdlog::error("session {} ended by an exception: {}", self->id_, e.what());
                      }
                    }
-                   if (self->joined_) {
-                     self->announce_presence(self->services_.hub.leave(*self->chat_, *self));
-                   }
-                   self->services_.registry.remove(self.get());
+                   if (!self->reading_) self->finish();  // else the read loop ends it
                  });
 }
 
@@ -99,18 +97,26 @@ asio::awaitable<void> WebSocketSession::run(std::unique_ptr<Request> request) {
   // Results of co_await are kept in named locals, never tested inline in an
   // `if`: GCC 12 miscompiles `if (co_await f())` in some coroutines.
   const bool opened = co_await open(std::move(request));
-  if (!opened) co_return;
   // Until the client closes, or answers chatd's close.
-  co_await read_frames();
-  const auto seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
-  // 1006: the connection ended without a close frame from either side.
-  const std::uint16_t code = close_code_ != 0         ? close_code_
-                             : ws_.reason().code != 0 ? ws_.reason().code
-                                                      : 1006;
-  services_.metrics.closed(code);
-  spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, user_, peer(), seconds,
-               code);
+  if (opened) read_message();
+}
+
+void WebSocketSession::finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (reading_) {
+    const auto seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
+    // 1006: the connection ended without a close frame from either side.
+    const std::uint16_t code = close_code_ != 0         ? close_code_
+                               : ws_.reason().code != 0 ? ws_.reason().code
+                                                        : 1006;
+    services_.metrics.closed(code);
+    spdlog::info("session {} closed: {} -> {}, {:.1f} s, code {}", id_, user_, peer(), seconds,
+                 code);
+  }
+  if (joined_) announce_presence(services_.hub.leave(*chat_, *this));
+  services_.registry.remove(this);
 }
 
 asio::awaitable<bool> WebSocketSession::open(std::unique_ptr<Request> request) {
@@ -293,49 +299,62 @@ void WebSocketSession::finish_replay(std::uint64_t last_seq) {
   if (start_writer) write_next();
 }
 
-asio::awaitable<void> WebSocketSession::read_frames() {
-  // Beast sizes the buffer before any data arrives: awaiting a whole message
-  // (async_read) would hold its 1,536-byte read size on every idle
-  // connection. A message's first read is limited to kFirstRead bytes (most
-  // chat messages fit); the rest of a longer one is read as it comes.
-  constexpr std::size_t kFirstRead = 512;
-  // A buffer grown by a long message is given back after it.
-  constexpr std::size_t kKeptCapacity = 4096;
-  beast::flat_buffer buffer;
-  beast::error_code error;
-  std::size_t bytes = 0;
-  for (;;) {
-    std::tie(error, bytes) = co_await ws_.async_read_some(buffer, kFirstRead, use_tuple);
-    while (!error && !ws_.is_message_done()) {
-      std::tie(error, bytes) = co_await ws_.async_read_some(buffer, 0, use_tuple);
-    }
-    if (error) {
-      if (error == websocket::error::message_too_big) {
-        close_code_ = static_cast<std::uint16_t>(websocket::close_code::too_big);
-      } else if (!is_normal_end(error)) {
-        spdlog::debug("session {}: read failed: {}", id_, error.message());
-      }
-      break;
-    }
-    if (!is_closing()) {
-      if (!ws_.got_text()) {
-        reject("unsupported_frame", "binary frames are not supported");
-      } else {
-        handle_frame(std::string_view(static_cast<const char*>(buffer.data().data()),
-                                      buffer.size()));
-      }
-    }
-    buffer.consume(buffer.size());
-    if (buffer.capacity() > kKeptCapacity) buffer.shrink_to_fit();
-    if (pending_sends_ >= services_.options.max_pending_sends) co_await wait_for_pending_sends();
-  }
-  // Let replies to frames already read finish before the session ends.
-  while (pending_sends_ > 0) co_await wait_for_pending_sends();
+// Beast sizes the buffer before any data arrives: awaiting a whole message
+// (async_read) would hold its 1,536-byte read size on every idle connection.
+// A message's first read is limited to kFirstRead bytes (most chat messages
+// fit); the rest of a longer one is read as it comes.
+constexpr std::size_t kFirstRead = 512;
+// A buffer grown by a long message is given back after it.
+constexpr std::size_t kKeptReadCapacity = 4096;
+
+void WebSocketSession::read_message() {
+  reading_ = true;
+  ws_.async_read_some(read_buffer_, kFirstRead,
+                      beast::bind_front_handler(&WebSocketSession::on_read, shared_from_this()));
 }
 
-asio::awaitable<void> WebSocketSession::wait_for_pending_sends() {
-  wake_.expires_at(std::chrono::steady_clock::time_point::max());
-  co_await wake_.async_wait(use_tuple);
+void WebSocketSession::on_read(beast::error_code error, std::size_t /*bytes*/) {
+  if (!error && !ws_.is_message_done()) {
+    ws_.async_read_some(read_buffer_, 0,
+                        beast::bind_front_handler(&WebSocketSession::on_read, shared_from_this()));
+    return;
+  }
+  if (error) {
+    if (error == websocket::error::message_too_big) {
+      close_code_ = static_cast<std::uint16_t>(websocket::close_code::too_big);
+    } else if (!is_normal_end(error)) {
+      spdlog::debug("session {}: read failed: {}", id_, error.message());
+    }
+    read_ended_ = true;
+    // Replies to frames already read finish before the session ends.
+    if (pending_sends_ == 0) finish();
+    return;
+  }
+  if (!is_closing()) {
+    if (!ws_.got_text()) {
+      reject("unsupported_frame", "binary frames are not supported");
+    } else {
+      handle_frame(std::string_view(static_cast<const char*>(read_buffer_.data().data()),
+                                    read_buffer_.size()));
+    }
+  }
+  read_buffer_.consume(read_buffer_.size());
+  if (read_buffer_.capacity() > kKeptReadCapacity) read_buffer_.shrink_to_fit();
+  if (pending_sends_ >= services_.options.max_pending_sends) {
+    read_paused_ = true;  // send_done() reads on
+    return;
+  }
+  read_message();
+}
+
+void WebSocketSession::send_done() {
+  --pending_sends_;
+  if (read_paused_ && pending_sends_ < services_.options.max_pending_sends) {
+    read_paused_ = false;
+    read_message();
+  } else if (read_ended_ && pending_sends_ == 0) {
+    finish();
+  }
 }
 
 asio::awaitable<void> WebSocketSession::wait_for_queue_below(std::size_t bytes) {
@@ -408,8 +427,7 @@ void WebSocketSession::append(std::string sender, std::string text, std::string 
 }
 
 void WebSocketSession::on_committed(store::AppendResult result, const std::string& client_id) {
-  --pending_sends_;
-  wake_.cancel();
+  send_done();
   switch (result.error) {
     case store::StoreError::none:
       // v1: no echo; v2: the ack. The other connections already have it.

@@ -95,8 +95,17 @@ class WebSocketSession final : public chat::Subscriber,
   boost::asio::awaitable<bool> replay_v2();
   /// Ends the replay: live messages buffered meanwhile follow, past `last_seq`.
   void finish_replay(std::uint64_t last_seq);
-  boost::asio::awaitable<void> read_frames();
-  boost::asio::awaitable<void> wait_for_pending_sends();
+  // The read loop, once the chat is joined (or refused): callbacks, not a
+  // coroutine, so that an idle connection holds no coroutine frames, only
+  // the pending read.
+  void read_message();
+  void on_read(boost::beast::error_code error, std::size_t bytes);
+  /// A frame's store call (commit, receipt, history page) has answered:
+  /// reading goes on if it was paused for it, the session ends if it waited for it.
+  void send_done();
+  /// Once, on the strand, after the read loop and the last pending send:
+  /// leaves the hub and the registry.
+  void finish();
   /// Waits until at most `bytes` are queued (or the session closes).
   boost::asio::awaitable<void> wait_for_queue_below(std::size_t bytes);
   void handle_frame(std::string_view payload);
@@ -140,8 +149,14 @@ class WebSocketSession final : public chat::Subscriber,
   chat::TokenBucket rate_strikes_;                    // strand only
   chat::TokenBucket typing_rate_;                     // strand only
   std::size_t pending_sends_ = 0;                     // strand only
-  // Wakes the session's coroutine: when user lookups are answered, when a
-  // pending send completes, or when the session is closed for shutdown.
+  boost::beast::flat_buffer read_buffer_;             // strand only
+  bool reading_ = false;       // strand only; the read loop has started
+  bool read_paused_ = false;   // strand only; for pending sends (max_pending_sends)
+  bool read_ended_ = false;    // strand only
+  bool finished_ = false;      // strand only
+  // Wakes the session's coroutine while it opens: when user lookups are
+  // answered, when the replay may queue more, or when the session is closed
+  // for shutdown.
   boost::asio::steady_timer wake_;
 
   std::mutex mutex_;  // guards the members below; never held across I/O

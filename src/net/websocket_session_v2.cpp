@@ -144,8 +144,7 @@ void WebSocketSession::mark_read(std::uint64_t seq) {
   services_.store.mark_read(
       *chat_, user_, seq,
       asio::bind_executor(ws_.get_executor(), [self = shared_from_this()](store::ReadMarks marks) {
-        --self->pending_sends_;
-        self->wake_.cancel();
+        self->send_done();
         if (marks.error != store::StoreError::none) {
           self->reject("store_unavailable", "message store unavailable; receipt not stored");
           return;
@@ -166,8 +165,7 @@ void WebSocketSession::send_history_page(std::uint64_t before, std::size_t limit
       *chat_, query,
       asio::bind_executor(ws_.get_executor(),
                           [self = shared_from_this()](store::HistoryPage page) {
-                            --self->pending_sends_;
-                            self->wake_.cancel();
+                            self->send_done();
                             if (page.error != store::StoreError::none) {
                               self->reject("store_unavailable",
                                            "message store unavailable; try again");
