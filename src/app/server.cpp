@@ -125,7 +125,7 @@ Server::Server(const Config& config)
   const auto address = asio::ip::make_address(config_.host, error);
   if (error) throw std::runtime_error("HOST '" + config_.host + "' is not an IP address");
   register_gauges(user_cache);
-  const net::Services services{hub_,
+  services_.emplace(net::Services{hub_,
                                *fanout_,
                                *store_,
                                *users_,
@@ -137,10 +137,10 @@ Server::Server(const Config& config)
                                tokens_.get(),
                                [this] { return metrics_registry_.render(); },
                                [this] { return users_ready(); },
-                               rest_limits_};
+                               rest_limits_});
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
-                                                services);
+                                                *services_);
   } catch (const boost::system::system_error& e) {
     throw std::runtime_error("cannot listen on " + config_.host + ":" +
                              std::to_string(config_.port) + ": " + e.code().message());

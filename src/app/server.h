@@ -3,6 +3,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -66,6 +67,8 @@ class Server {
   std::unique_ptr<users::ObservedUserDirectory> user_observer_;
   std::unique_ptr<users::UserDirectory> users_;
   std::unique_ptr<auth::TokenVerifier> tokens_;
+  /// What every connection refers to (not a copy per connection).
+  std::optional<net::Services> services_;
   std::shared_ptr<net::Listener> listener_;
   std::vector<std::thread> threads_;
 };

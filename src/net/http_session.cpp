@@ -43,7 +43,7 @@ std::string error_body(std::string_view code, std::string_view message) {
 
 }  // namespace
 
-HttpSession::HttpSession(asio::ip::tcp::socket socket, Services services)
+HttpSession::HttpSession(asio::ip::tcp::socket socket, const Services& services)
     : stream_(std::move(socket)), services_(services) {}
 
 void HttpSession::start() {

@@ -17,7 +17,7 @@ namespace chatd::net {
 /// (health, readiness, metrics, the REST API and the browser page).
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(boost::asio::ip::tcp::socket socket, Services services);
+  HttpSession(boost::asio::ip::tcp::socket socket, const Services& services);
   void start();
 
  private:
@@ -36,7 +36,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
-  Services services_;
+  const Services& services_;
 };
 
 /// A JSON response with the usual headers.

@@ -15,7 +15,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   /// Binds and listens; throws boost::system::system_error naming the address
   /// when that fails (start-up only).
   Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
-           Services services);
+           const Services& services);
 
   void start();
   /// Stops accepting; open connections are left to the drain. Any thread.
@@ -28,7 +28,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_timer_;
-  Services services_;
+  const Services& services_;
 };
 
 }  // namespace chatd::net

@@ -56,7 +56,7 @@ bool is_normal_end(const beast::error_code& error) {
 
 }  // namespace
 
-WebSocketSession::WebSocketSession(asio::ip::tcp::socket socket, Services services)
+WebSocketSession::WebSocketSession(asio::ip::tcp::socket socket, const Services& services)
     : ws_(std::move(socket)),
       services_(services),
       id_(next_connection_id()),

@@ -38,7 +38,7 @@ class WebSocketSession final : public chat::Subscriber,
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
 
   /// `socket`'s executor is the connection's strand.
-  WebSocketSession(boost::asio::ip::tcp::socket socket, Services services);
+  WebSocketSession(boost::asio::ip::tcp::socket socket, const Services& services);
   ~WebSocketSession() override;
 
   /// Takes over the upgrade request and runs the session until it closes.
@@ -134,7 +134,7 @@ class WebSocketSession final : public chat::Subscriber,
   void write_next();
 
   Stream ws_;
-  Services services_;
+  const Services& services_;
   const chat::ConnectionId id_;
   ChatPath path_;
   std::string user_;
