@@ -884,5 +884,35 @@ TEST_F(SqliteStoreTest, ConversationsAreNewestFirstWithUnreadCounts) {
   EXPECT_TRUE(conversations(store, "dave", 10).conversations.empty());
 }
 
+// Databases made by earlier versions had (user, last_activity_ms) indexes,
+// which every commit rewrote; opening one drops them and lists as before.
+TEST_F(SqliteStoreTest, OpeningAnOlderDatabaseDropsTheActivityIndexes) {
+  {
+    SqliteStore store(options(), {});
+    append(store, kAliceBob, "bob", "b1");
+  }
+  const auto path = (dir_ / "chat.db").string();
+  const auto index_names = [&] {
+    Database db = open_database(path);
+    std::vector<std::string> names;
+    Statement list = prepare_or_throw(
+        db.get(), "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'chats'"
+                  " AND sql IS NOT NULL ORDER BY name");
+    while (sqlite3_step(list.get()) == SQLITE_ROW) names.push_back(column_text(list.get(), 0));
+    return names;
+  };
+  {
+    Database db = open_database(path);
+    exec_or_throw(db.get(), "CREATE INDEX chats_by_user_a ON chats (user_a, last_activity_ms)");
+    exec_or_throw(db.get(), "CREATE INDEX chats_by_user_b ON chats (user_b, last_activity_ms)");
+  }
+  ASSERT_EQ(index_names().size(), 4u);
+  SqliteStore reopened(options(), {});
+  EXPECT_EQ(index_names(), (std::vector<std::string>{"chats_of_user_a", "chats_of_user_b"}));
+  const ConversationList list = conversations(reopened, "alice", 10);
+  ASSERT_EQ(list.conversations.size(), 1u);
+  EXPECT_EQ(list.conversations[0].last->text, "b1");
+}
+
 }  // namespace
 }  // namespace chatd::store::sqlite
