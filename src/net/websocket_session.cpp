@@ -45,8 +45,9 @@ constexpr websocket::close_code kForbidden = static_cast<websocket::close_code>(
 constexpr websocket::close_code kUnknownUser = static_cast<websocket::close_code>(4404);
 constexpr websocket::close_code kTooMany = static_cast<websocket::close_code>(4429);
 
-// Queued frames whose room an emptied send queue keeps for the next ones.
-constexpr std::size_t kKeptQueueCapacity = 16;
+// Queued frames whose room an emptied send queue keeps for the next ones
+// (32 B each): more is given back, so a quiet connection holds almost none.
+constexpr std::size_t kKeptQueueCapacity = 4;
 
 bool is_normal_end(const beast::error_code& error) {
   return error == websocket::error::closed || error == asio::error::operation_aborted ||

@@ -30,7 +30,7 @@ namespace chatd::net {
 /// messages arrive from the store's commit thread through deliver(), which
 /// only appends to the bounded send queue under a small mutex: the writer,
 /// on the strand, is the socket's single writer. The session leaves the hub
-/// and the registry in exactly one place, at the end of run().
+/// and the registry in exactly one place, finish().
 class WebSocketSession final : public chat::Subscriber,
                                public Closable,
                                public std::enable_shared_from_this<WebSocketSession> {
