@@ -261,6 +261,10 @@ async def test_two_concurrent_senders_one_gapless_order_everywhere(chatd):
     alice2 = await connect(server, "alice", "bob", "alice's other device")
     bob2 = await connect(server, "bob", "alice", "bob's other device")
     observer = await ChatClient.open(server, "alice", "bob", "v1 observer")
+    # The observer is alice's third device: its join is announced to the v2
+    # clients. chatd answers a WebSocket ping only once the session has joined,
+    # so after the pong that presence frame is on its way before any pong below.
+    await (await observer.ws.ping())
     for client in (alice, bob, alice2, bob2):
         await only_presence_before_pong(client)
 
