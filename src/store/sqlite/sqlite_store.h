@@ -44,7 +44,8 @@ struct SqliteOptions {
 /// process at a time (enforced with a lock file). Reads run on their own
 /// connections and threads; WAL lets them proceed while the writer commits.
 /// Checkpoints (copying the WAL back into the database file, with its
-/// fsyncs) run on a thread of their own, so a commit never waits for one.
+/// fsyncs) run on a thread of their own; a commit waits for one only when
+/// the WAL has passed `wal_limit_pages` and must start over.
 class SqliteStore final : public Store {
  public:
   /// Opens (creating if needed) the database and its schema. Throws
