@@ -98,6 +98,13 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "SEND_QUEUE_MAX_BYTES", c.send_queue_max_bytes,
           "Bytes queued to a slow receiver before closing it with 1008")
       ->check(CLI::Range(4096u, 1024u * 1024 * 1024));
+  setting(app, "SEND_STALL_TIMEOUT_MS", c.send_stall_timeout_ms,
+          "How long a replay may find the send queue full before closing with 1008 "
+          "(0 = IDLE_TIMEOUT_MS)")
+      ->check(CLI::Range(0u, 86'400'000u));
+  setting(app, "MAX_STORE_CALLS_PER_CONNECTION", c.max_store_calls_per_connection,
+          "Store calls one connection may have waiting; past it chatd stops reading it")
+      ->check(CLI::Range(1u, 100'000u));
   setting(app, "MESSAGES_PER_SECOND", c.messages_per_second,
           "Messages one connection may send a second (0 = no limit)")
       ->check(CLI::Range(0u, 1'000'000u));

@@ -39,6 +39,8 @@ struct Config {
   unsigned max_message_bytes = 64 * 1024;
   unsigned max_text_bytes = 16 * 1024;
   unsigned send_queue_max_bytes = 1024 * 1024;
+  unsigned send_stall_timeout_ms = 0;  ///< 0 = IDLE_TIMEOUT_MS
+  unsigned max_store_calls_per_connection = 256;
   unsigned messages_per_second = 20;
   unsigned message_burst = 50;
   unsigned max_connections = 100'000;

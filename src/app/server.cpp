@@ -28,6 +28,9 @@ net::SessionOptions session_options(const Config& c) {
   o.max_message_bytes = c.max_message_bytes;
   o.max_text_bytes = c.max_text_bytes;
   o.send_queue_max_bytes = c.send_queue_max_bytes;
+  o.send_stall_timeout = std::chrono::milliseconds(
+      c.send_stall_timeout_ms != 0 ? c.send_stall_timeout_ms : c.idle_timeout_ms);
+  o.max_store_calls = c.max_store_calls_per_connection;
   o.messages_per_second = c.messages_per_second;
   o.message_burst = c.message_burst;
   o.handshake_timeout = std::chrono::milliseconds(c.handshake_timeout_ms);
@@ -152,6 +155,9 @@ Server::~Server() {
   for (auto& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
+  // Sessions still open after a drain's deadline end here, while the parts
+  // they leave (hub, registry, fan-out, metrics) are still alive.
+  io_.destroy_pending_handlers();
 }
 
 std::string_view Server::users_ready() const {

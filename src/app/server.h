@@ -33,6 +33,18 @@ class ObservedUserDirectory;
 
 namespace chatd::app {
 
+/// The I/O context, which can also destroy the handlers left in it when it
+/// stops: the sessions they hold leave the hub and the registry in their
+/// destructors, so that must happen while those still exist, not in the
+/// context's own destructor after them.
+class IoContext final : public boost::asio::io_context {
+ public:
+  using boost::asio::io_context::io_context;
+  /// Once stopped and its threads joined: destroys every handler still
+  /// queued or pending (Asio lets the objects they used outlive this).
+  void destroy_pending_handlers() { shutdown(); }
+};
+
 /// chatd assembled: the only place that names concrete classes. Members are
 /// declared in dependency order, so they are destroyed users-first.
 class Server {
@@ -52,7 +64,7 @@ class Server {
 
   Config config_;
   net::SessionOptions session_options_;
-  boost::asio::io_context io_;
+  IoContext io_;
   std::atomic<bool> draining_{false};
   metrics::Registry metrics_registry_;
   metrics::ChatdMetrics metrics_{metrics_registry_};

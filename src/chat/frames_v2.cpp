@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <limits>
 #include <optional>
+#include <vector>
 
 namespace chatd::chat::v2 {
 namespace json = boost::json;
@@ -121,14 +123,38 @@ std::string hello_frame(const Hello& hello) {
 }
 
 std::string history_frame(std::span<const MessagePtr> messages, bool has_more) {
-  json::array list;
-  list.reserve(messages.size());
-  for (const auto& message : messages) list.emplace_back(message_object(*message));
-  json::object frame;
-  frame.emplace("type", "history");
-  frame.emplace("messages", std::move(list));
-  frame.emplace("has_more", has_more);
-  return json::serialize(frame);
+  return history_frame_within(messages, has_more, std::numeric_limits<std::size_t>::max());
+}
+
+std::string history_frame_within(std::span<const MessagePtr> messages, bool has_more,
+                                 std::size_t max_bytes) {
+  // Built from the message frames (the same bytes as serializing the whole
+  // object) so that the newest messages that fit can be counted first.
+  constexpr std::string_view kHead = R"({"type":"history","messages":[)";
+  constexpr std::string_view kMore = R"(],"has_more":true})";
+  constexpr std::string_view kNoMore = R"(],"has_more":false})";
+  std::vector<std::string> frames;
+  frames.reserve(messages.size());
+  std::size_t bytes = kHead.size() + kNoMore.size();
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+    std::string frame = message_frame(**it);
+    const std::size_t added = frame.size() + (frames.empty() ? 0 : 1);
+    if (!frames.empty() && bytes + added > max_bytes) {
+      has_more = true;  // the older ones stay for the next page
+      break;
+    }
+    bytes += added;
+    frames.push_back(std::move(frame));
+  }
+  std::string out;
+  out.reserve(bytes);
+  out += kHead;
+  for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
+    if (it != frames.rbegin()) out += ',';
+    out += *it;
+  }
+  out += has_more ? kMore : kNoMore;
+  return out;
 }
 
 std::string ack_frame(const Message& message, bool duplicate) {

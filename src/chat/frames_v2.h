@@ -82,6 +82,11 @@ struct Hello {
 std::string hello_frame(const Hello& hello);
 /// `{"type":"history","messages":[…oldest first…],"has_more":…}`.
 std::string history_frame(std::span<const MessagePtr> messages, bool has_more);
+/// The same frame with only the newest of `messages` whose frame keeps it
+/// within `max_bytes` (at least one): the older ones are left out and
+/// `has_more` is then true, so that the client asks for them next.
+std::string history_frame_within(std::span<const MessagePtr> messages, bool has_more,
+                                 std::size_t max_bytes);
 /// `{"type":"ack","client_id":…,"id":…,"seq":…,"ts":…,"duplicate":…}`.
 std::string ack_frame(const Message& message, bool duplicate);
 std::string typing_frame(std::string_view user, bool typing);

@@ -15,7 +15,7 @@
 #include "net/chat_path.h"
 #include "net/rest_api.h"
 #include "net/web_assets.h"
-#include "net/websocket_session.h"
+#include "net/websocket/session.h"
 #include "store/store.h"
 
 namespace chatd::net {
@@ -114,7 +114,7 @@ void HttpSession::on_request(Request request) {
                           false));
       return;
     }
-    std::make_shared<WebSocketSession>(stream_.release_socket(), services_)
+    std::make_shared<websocket::Session>(stream_.release_socket(), services_)
         ->start(std::move(request));
     return;
   }

@@ -13,7 +13,7 @@
 namespace chatd::net {
 
 /// Reads one HTTP request at a time from a new connection: WebSocket
-/// upgrades on /ws/ go to a WebSocketSession, the rest are answered here
+/// upgrades on /ws/ go to a websocket::Session, the rest are answered here
 /// (health, readiness, metrics, the REST API and the browser page).
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:

@@ -16,6 +16,7 @@
 #include "metrics/chatd_metrics.h"
 #include "net/caller_rate_limits.h"
 #include "net/http_session.h"
+#include "net/store_replies.h"
 #include "store/store.h"
 #include "users/user_directory.h"
 
@@ -115,8 +116,8 @@ void get_conversations(const Services& services, asio::any_io_executor executor,
       user, std::min<std::uint64_t>(limit.value_or(kDefault), chat::v2::kMaxHistoryPage),
       asio::bind_executor(executor, [call, user](store::ConversationList list) {
         if (list.error != store::StoreError::none) {
-          call.error(http::status::service_unavailable, "store_unavailable",
-                     "message store unavailable; try again");
+          const StoreReply answer = store_reply(list.error, "try again");
+          call.error(http::status::service_unavailable, answer.code, answer.message);
           return;
         }
         json::array conversations;
@@ -154,8 +155,8 @@ void get_messages(const Services& services, asio::any_io_executor executor,
   services.store.history(
       chat, query, asio::bind_executor(executor, [call, chat](store::HistoryPage page) {
         if (page.error != store::StoreError::none) {
-          call.error(http::status::service_unavailable, "store_unavailable",
-                     "message store unavailable; try again");
+          const StoreReply answer = store_reply(page.error, "try again");
+          call.error(http::status::service_unavailable, answer.code, answer.message);
           return;
         }
         json::array messages;
@@ -174,24 +175,13 @@ void append_message(const Services& services, asio::any_io_executor executor,
   services.metrics.messages_received.inc();
   services.store.append(
       std::move(pending), asio::bind_executor(executor, [call](store::AppendResult result) {
-        switch (result.error) {
-          case store::StoreError::none:
-            call.reply(result.duplicate ? http::status::ok : http::status::created,
-                       chat::v2::ack_frame(*result.message, result.duplicate));
-            return;
-          case store::StoreError::overloaded:
-            call.error(http::status::service_unavailable, "overloaded",
-                       "server is overloaded; message not stored, retry");
-            return;
-          case store::StoreError::shutting_down:
-            call.error(http::status::service_unavailable, "shutting_down",
-                       "server is shutting down; message not stored");
-            return;
-          case store::StoreError::unavailable:
-            call.error(http::status::service_unavailable, "store_unavailable",
-                       "message store unavailable; message not stored");
-            return;
+        if (result.error == store::StoreError::none) {
+          call.reply(result.duplicate ? http::status::ok : http::status::created,
+                     chat::v2::ack_frame(*result.message, result.duplicate));
+          return;
         }
+        const StoreReply answer = store_reply(result.error, "message not stored");
+        call.error(http::status::service_unavailable, answer.code, answer.message);
       }));
 }
 

@@ -44,9 +44,17 @@ struct SessionOptions {
   /// Bytes queued for one slow receiver before it is closed with 1008: about
   /// a thousand typical messages, so a phone on a bad link survives a burst.
   std::size_t send_queue_max_bytes = 1024 * 1024;
-  /// Frames read from one connection and not yet committed; past it chatd
-  /// stops reading that connection (TCP backpressure) until commits catch up.
-  std::size_t max_pending_sends = 256;
+  /// How long the replay (history, resume, a history page) may wait for room
+  /// in a full send queue before the client is closed with 1008, as a slow
+  /// live reader is: by default the idle timeout, the time chatd already
+  /// gives a client that answers nothing.
+  std::chrono::milliseconds send_stall_timeout{60'000};
+  /// Store calls (commits, receipts) one connection may have waiting; past
+  /// it chatd stops reading that connection (TCP backpressure) until the
+  /// store answers. 256 keeps a fast sender's pipeline full (a group commit
+  /// takes everything queued) while one connection holds at most
+  /// 256 × MAX_TEXT_BYTES in the store's queue.
+  std::size_t max_store_calls = 256;
   /// Largest HTTP request header block; chatd's requests are small.
   std::size_t max_header_bytes = 8 * 1024;
   /// Largest HTTP request body.

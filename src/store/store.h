@@ -35,12 +35,53 @@ struct HistoryQuery {
   /// With after_seq: the oldest `limit` messages after it (a resume). Otherwise
   /// the newest `limit` messages (a history page). Either way oldest first.
   bool oldest_first = false;
+  /// The page also ends once its messages pass this many bytes (their text
+  /// and sender, plus kMessageOverheadBytes each), with at least one message,
+  /// and `has_more` says the rest is still there; 0 = no such bound. A session
+  /// asks for what its send queue has room for.
+  std::size_t max_bytes = 0;
 };
+
+/// What one message adds to a page beyond its text and sender: its frame's
+/// keys, id, seq and timestamp.
+inline constexpr std::size_t kMessageOverheadBytes = 96;
+
+/// The bytes a message is counted for in HistoryQuery::max_bytes.
+inline std::size_t page_bytes(const chat::Message& message) {
+  return message.text.size() + message.sender.size() + kMessageOverheadBytes;
+}
 
 struct HistoryPage {
   StoreError error = StoreError::none;
   std::vector<chat::MessagePtr> messages;  ///< Oldest first.
   bool has_more = false;                   ///< More messages exist past the page's far end.
+};
+
+/// Fills a history page row by row within its query's `limit` and `max_bytes`:
+/// every backend's read loop, so that they all cut a page the same way.
+class PageFill {
+ public:
+  PageFill(const HistoryQuery& query, HistoryPage& page) : query_(query), page_(page) {}
+  /// Adds the next message read (the query asks the database for one more
+  /// than `limit`), or returns false when the page is full: `has_more` is
+  /// then set, and the caller stops reading.
+  bool add(chat::MessagePtr message) {
+    const std::size_t bytes = page_bytes(*message);
+    const bool over_budget = query_.max_bytes != 0 && !page_.messages.empty() &&
+                             bytes_ + bytes > query_.max_bytes;
+    if (page_.messages.size() >= query_.limit || over_budget) {
+      page_.has_more = true;
+      return false;
+    }
+    bytes_ += bytes;
+    page_.messages.push_back(std::move(message));
+    return true;
+  }
+
+ private:
+  const HistoryQuery& query_;
+  HistoryPage& page_;
+  std::size_t bytes_ = 0;
 };
 
 /// How far each user of a chat has read (read receipts), 0 = nothing yet.

@@ -201,14 +201,11 @@ HistoryPage MongoStore::read_page(mongoc_client_t* client, const Read& read) {
   Cursor cursor(
       mongoc_collection_find_with_opts(messages.get(), filter.get(), options.get(), nullptr));
   HistoryPage page;
+  PageFill fill(read.query, page);
   const bson_t* document = nullptr;
   while (mongoc_cursor_next(cursor.get(), &document)) {
-    if (page.messages.size() == read.query.limit) {
-      page.has_more = true;
-      break;
-    }
     if (auto message = message_from_document(document)) {
-      page.messages.push_back(std::move(message));
+      if (!fill.add(std::move(message))) break;
     } else {
       spdlog::warn("mongo: skipping a malformed message document in chat {}", read.chat.str());
     }

@@ -563,13 +563,10 @@ HistoryPage SqliteStore::read_page(const Read& read, ReaderStatements& statement
   // One row more than asked tells whether there is more.
   sqlite3_bind_int64(select, 4, static_cast<sqlite3_int64>(query.limit) + 1);
   HistoryPage page;
+  PageFill fill(query, page);
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
-    if (page.messages.size() == query.limit) {
-      page.has_more = true;
-      break;
-    }
-    page.messages.push_back(read_message(select, read.chat));
+    if (!fill.add(read_message(select, read.chat))) break;
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     spdlog::error("sqlite: cannot read history of chat {}: {}", read.chat.str(),

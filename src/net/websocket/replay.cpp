@@ -1,0 +1,153 @@
+#include "net/websocket/replay.h"
+
+#include <boost/asio/use_awaitable.hpp>
+
+#include "chat/frames.h"
+#include "chat/frames_v2.h"
+#include "fanout/fanout.h"
+#include "net/websocket/close_codes.h"
+#include "net/websocket/session.h"
+#include "store/store.h"
+
+namespace chatd::net::websocket {
+namespace asio = boost::asio;
+using asio::use_awaitable;
+
+namespace {
+
+/// Most messages read from the store in one slice of a replay. The slice is
+/// also cut to the send queue's room, so this only bounds a store read.
+constexpr std::size_t kSliceMessages = 256;
+
+/// The room a slice waits for before it is read: half the bound, so that
+/// the writer always has the other half to send meanwhile.
+std::size_t slice_room(const Session& session) {
+  return session.services().options.send_queue_max_bytes / 2;
+}
+
+/// Reads a page of the session's chat; a store failure closes with 1013.
+asio::awaitable<std::optional<store::HistoryPage>> read_page(Session& session,
+                                                             store::HistoryQuery query) {
+  store::HistoryPage page =
+      co_await store::async_history(session.services().store, session.chat(), query, use_awaitable);
+  if (page.error != store::StoreError::none) {
+    session.close(kTryAgainLater, "message store unavailable");
+    co_return std::nullopt;
+  }
+  co_return page;
+}
+
+/// Every message after `after`, one frame each, slice by slice, then the
+/// end of the replay: live messages follow from there without a gap.
+asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
+  std::uint64_t cursor = after;
+  for (;;) {
+    const bool room = co_await session.wait_for_room(slice_room(session));
+    if (!room) co_return false;
+    store::HistoryQuery query;
+    query.after_seq = cursor;
+    query.oldest_first = true;
+    query.limit = kSliceMessages;
+    query.max_bytes = session.queue().room();
+    const auto page = co_await read_page(session, query);
+    if (!page) co_return false;
+    for (const auto& message : page->messages) {
+      const bool sent = co_await session.send_paced(chat::message_frame(*message), message->seq);
+      if (!sent) co_return false;
+      cursor = message->seq;
+    }
+    if (page->has_more) continue;
+    // Read to the end. The live messages buffered meanwhile follow, unless
+    // they had to give way to this replay: then read on from the store.
+    if (session.finish_replay()) co_return !session.queue().closing();
+    cursor = std::max(cursor, session.queue().last_seq_sent());
+  }
+}
+
+/// The newest message's seq, 0 when the chat has none.
+asio::awaitable<std::optional<std::uint64_t>> last_seq(Session& session) {
+  store::HistoryQuery newest;
+  newest.limit = 1;
+  const auto page = co_await read_page(session, newest);
+  if (!page) co_return std::nullopt;
+  co_return page->messages.empty() ? 0 : page->messages.back()->seq;
+}
+
+}  // namespace
+
+asio::awaitable<bool> replay_v1(Session& session) {
+  // The last HISTORY_LIMIT messages are those past last - HISTORY_LIMIT:
+  // a chat's seqs have no gaps (docs/architecture.md, "Ordering").
+  const auto last = co_await last_seq(session);
+  if (!last) co_return false;
+  const std::uint64_t limit = session.services().options.history_limit;
+  co_return co_await send_after(session, *last > limit ? *last - limit : 0);
+}
+
+asio::awaitable<bool> replay_v2(Session& session) {
+  const Services& services = session.services();
+  const std::optional<std::uint64_t> after = session.path().after_seq;
+  // Both paths read the newest messages first: a fresh client shows them, a
+  // resuming one learns the chat's last seq for the hello.
+  store::HistoryQuery newest;
+  newest.limit = after ? 1 : services.options.history_limit;
+  newest.max_bytes = session.queue().room();
+  auto page = co_await read_page(session, newest);
+  if (!page) co_return false;
+  const store::ReadMarks marks =
+      co_await store::async_read_marks(services.store, session.chat(), use_awaitable);
+  if (marks.error != store::StoreError::none) {
+    session.close(kTryAgainLater, "message store unavailable");
+    co_return false;
+  }
+  chat::v2::Hello hello;
+  hello.my_read_seq = marks.of(session.chat(), session.user());
+  hello.peer_read_seq = marks.of(session.chat(), session.peer());
+  hello.chat = session.chat().str();
+  hello.me = session.user();
+  hello.peer = session.peer();
+  // On every instance, with Redis; the peer's connections here without it.
+  hello.peer_devices = co_await fanout::async_devices(services.fanout, session.chat(),
+                                                      session.peer(), use_awaitable);
+  hello.last_seq = page->messages.empty() ? 0 : page->messages.back()->seq;
+  hello.resuming = after.has_value();
+  hello.resume_after = after.value_or(0);
+  const bool greeted = co_await session.send_paced(chat::v2::hello_frame(hello), 0);
+  if (!greeted) co_return false;
+  session.queue().open_events();
+
+  if (!after) {
+    const bool sent = co_await session.send_paced(
+        chat::v2::history_frame_within(page->messages, page->has_more, session.queue().room()),
+        hello.last_seq);
+    if (!sent) co_return false;
+    if (session.finish_replay()) co_return !session.queue().closing();
+    co_return co_await send_after(session, session.queue().last_seq_sent());
+  }
+  // Resume: every message after the client's last seq, in order, however many,
+  // before any live one. A client that holds more than the chat has (its store
+  // was replaced or restored from an older backup) resumes from the chat's end:
+  // what is committed from now on reaches it. The hello told it (last_seq <
+  // resume_after).
+  page.reset();
+  co_return co_await send_after(session, std::min(*after, hello.last_seq));
+}
+
+asio::awaitable<void> answer_history(Session& session, std::uint64_t before, std::size_t limit) {
+  const bool room = co_await session.wait_for_room(slice_room(session));
+  if (!room) co_return;
+  store::HistoryQuery query;
+  query.before_seq = before;
+  query.limit = std::min(limit, chat::v2::kMaxHistoryPage);
+  query.max_bytes = session.queue().room();
+  store::HistoryPage page =
+      co_await store::async_history(session.services().store, session.chat(), query, use_awaitable);
+  if (page.error != store::StoreError::none) {
+    session.reject_store_error(page.error, "try again");
+    co_return;
+  }
+  co_await session.send_paced(
+      chat::v2::history_frame_within(page.messages, page.has_more, session.queue().room()), 0);
+}
+
+}  // namespace chatd::net::websocket
