@@ -40,6 +40,8 @@ asio::awaitable<std::optional<store::HistoryPage>> read_page(Session& session,
 /// Every message after `after`, one frame each, slice by slice, then the
 /// end of the replay: live messages follow from there without a gap.
 asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
+  // Live messages buffered since the join may be at or before `after` too.
+  session.queue().replay_from(after);
   std::uint64_t cursor = after;
   for (;;) {
     const bool room = co_await session.wait_for_room(slice_room(session));

@@ -58,6 +58,11 @@ SendQueue::Result SendQueue::reply(std::shared_ptr<const std::string> frame) {
   return push_locked(Entry{std::move(frame), nullptr, {}});
 }
 
+void SendQueue::replay_from(std::uint64_t seq) {
+  std::lock_guard lock(mutex_);
+  last_seq_sent_ = std::max(last_seq_sent_, seq);
+}
+
 SendQueue::Result SendQueue::paced(std::shared_ptr<const std::string> frame, std::uint64_t seq) {
   std::lock_guard lock(mutex_);
   if (closing_ || (seq != 0 && seq <= last_seq_sent_)) return {};

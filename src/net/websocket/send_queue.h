@@ -85,6 +85,9 @@ class SendQueue {
   Result reply(std::string frame) {
     return reply(std::make_shared<const std::string>(std::move(frame)));
   }
+  /// The replay starts after `seq`: nothing at or before it is sent (the
+  /// client has it, or it is older than the history it is shown).
+  void replay_from(std::uint64_t seq);
   /// A frame of the replay or a paced answer (a history page): never past
   /// the bound, but `no_room` instead, and the caller waits for room. Alone in
   /// an empty queue a frame is taken whatever its size (the bound is then that
