@@ -24,6 +24,8 @@ from figures import report
 from raw_websocket import OP_TEXT, open_unresponsive_websocket, read_close_frame, send_client_frame
 from server_metrics import poll, scrape
 
+OP_CONTINUATION = 0x0
+
 MESSAGES = 1_000
 TEXT_BYTES = 16_000
 CLIENTS = 20
@@ -93,10 +95,17 @@ async def hold_clients_that_never_read(server, path: str, *, v2: bool,
 
 
 def read_to_the_close(sock: socket.socket) -> tuple[int, list[dict]]:
+    """The close code, and the messages before it (continuation frames joined)."""
     frames: list = []
     code = read_close_frame(sock, 30.0, frames)
     sock.close()
-    return code, [json.loads(payload) for _, payload in frames]
+    payloads: list[bytes] = []
+    for opcode, payload in frames:
+        if opcode == OP_CONTINUATION and payloads:
+            payloads[-1] += payload
+        else:
+            payloads.append(payload)
+    return code, [json.loads(payload) for payload in payloads]
 
 
 def check_bound(server, what: str, growth: int) -> None:

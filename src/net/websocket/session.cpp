@@ -344,9 +344,7 @@ asio::awaitable<bool> Session::wait_for_room(std::size_t bytes) {
     const auto [error] = co_await wake_.async_wait(use_tuple);
     if (!error) {
       // Nothing left the queue for SEND_STALL_TIMEOUT_MS.
-      spdlog::warn("session {} ({}): send queue full for {} ms, closing as too slow", id_, user_,
-                   services_.options.send_stall_timeout.count());
-      pushed(queue_.close_too_slow(), true);
+      pushed(queue_.close_too_slow(), true, "its send queue stayed full for SEND_STALL_TIMEOUT_MS");
       co_return false;
     }
   }
@@ -385,11 +383,10 @@ void Session::notify(const std::shared_ptr<const std::string>& frame) {
   pushed(queue_.notify(frame), false);  // v1: the queue never opens events
 }
 
-void Session::pushed(SendQueue::Result result, bool on_strand) {
+void Session::pushed(SendQueue::Result result, bool on_strand, std::string_view why) {
   const bool too_slow = result.status == SendQueue::Status::too_slow;
   if (too_slow) {
-    spdlog::warn("session {} ({}): send queue over {} bytes, closing as too slow", id_, user_,
-                 services_.options.send_queue_max_bytes);
+    spdlog::warn("session {} ({}): closing as too slow: {}", id_, user_, why);
     services_.metrics.slow_reader_closes.inc();
   }
   if (!result.start_writer && !too_slow) return;

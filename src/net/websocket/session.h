@@ -147,7 +147,8 @@ class Session final : public chat::Subscriber,
 
   /// Acts on what a push did: starts the writer, counts a slow receiver.
   /// `on_strand`: called from the strand (else the writer is started there).
-  void pushed(SendQueue::Result result, bool on_strand);
+  void pushed(SendQueue::Result result, bool on_strand,
+              std::string_view why = "its send queue passed SEND_QUEUE_MAX_BYTES");
   void write_next();
 
   Stream ws_;
