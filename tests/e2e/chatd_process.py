@@ -172,9 +172,11 @@ class ChatdProcess:
         return self.returncode
 
     def uses_asan(self) -> bool:
-        """Whether this chatd is an AddressSanitizer build (its RSS is then ASan's)."""
+        """Whether this chatd is a sanitizer build, AddressSanitizer or ThreadSanitizer (its
+        RSS is then the sanitizer's: quarantine, shadow memory)."""
         with open(f"/proc/{self.pid}/maps", encoding="ascii", errors="replace") as maps:
-            return "libasan" in maps.read()
+            mapped = maps.read()
+            return "libasan" in mapped or "libtsan" in mapped
 
     def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> int | None:
         """SIGTERM, then the exit code (None if it had to be killed)."""
