@@ -24,6 +24,12 @@ ChatdMetrics::ChatdMetrics(Registry& r)
                                 "WebSocket sessions that passed user verification.")),
       slow_reader_closes(r.counter("chatd_slow_reader_closes_total",
                                    "Connections closed with 1008 because they read too slowly.")),
+      send_queue_bytes(r.gauge("chatd_send_queue_bytes",
+                               "Bytes of frames queued to every WebSocket connection (history, "
+                               "live messages, replies, events), not yet written.")),
+      events_dropped(r.counter("chatd_events_dropped_total",
+                               "v2 events (typing, presence, receipts) not sent to a connection "
+                               "because its send queue was full.")),
       commit_seconds(r.histogram("chatd_store_commit_seconds", "Duration of one store commit.",
                                  exponential_buckets(0.0001, 2, 16))),
       batch_size(r.histogram("chatd_store_batch_size", "Messages per store commit.",

@@ -21,6 +21,8 @@ class ChatdMetrics {
   Counter& messages_delivered;     ///< Message frames written to receivers.
   Counter& sessions_opened;        ///< WebSocket sessions that passed verification.
   Counter& slow_reader_closes;     ///< Receivers closed with 1008.
+  Gauge& send_queue_bytes;         ///< Frames queued to every connection, in bytes.
+  Counter& events_dropped;         ///< v2 events not queued: the receiver's queue was full.
   Histogram& commit_seconds;       ///< Duration of one store commit (batch).
   Histogram& batch_size;           ///< Messages per commit.
   Histogram& delivery_seconds;     ///< From frame read to the peer's write completing.
@@ -34,10 +36,26 @@ class ChatdMetrics {
  private:
   // The codes a client can cause; anything else is counted as "other", so a
   // label's values stay a small fixed set.
-  static constexpr std::array<const char*, 12> kRejectCodes{
-      "rate_limited",      "invalid_json",      "invalid_frame", "invalid_sender",
-      "invalid_text",      "empty_text",        "text_too_long", "sender_not_participant",
-      "unsupported_frame", "store_unavailable", "overloaded",    "shutting_down"};
+  // v1's and v2's (chat/frames.cpp, chat/frames_v2.cpp) and the session's.
+  static constexpr std::array<const char*, 19> kRejectCodes{"rate_limited",
+                                                            "invalid_json",
+                                                            "invalid_frame",
+                                                            "invalid_sender",
+                                                            "invalid_text",
+                                                            "empty_text",
+                                                            "text_too_long",
+                                                            "sender_not_participant",
+                                                            "unsupported_frame",
+                                                            "store_unavailable",
+                                                            "overloaded",
+                                                            "shutting_down",
+                                                            "invalid_client_id",
+                                                            "invalid_history",
+                                                            "invalid_read",
+                                                            "invalid_type",
+                                                            "invalid_typing",
+                                                            "unknown_type",
+                                                            "sender_not_authenticated"};
   static constexpr std::array<unsigned, 12> kCloseCodes{1000, 1001, 1006, 1008, 1009, 1011,
                                                         1013, 4400, 4401, 4403, 4404, 4429};
 

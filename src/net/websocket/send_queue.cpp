@@ -15,6 +15,21 @@ constexpr std::uint16_t kPolicyViolation = 1008;
 
 }  // namespace
 
+SendQueue::~SendQueue() {
+  std::lock_guard lock(mutex_);
+  remove_locked(queued_bytes_);
+}
+
+void SendQueue::add_locked(std::size_t bytes) {
+  queued_bytes_ += bytes;
+  if (queued_total_ != nullptr) queued_total_->add(static_cast<std::int64_t>(bytes));
+}
+
+void SendQueue::remove_locked(std::size_t bytes) {
+  queued_bytes_ -= bytes;
+  if (queued_total_ != nullptr) queued_total_->add(-static_cast<std::int64_t>(bytes));
+}
+
 // ---------------------------------------------------------------------------
 // Pushes
 // ---------------------------------------------------------------------------
@@ -28,12 +43,12 @@ SendQueue::Result SendQueue::deliver(const chat::MessagePtr& message,
     if (!fits_locked(frame->size())) {
       // The replay is still sending older messages; this one is in the store,
       // and the replay reads on from there instead of holding it.
-      for (const auto& buffered : replay_buffer_) queued_bytes_ -= buffered.second->size();
+      for (const auto& buffered : replay_buffer_) remove_locked(buffered.second->size());
       replay_buffer_.clear();
       replay_buffer_dropped_ = true;
       return {};
     }
-    queued_bytes_ += frame->size();
+    add_locked(frame->size());
     replay_buffer_.emplace_back(message, frame);
     return {Status::queued, false};
   }
@@ -46,7 +61,8 @@ SendQueue::Result SendQueue::deliver(const chat::MessagePtr& message,
 SendQueue::Result SendQueue::notify(const std::shared_ptr<const std::string>& frame) {
   std::lock_guard lock(mutex_);
   // Best effort: none before the hello, none past the bound.
-  if (closing_ || !events_open_ || !fits_locked(frame->size())) return {};
+  if (closing_ || !events_open_) return {};
+  if (!fits_locked(frame->size())) return {Status::dropped, false};
   return push_locked(Entry{frame, nullptr, {}});
 }
 
@@ -84,7 +100,7 @@ SendQueue::Result SendQueue::finish_replay(bool& caught_up) {
   replay_buffer_ = {};
   replaying_ = false;
   for (auto& [message, frame] : buffered) {
-    queued_bytes_ -= frame->size();
+    remove_locked(frame->size());
     if (closing_ || message->seq <= last_seq_sent_) continue;
     last_seq_sent_ = message->seq;
     // Already counted against the bound while buffered: no check again.
@@ -118,7 +134,7 @@ SendQueue::Result SendQueue::push_locked(Entry entry) {
     closing_ = true;
     close_code_ = entry.close->code;
   } else {
-    queued_bytes_ += entry.frame->size();
+    add_locked(entry.frame->size());
   }
   items_.push_back(std::move(entry));
   if (writing_) return {Status::queued, false};
@@ -130,10 +146,10 @@ SendQueue::Result SendQueue::close_too_slow_locked() {
   // Drop what the receiver has not started receiving: the store has every
   // message, so a client that resumes with ?after= loses nothing.
   while (items_.size() > (writing_ ? 1u : 0u)) {
-    if (items_.back().frame) queued_bytes_ -= items_.back().frame->size();
+    if (items_.back().frame) remove_locked(items_.back().frame->size());
     items_.pop_back();
   }
-  for (const auto& buffered : replay_buffer_) queued_bytes_ -= buffered.second->size();
+  for (const auto& buffered : replay_buffer_) remove_locked(buffered.second->size());
   replay_buffer_.clear();
   Result result = push_locked(
       Entry{nullptr, std::make_unique<Close>(Close{kPolicyViolation, "receiver too slow"}), {}});
@@ -158,7 +174,7 @@ bool SendQueue::wait_for_room(std::size_t bytes) {
   if (!writing_ && replaying_ && !replay_buffer_.empty()) {
     // Nothing is being written, so only the buffered live messages hold the
     // room, and waiting would never end: they give way to the replay.
-    for (const auto& buffered : replay_buffer_) queued_bytes_ -= buffered.second->size();
+    for (const auto& buffered : replay_buffer_) remove_locked(buffered.second->size());
     replay_buffer_.clear();
     replay_buffer_dropped_ = true;
     if (fits_locked(bytes)) return true;
@@ -220,7 +236,7 @@ SendQueue::Popped SendQueue::pop(bool failed) {
   Popped popped;
   if (!items_.empty()) {
     popped.received_at = items_.front().received_at;
-    if (items_.front().frame) queued_bytes_ -= items_.front().frame->size();
+    if (items_.front().frame) remove_locked(items_.front().frame->size());
     items_.pop_front();
   }
   if (failed) {
@@ -228,7 +244,7 @@ SendQueue::Popped SendQueue::pop(bool failed) {
     closing_ = true;
     items_.clear();
     replay_buffer_.clear();
-    queued_bytes_ = 0;
+    remove_locked(queued_bytes_);
     writing_ = false;
   }
   if (room_wanted_ != 0 && (closing_ || fits_locked(room_wanted_))) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "chat/message.h"
+#include "metrics/registry.h"
 
 namespace chatd::net::websocket {
 
@@ -47,8 +48,9 @@ class SendQueue {
   /// What a push did with its frame.
   enum class Status {
     queued,    ///< The frame will be written.
-    skipped,   ///< Not queued, and nothing is wrong: an event before the hello
-               ///< or past the bound, a message already sent, a closing queue.
+    skipped,   ///< Not queued, and nothing is wrong: an event before the
+               ///< hello, a message already sent, a closing queue.
+    dropped,   ///< notify() only: an event past the bound, not queued.
     no_room,   ///< paced() only: not queued, wait_for_room() first.
     too_slow,  ///< Not queued: over the bound. The queue now ends with a 1008
                ///< close; the caller counts it.
@@ -69,7 +71,10 @@ class SendQueue {
     std::optional<Close> close;                ///< the close to send.
   };
 
-  explicit SendQueue(std::size_t max_bytes) : max_bytes_(max_bytes) {}
+  /// `queued_total` (if any) adds up the bytes queued by every connection.
+  explicit SendQueue(std::size_t max_bytes, metrics::Gauge* queued_total = nullptr)
+      : max_bytes_(max_bytes), queued_total_(queued_total) {}
+  ~SendQueue();
 
   // --- Any thread ----------------------------------------------------------
 
@@ -156,11 +161,15 @@ class SendQueue {
   };
 
   bool fits_locked(std::size_t bytes) const { return queued_bytes_ + bytes <= max_bytes_; }
+  /// Every change of queued_bytes_ goes through these.
+  void add_locked(std::size_t bytes);
+  void remove_locked(std::size_t bytes);
   Result push_locked(Entry entry);
   /// Drops every frame not started and the replay buffer, then queues 1008.
   Result close_too_slow_locked();
 
   const std::size_t max_bytes_;
+  metrics::Gauge* const queued_total_;
   mutable std::mutex mutex_;
   // Allocates nothing while empty (a std::deque holds half a KiB even then);
   // its room is given back once drained after a burst (pop()).

@@ -51,7 +51,7 @@ Session::Session(asio::ip::tcp::socket socket, const Services& services)
     : ws_(std::move(socket)),
       services_(services),
       id_(next_connection_id()),
-      queue_(services_.options.send_queue_max_bytes),
+      queue_(services_.options.send_queue_max_bytes, &services_.metrics.send_queue_bytes),
       wake_(ws_.get_executor()),
       opened_at_(std::chrono::steady_clock::now()),
       send_rate_(services_.options.messages_per_second, services_.options.message_burst),
@@ -380,7 +380,9 @@ void Session::deliver(const chat::MessagePtr& message,
 }
 
 void Session::notify(const std::shared_ptr<const std::string>& frame) {
-  pushed(queue_.notify(frame), false);  // v1: the queue never opens events
+  const SendQueue::Result result = queue_.notify(frame);  // v1: the queue never opens events
+  if (result.status == SendQueue::Status::dropped) services_.metrics.events_dropped.inc();
+  pushed(result, false);
 }
 
 void Session::pushed(SendQueue::Result result, bool on_strand, std::string_view why) {

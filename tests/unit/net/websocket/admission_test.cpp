@@ -86,8 +86,8 @@ TEST(Admission, TokensDecideTheUserAndRefuseWith4401Or4403) {
   ASSERT_NE(refused(result), nullptr);
   EXPECT_EQ(refused(result)->code, 4401);
   // A token of bob connecting as the path's second user: bob is the user.
-  result = admit(upgrade("/ws/alice/bob?token=" + token_for("bob", "s3cret")), kLocal, &tokens,
-                 limits);
+  result =
+      admit(upgrade("/ws/alice/bob?token=" + token_for("bob", "s3cret")), kLocal, &tokens, limits);
   ASSERT_EQ(refused(result), nullptr) << refused(result)->reason;
   EXPECT_EQ(std::get<Admitted>(result).user, "bob");
   EXPECT_GT(std::get<Admitted>(result).token_expires_at, std::chrono::system_clock::now());
@@ -98,8 +98,8 @@ TEST(Admission, TokensDecideTheUserAndRefuseWith4401Or4403) {
   ASSERT_NE(refused(result), nullptr);
   EXPECT_EQ(refused(result)->code, 4403);
   // Signed with another key: 4401.
-  result = admit(upgrade("/ws/alice/bob?token=" + token_for("alice", "other")), kLocal, &tokens,
-                 limits);
+  result =
+      admit(upgrade("/ws/alice/bob?token=" + token_for("alice", "other")), kLocal, &tokens, limits);
   ASSERT_NE(refused(result), nullptr);
   EXPECT_EQ(refused(result)->code, 4401);
 }

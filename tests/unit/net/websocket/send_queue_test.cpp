@@ -67,7 +67,7 @@ TEST(SendQueue, EveryKindOfFrameCountsAgainstOneBound) {
   EXPECT_EQ(queue.queued_bytes(), 80u);
   EXPECT_EQ(queue.room(), 20u);
   // An event past the bound is dropped and the connection goes on.
-  EXPECT_EQ(queue.notify(frame_of(30)).status, Status::skipped);
+  EXPECT_EQ(queue.notify(frame_of(30)).status, Status::dropped);
   EXPECT_FALSE(queue.closing());
   // A live message past it closes the connection as too slow.
   const auto result = queue.deliver(message(1), frame_of(30));
@@ -120,8 +120,7 @@ TEST(SendQueue, LiveMessagesDuringTheReplayFollowItWithoutDoubles) {
   bool caught_up = false;
   queue.finish_replay(caught_up);
   EXPECT_TRUE(caught_up);
-  EXPECT_EQ(drain(queue),
-            (std::vector<std::string>{"stored1", "stored2", "stored3", "live4"}));
+  EXPECT_EQ(drain(queue), (std::vector<std::string>{"stored1", "stored2", "stored3", "live4"}));
   // From now on a message already sent is skipped, a new one is queued.
   EXPECT_EQ(queue.deliver(message(4), frame_of(1)).status, Status::skipped);
   EXPECT_EQ(queue.deliver(message(5), frame_of(1)).status, Status::queued);
@@ -195,6 +194,24 @@ TEST(SendQueue, AFailedWriteDropsEverythingAndWakesTheWaiter) {
   EXPECT_TRUE(queue.closing());
   EXPECT_EQ(queue.queued_bytes(), 0u);
   EXPECT_FALSE(queue.front().has_value());
+}
+
+TEST(SendQueue, TheBytesOfEveryQueueAddUpInOneGauge) {
+  metrics::Registry registry;
+  metrics::Gauge& total = registry.gauge("queued", "bytes");
+  {
+    SendQueue first(1000, &total);
+    SendQueue second(1000, &total);
+    first.deliver(message(1), frame_of(100));  // buffered during the replay
+    second.paced(frame_of(50), 1);
+    EXPECT_EQ(total.value(), 150);
+    bool caught_up = false;
+    first.finish_replay(caught_up);
+    ASSERT_TRUE(first.front().has_value());
+    first.pop(false);
+    EXPECT_EQ(total.value(), 50);
+  }
+  EXPECT_EQ(total.value(), 0);  // a queue destroyed with frames gives its bytes back
 }
 
 TEST(SendQueue, ACloseReasonIsCutToWhatACloseFrameHolds) {
