@@ -48,9 +48,12 @@ std::optional<HttpResponse> read_refusal(beast::error_code error) {
                          error_body("body_too_large", "request body over MAX_HTTP_BODY_BYTES"), 11,
                          false);
   }
-  // end_of_stream: the client closed before sending a byte of another request.
-  if (error.category() == http::make_error_code(http::error::end_of_stream).category() &&
-      error != http::error::end_of_stream) {
+  // Every other error of Beast's HTTP category is the parser's: the bytes are not a request
+  // (partial_message included: the client ended its side inside one). end_of_stream is
+  // not: the client closed before sending a byte of another request. Socket errors and the
+  // deadline (other categories) leave no one to answer.
+  const auto& parse_errors = http::make_error_code(http::error::end_of_stream).category();
+  if (error.category() == parse_errors && error != http::error::end_of_stream) {
     return json_response(http::status::bad_request,
                          error_body("bad_request", "malformed HTTP request: " + error.message()),
                          11, false);
