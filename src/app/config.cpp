@@ -8,6 +8,7 @@
 #include "app/dotenv.h"
 #include "fanout/redis_url.h"
 #include "users/user_search_client.h"
+#include "util/header_list.h"
 
 namespace chatd::app {
 namespace {
@@ -24,12 +25,7 @@ CLI::Option* setting(CLI::App& app, const std::string& env, T& value, const std:
 
 std::vector<std::string> Config::allowed_origin_list() const {
   std::vector<std::string> origins;
-  std::string_view rest = allowed_origins;
-  while (!rest.empty()) {
-    const std::size_t comma = rest.find(',');
-    std::string_view item = rest.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+  for (std::string_view item : util::split_header_list(allowed_origins)) {
     // Browsers send an origin as scheme://host[:port], lower case, with no path: an
     // entry written "https://Chat.example.com/" means the same origin.
     while (!item.empty() && item.back() == '/') item.remove_suffix(1);
@@ -37,7 +33,6 @@ std::vector<std::string> Config::allowed_origin_list() const {
     std::transform(origin.begin(), origin.end(), origin.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (!origin.empty()) origins.push_back(std::move(origin));
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
   return origins;
 }

@@ -1,6 +1,5 @@
 #include "auth/token_verifier.h"
 
-#include <jwt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -9,29 +8,14 @@
 #include <array>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
-#include <cerrno>
 #include <climits>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 #include <utility>
 
 #include "util/header_list.h"
 
 namespace chatd::auth {
 namespace {
-
-// RAII for libjwt objects, so every early return frees the decoded token.
-struct JwtDeleter {
-  void operator()(jwt_t* jwt) const noexcept { jwt_free(jwt); }
-};
-using JwtPtr = std::unique_ptr<jwt_t, JwtDeleter>;
-
-// Strings libjwt hands out with malloc (jwt_get_grants_json).
-struct FreeDeleter {
-  void operator()(char* p) const noexcept { std::free(p); }
-};
-using MallocString = std::unique_ptr<char, FreeDeleter>;
 
 constexpr std::string_view kAlgorithm = "HS256";
 constexpr std::size_t kSha256Bytes = 32;
@@ -51,9 +35,8 @@ int base64url_value(char c) noexcept {
 }
 
 // Strict unpadded base64url (RFC 7515 §2): no '=', no whitespace, and the unused low bits
-// of the last character must be zero. Being strict means one byte string has exactly one
-// accepted encoding, so our signature check and libjwt's (which compares encoded text)
-// cannot disagree about the same token.
+// of the last character must be zero, so one byte string has exactly one accepted encoding
+// (a signature or a payload cannot be re-spelled into a token that reads differently).
 std::optional<std::string> base64url_decode(std::string_view in) {
   if (in.size() % 4 == 1) return std::nullopt;
   std::string out;
@@ -95,26 +78,39 @@ std::optional<Parts> split(std::string_view token) {
   return parts;
 }
 
-// Reads the header's `alg` ourselves, before any key is used: libjwt 1.10's jwt_decode
-// verifies with whatever algorithm the header names (HS512 with our key passes, and `none`
-// skips verification), so "is this HS256?" has to be asked independently of it.
+// The header: a JSON object whose `alg` is exactly "HS256", checked before any key is used,
+// so that `alg: none` or another algorithm is refused as such and never verified.
 enum class HeaderCheck { ok, malformed, wrong_algorithm };
-HeaderCheck check_header(std::string_view encoded) {
-  const auto json = base64url_decode(encoded);
-  if (!json) return HeaderCheck::malformed;
-  boost::system::error_code ec;
-  const boost::json::value header = boost::json::parse(*json, ec);
-  if (ec || !header.is_object()) return HeaderCheck::malformed;
-  const auto* alg = header.as_object().if_contains("alg");
+HeaderCheck check_header(const boost::json::object& header) {
+  const auto* alg = header.if_contains("alg");
   if (alg == nullptr || !alg->is_string()) return HeaderCheck::malformed;
   // Exact, case-sensitive match (RFC 7518 names are case-sensitive): "hs256" is refused.
   return std::string_view(alg->as_string()) == kAlgorithm ? HeaderCheck::ok
                                                           : HeaderCheck::wrong_algorithm;
 }
 
-// Our own HMAC-SHA256 check with a constant-time compare (CRYPTO_memcmp), so a wrong key
-// reads as bad_signature (libjwt returns the same EINVAL for bad signatures and bad JSON)
-// and timing does not leak how many signature bytes matched.
+// `typ`, when it is a string, must name a JWT (RFC 7519 §5.1, compared case-insensitively):
+// a token of another type (such as "at+jwt") is not one chatd issues.
+bool typ_allowed(const boost::json::object& header) {
+  const auto* typ = header.if_contains("typ");
+  if (typ == nullptr || !typ->is_string()) return true;
+  const std::string_view value = typ->as_string();
+  return value.size() == 3 && (value[0] | 0x20) == 'j' && (value[1] | 0x20) == 'w' &&
+         (value[2] | 0x20) == 't';
+}
+
+// A part of the token that must be a base64url-encoded JSON object.
+std::optional<boost::json::object> decode_object(std::string_view encoded) {
+  const auto json = base64url_decode(encoded);
+  if (!json) return std::nullopt;
+  boost::system::error_code ec;
+  boost::json::value value = boost::json::parse(*json, ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  return std::move(value.as_object());
+}
+
+// HMAC-SHA256 over the signing input, compared in constant time (CRYPTO_memcmp), so timing
+// does not leak how many signature bytes matched.
 bool signature_matches(const std::string& secret, std::string_view signing_input,
                        std::string_view encoded_signature) {
   const auto signature = base64url_decode(encoded_signature);
@@ -131,26 +127,17 @@ bool signature_matches(const std::string& secret, std::string_view signing_input
 }
 
 // Reads an integer NumericDate claim. nullopt with present=false when absent; nullopt with
-// present=true when present but not an integer (a string or a fraction: refused as
-// malformed rather than guessed at).
+// present=true when present but not an integer that fits in 64 bits (a string, a fraction
+// such as 1700003600.5, or a huge number: refused as malformed rather than guessed at).
 struct IntClaim {
   bool present = false;
-  std::optional<long> value;
+  std::optional<std::int64_t> value;
 };
-IntClaim int_claim(jwt_t* jwt, const char* name) {
+IntClaim int_claim(const boost::json::object& claims, std::string_view name) {
   IntClaim claim;
-  // libjwt 1.10's jwt_get_grant_int neither tells "absent" from "present" reliably nor
-  // refuses a string or a fraction (it returns a number for them without setting errno;
-  // verified by the unit tests), so the claim's JSON type is checked here first.
-  const MallocString json(jwt_get_grants_json(jwt, name));
-  claim.present = json != nullptr;
-  if (!claim.present) return claim;
-  boost::system::error_code ec;
-  const boost::json::value value = boost::json::parse(json.get(), ec);
-  if (ec || !value.is_int64()) return claim;  // string, fraction, huge unsigned: refused
-  errno = 0;
-  const long read = jwt_get_grant_int(jwt, name);
-  if (errno == 0 && read == value.as_int64()) claim.value = read;
+  const auto* value = claims.if_contains(name);
+  claim.present = value != nullptr;
+  if (value != nullptr && value->is_int64()) claim.value = value->as_int64();
   return claim;
 }
 
@@ -235,7 +222,9 @@ TokenResult TokenVerifier::verify(std::string_view token,
     const auto parts = split(token);
     if (!parts) return fail(TokenError::malformed);
 
-    switch (check_header(parts->header)) {
+    const auto header = decode_object(parts->header);
+    if (!header) return fail(TokenError::malformed);
+    switch (check_header(*header)) {
       case HeaderCheck::ok:
         break;
       case HeaderCheck::malformed:
@@ -255,41 +244,39 @@ TokenResult TokenVerifier::verify(std::string_view token,
       return fail(TokenError::bad_signature);
     }
 
-    // libjwt parses the claims (and verifies again with the key; it must agree with us).
-    const std::string terminated(token);  // jwt_decode wants a NUL-terminated string
-    jwt_t* raw = nullptr;
-    const int rc = jwt_decode(&raw, terminated.c_str(),
-                              reinterpret_cast<const unsigned char*>(options_.secret.data()),
-                              static_cast<int>(options_.secret.size()));
-    const JwtPtr jwt(raw);
-    if (rc != 0 || !jwt) return fail(TokenError::malformed);
-    // Belt and braces: libjwt's own view of the algorithm must be HS256 too (it would differ
-    // only if its JSON reading of the header disagreed with ours, e.g. on duplicate keys).
-    if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) return fail(TokenError::wrong_algorithm);
+    // Only a correctly signed token has its claims read.
+    if (!typ_allowed(*header)) return fail(TokenError::malformed);
+    const auto claims = decode_object(parts->payload);
+    if (!claims) return fail(TokenError::malformed);
 
     const std::int64_t now_s =
         std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
     const std::int64_t leeway = options_.leeway.count();
 
     // `exp` is required: a token that never expires cannot be revoked by waiting.
-    const IntClaim exp = int_claim(jwt.get(), "exp");
+    const IntClaim exp = int_claim(*claims, "exp");
     if (!exp.value) return fail(TokenError::malformed);
     if (saturating_add(*exp.value, leeway) < now_s) return fail(TokenError::expired);
 
-    const IntClaim nbf = int_claim(jwt.get(), "nbf");
+    const IntClaim nbf = int_claim(*claims, "nbf");
     if (nbf.present) {
       if (!nbf.value) return fail(TokenError::malformed);
       if (saturating_add(*nbf.value, -leeway) > now_s) return fail(TokenError::not_yet_valid);
     }
 
-    // jwt_get_grant returns NULL for an absent claim and for a non-string one (a number).
-    const char* sub = jwt_get_grant(jwt.get(), "sub");
-    if (sub == nullptr || *sub == '\0') return fail(TokenError::no_subject);
+    const auto* sub = claims->if_contains("sub");
+    if (sub == nullptr || !sub->is_string() || sub->as_string().empty()) {
+      return fail(TokenError::no_subject);
+    }
+    // A NUL inside the subject would be cut short by any C string on its way (a log line,
+    // a store driver): refused, like any claim chatd cannot read as it was signed.
+    const std::string_view subject = sub->as_string();
+    if (subject.find('\0') != std::string_view::npos) return fail(TokenError::malformed);
     // system_clock counts nanoseconds in 64 bits, up to the year 2262: a later
     // `exp` is as good as never, and is held at 2255 so the time point cannot overflow.
     constexpr std::int64_t kLatestExpiry = 9'000'000'000;
     const std::int64_t expires_s = std::min(saturating_add(*exp.value, leeway), kLatestExpiry);
-    return TokenResult{std::string(sub), TokenError::missing,
+    return TokenResult{std::string(subject), TokenError::missing,
                        std::chrono::system_clock::time_point(std::chrono::seconds(expires_s))};
   } catch (...) {
     // Only allocation failure can get here; the handshake refuses the token (4401).

@@ -52,16 +52,21 @@ class TokenVerifier {
  public:
   explicit TokenVerifier(TokenOptions options);
 
-  /// Verifies an HS256 JWT signed with the secret.
+  /// Verifies an HS256 JWT signed with the secret: one pass, Boost.JSON for the JSON and
+  /// OpenSSL for the HMAC, no JWT library.
   ///
   /// Order of checks (the first failure wins): empty → missing; over kMaxTokenBytes or not
-  /// three base64url parts or header not a JSON object → malformed; header `alg` other than
-  /// "HS256" → wrong_algorithm (so `alg: none` is refused before its empty signature is even
-  /// looked at); HMAC-SHA256 mismatch → bad_signature; libjwt cannot parse it, or `exp`
-  /// missing / not an integer → malformed; `exp` + leeway < now → expired; `nbf` present and
-  /// `nbf` - leeway > now → not_yet_valid; `sub` not a non-empty string → no_subject.
+  /// three parts, or header not strict base64url of a JSON object, or no string `alg` →
+  /// malformed; `alg` other than "HS256" → wrong_algorithm (so `alg: none` is refused before
+  /// its empty signature is even looked at); signature not strict base64url of the
+  /// HMAC-SHA256 of `header.payload` (compared in constant time) → bad_signature; header
+  /// `typ` a string other than "JWT" (any case), payload not strict base64url of a JSON
+  /// object, or `exp` missing / not a 64-bit integer → malformed; `exp` + leeway < now →
+  /// expired; `nbf` present and not a 64-bit integer → malformed; `nbf` - leeway > now →
+  /// not_yet_valid; `sub` not a non-empty string → no_subject; `sub` with a NUL in it →
+  /// malformed.
   ///
-  /// `aud` and `iss` are not checked (SPEC §2 does not define them). Never throws.
+  /// `iat`, `aud` and `iss` are not checked (SPEC §2 does not define them). Never throws.
   /// Thread-safe: the verifier holds only immutable state after construction.
   [[nodiscard]] TokenResult verify(
       std::string_view token,
@@ -91,7 +96,8 @@ std::optional<std::string> extract_token(std::string_view query_token,
                                          std::string_view websocket_protocol_header);
 
 /// True when a Sec-WebSocket-Protocol entry is a token carrier per extract_token
-/// (`bearer.` prefix or JWT-shaped); the session uses it to never select such an entry.
+/// (`bearer.` prefix or JWT-shaped). The session does not need it: it selects `chat.v2` or
+/// nothing, so it never echoes a token entry whatever the list holds.
 bool is_token_subprotocol(std::string_view entry) noexcept;
 
 }  // namespace chatd::auth

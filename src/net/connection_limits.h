@@ -13,7 +13,8 @@ namespace chatd::net {
 
 /// Limits on WebSocket connections; each default with its reason. 0 = no limit.
 struct ConnectionLimitOptions {
-  /// All connections: about 4 KiB of memory and one descriptor each.
+  /// All connections: one descriptor each, and about 5.8 KB of chatd's memory plus 4 KB of
+  /// the kernel's when idle (docs/benchmarks.md, "Idle connections").
   std::size_t max_total = 100'000;
   /// One address: generous, because many users may share a NAT.
   std::size_t max_per_ip = 2'000;

@@ -13,7 +13,10 @@
 #include "chat/hub.h"
 #include "fanout/fanout.h"
 #include "net/chat_path.h"
+#include "net/json_response.h"
+#include "net/request_reader.h"
 #include "net/rest_api.h"
+#include "net/upgrade_check.h"
 #include "net/web_assets.h"
 #include "net/websocket/session.h"
 #include "store/store.h"
@@ -22,26 +25,6 @@ namespace chatd::net {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-
-http::response<http::string_body> json_response(http::status status, std::string body,
-                                                unsigned version, bool keep_alive) {
-  http::response<http::string_body> response(status, version);
-  response.set(http::field::server, "chatd/" CHATD_VERSION);
-  response.set(http::field::content_type, "application/json");
-  response.set(http::field::cache_control, "no-store");
-  response.keep_alive(keep_alive);
-  response.body() = std::move(body);
-  response.prepare_payload();
-  return response;
-}
-
-namespace {
-
-std::string error_body(std::string_view code, std::string_view message) {
-  return boost::json::serialize(boost::json::object{{"code", code}, {"message", message}});
-}
-
-}  // namespace
 
 HttpSession::HttpSession(asio::ip::tcp::socket socket, const Services& services)
     : stream_(std::move(socket)), services_(services) {}
@@ -52,18 +35,15 @@ void HttpSession::start() {
 }
 
 void HttpSession::read_request() {
-  auto parser = std::make_shared<http::request_parser<http::string_body>>();
-  parser->header_limit(static_cast<std::uint32_t>(services_.options.max_header_bytes));
-  parser->body_limit(services_.options.max_body_bytes);
+  auto parser = std::make_shared<Parser>();
+  apply_limits(*parser, limits());
   stream_.expires_after(services_.options.handshake_timeout);
-  // The header first: Beast's header_limit leaves out lines parsed from earlier
-  // reads, so the exact size of the block is checked here from what it consumed.
+  // The header first, to check its size and framing before any body is read
+  // (request_reader.h; read_request() there runs these same steps over a buffer).
   http::async_read_header(
       stream_, buffer_, *parser,
       [self = shared_from_this(), parser](beast::error_code error, std::size_t header_bytes) {
-        if (!error && header_bytes > self->services_.options.max_header_bytes) {
-          error = http::error::header_limit;
-        }
+        if (!error) error = check_header(*parser, header_bytes, self->limits());
         if (error || parser->is_done()) {
           self->on_read(error, *parser);
           return;
@@ -75,33 +55,35 @@ void HttpSession::read_request() {
       });
 }
 
+RequestLimits HttpSession::limits() const {
+  return RequestLimits{services_.options.max_header_bytes, services_.options.max_body_bytes};
+}
+
 void HttpSession::on_read(beast::error_code error, Parser& parser) {
+  if (!error) {
+    on_request(parser.release());
+    return;
+  }
+  // A request not read in full is never answered as if it were valid: 431, 413 or 400,
+  // then the connection closes (RFC 9112 §6.3: its framing cannot be trusted).
+  if (auto refusal = read_refusal(error)) {
+    spdlog::debug("http: refused a request: {}", error.message());
+    write(std::move(*refusal));
+    return;
+  }
   if (error == http::error::end_of_stream || error == beast::error::timeout) {
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, error);
     return;
   }
-  if (error == http::error::header_limit) {
-    write(json_response(http::status::request_header_fields_too_large,
-                        error_body("headers_too_large",
-                                   "request header block over MAX_HTTP_HEADER_BYTES"),
-                        11, false));
-    return;
-  }
-  if (error == http::error::body_limit) {
-    write(json_response(http::status::payload_too_large,
-                        error_body("body_too_large", "request body over MAX_HTTP_BODY_BYTES"),
-                        11, false));
-    return;
-  }
-  if (error) {
-    spdlog::debug("http: read failed: {}", error.message());
-    return;
-  }
-  on_request(parser.release());
+  spdlog::debug("http: read failed: {}", error.message());
 }
 
 void HttpSession::on_request(Request request) {
   if (beast::websocket::is_upgrade(request) && is_chat_target(request.target())) {
+    if (auto refusal = validate_upgrade(request)) {
+      write(std::move(*refusal));
+      return;
+    }
     if (!origin_allowed(request)) {
       write(json_response(http::status::forbidden,
                           error_body("origin_not_allowed", "Origin is not in ALLOWED_ORIGINS"),

@@ -7,6 +7,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <memory>
 
+#include "net/json_response.h"
+#include "net/request_reader.h"
 #include "net/services.h"
 #include "net/web_assets.h"
 
@@ -14,19 +16,21 @@ namespace chatd::net {
 
 /// Reads one HTTP request at a time from a new connection: WebSocket
 /// upgrades on /ws/ go to a websocket::Session, the rest are answered here
-/// (health, readiness, metrics, the REST API and the browser page).
+/// (health, readiness, metrics, the REST API and the browser page). A request
+/// it cannot read, or a malformed upgrade, is refused (request_reader.h,
+/// upgrade_check.h) and the connection closed.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(boost::asio::ip::tcp::socket socket, const Services& services);
   void start();
 
  private:
-  using Request = boost::beast::http::request<boost::beast::http::string_body>;
-  using Response = boost::beast::http::response<boost::beast::http::string_body>;
-
-  using Parser = boost::beast::http::request_parser<boost::beast::http::string_body>;
+  using Request = HttpRequest;
+  using Response = HttpResponse;
+  using Parser = RequestParser;
 
   void read_request();
+  RequestLimits limits() const;
   void on_read(boost::beast::error_code error, Parser& parser);
   void on_request(Request request);
   Response route(const Request& request) const;
@@ -38,9 +42,5 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::beast::flat_buffer buffer_;
   const Services& services_;
 };
-
-/// A JSON response with the usual headers.
-boost::beast::http::response<boost::beast::http::string_body> json_response(
-    boost::beast::http::status status, std::string body, unsigned version, bool keep_alive);
 
 }  // namespace chatd::net

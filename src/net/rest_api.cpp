@@ -15,7 +15,7 @@
 #include "chat/username.h"
 #include "metrics/chatd_metrics.h"
 #include "net/caller_rate_limits.h"
-#include "net/http_session.h"
+#include "net/json_response.h"
 #include "net/store_replies.h"
 #include "store/store.h"
 #include "users/user_directory.h"
@@ -40,7 +40,7 @@ struct Call {
     done(json_response(status, std::move(body), version, keep_alive));
   }
   void error(http::status status, std::string_view code, std::string_view message) const {
-    reply(status, json::serialize(json::object{{"code", code}, {"message", message}}));
+    reply(status, error_body(code, message));
   }
 };
 

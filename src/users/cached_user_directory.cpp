@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "users/post_status.h"
+#include "util/post_result.h"
 
 namespace chatd::users {
 
@@ -27,7 +27,7 @@ void CachedUserDirectory::verify(std::string username, Handler handler) {
         const UserStatus status = entry->second.status;
         lock.unlock();
         hits_.fetch_add(1, std::memory_order_relaxed);
-        post_status(std::move(handler), status, executor_);
+        util::post_result_or(std::move(handler), executor_, status);
         return;
       }
       erase(entry);
@@ -54,7 +54,7 @@ void CachedUserDirectory::on_upstream_answer(const std::string& username, UserSt
     }
     if (status != UserStatus::unavailable) store(username, status, clock_());
   }
-  for (Handler& waiter : waiters) post_status(std::move(waiter), status, executor_);
+  for (Handler& waiter : waiters) util::post_result_or(std::move(waiter), executor_, status);
 }
 
 void CachedUserDirectory::store(const std::string& username, UserStatus status, TimePoint now) {

@@ -4,8 +4,8 @@
 #include <string>
 #include <utility>
 
-#include "users/post_status.h"
 #include "users/user_directory.h"
+#include "util/post_result.h"
 
 namespace chatd::users {
 
@@ -19,7 +19,7 @@ class OpenUserDirectory final : public UserDirectory {
 
   // UserDirectory
   void verify(std::string /*username*/, Handler handler) override {
-    post_status(std::move(handler), UserStatus::found, executor_);
+    util::post_result_or(std::move(handler), executor_, UserStatus::found);
   }
 
  private:

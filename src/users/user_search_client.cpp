@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "users/http_connection.h"
-#include "users/post_status.h"
 #include "users/search_endpoint.h"
 #include "users/soap_envelope.h"
+#include "util/post_result.h"
 
 namespace chatd::users {
 namespace {
@@ -246,7 +246,7 @@ class UserSearchClient::Impl : public std::enable_shared_from_this<Impl> {
 
   void answer(Lookup& lookup, UserStatus status) {
     if (lookup.answered.exchange(true)) return;
-    post_status(std::move(lookup.handler), status, io_.get_executor());
+    util::post_result_or(std::move(lookup.handler), io_.get_executor(), status);
   }
 
   void report_failure(const Lookup& lookup, std::string_view reason) {

@@ -10,7 +10,10 @@ deadline well above the limit under test; durations are measured, never slept.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import os
 import socket
 import threading
 import time
@@ -21,7 +24,7 @@ from websockets.exceptions import InvalidStatusCode
 
 from chat_client import ChatClient, in_thread, seqs, texts
 from figures import report
-from raw_websocket import (OP_CLOSE, OP_PING, http_exchange, open_unresponsive_websocket,
+from raw_websocket import (OP_CLOSE, OP_PING, HttpResponse, http_exchange, open_unresponsive_websocket,
                            read_close_frame, read_frames_until_eof, read_http_response,
                            send_client_frame, trickle_until_disconnected, upgrade_request,
                            wait_disconnected)
@@ -507,3 +510,174 @@ async def test_a_text_frame_that_is_not_utf8_closes_1007_and_is_not_delivered(ch
     await alice.send_message("alice", "valid text")
     frame = await bob.recv_message("alice", "valid text")  # bob's next frame
     assert frame["seq"] == 1, f"the invalid frame was stored: {frame!r}"
+
+
+# ---------------------------------------------------------------------- strict handshake and framing
+
+def handshake(server, key: str | None, version: str | None = "13",
+              extra: list[str] | None = None) -> bytes:
+    """An upgrade to /ws/alice/bob with exactly this key and version (None: no such
+    header), written by hand: upgrade_request always sends a good key."""
+    lines = ["GET /ws/alice/bob HTTP/1.1", f"Host: 127.0.0.1:{server.port}",
+             "Upgrade: websocket", "Connection: Upgrade"]
+    if key is not None:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    lines += extra or []
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def exchange_until_eof(server, request: bytes, timeout: float = 5.0):
+    """Sends `request` on a new connection; returns the response and what came after it,
+    once the server has ended the connection (fails if it keeps it open)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = read_http_response(sock, timeout)
+        return response, wait_disconnected(sock, timeout)
+
+
+def assert_refused_and_closed(outcome, status: int, code: str, what: str) -> None:
+    response, after = outcome
+    assert_refused(response, status, code, what)
+    assert response.headers.get("connection", "").lower() == "close", (
+        f"{what}: no Connection: close in {response.raw_head!r}")
+    assert "sec-websocket-accept" not in response.headers, f"{what}: {response.raw_head!r}"
+    assert after == b"", f"{what}: bytes after the refusal: {after[:200]!r}"
+
+
+BAD_KEYS = {
+    "abc": "abc",
+    "not base64": "!!!!not*base64*at*all!!==",
+    "base64 of 15 bytes": base64.b64encode(b"0123456789abcde").decode(),
+    "base64 of 17 bytes": base64.b64encode(b"0123456789abcdefg").decode(),
+    "16 bytes without padding": base64.b64encode(b"0123456789abcdef").decode().rstrip("="),
+    "16 bytes in base64url": "-_-_-_-_-_-_-_-_-_-_-w==",
+    "16 bytes with unused bits set": "AAAAAAAAAAAAAAAAAAAAAB==",
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("key", BAD_KEYS.values(), ids=BAD_KEYS.keys())
+async def test_an_upgrade_whose_key_is_not_16_bytes_of_base64_gets_400(chatd, key):
+    """RFC 6455 §4.2.1: the key is the base64 of a 16-byte nonce; anything else is refused
+    before any session exists, not switched to a WebSocket."""
+    server = chatd()
+    outcome = await in_thread(exchange_until_eof, server, handshake(server, key))
+    assert_refused_and_closed(outcome, 400, "bad_websocket_key", f"Sec-WebSocket-Key {key!r}")
+    metrics = await in_thread(scrape, server)
+    assert metrics.value("chatd_sessions_opened_total") == 0, "a refused upgrade opened a session"
+    await assert_chat_works(server, "after")
+
+
+async def test_an_upgrade_with_two_keys_gets_400(chatd):
+    server = chatd()
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = handshake(server, key, extra=[f"Sec-WebSocket-Key: {key}"])
+    outcome = await in_thread(exchange_until_eof, server, request)
+    assert_refused_and_closed(outcome, 400, "bad_websocket_key", "two Sec-WebSocket-Key fields")
+
+
+async def test_an_upgrade_with_a_good_key_gets_101_and_the_right_accept(chatd):
+    server = chatd()
+    # RFC 6455 §1.3's example, then random ones (every last-digit class of 16 bytes).
+    keys = ["dGhlIHNhbXBsZSBub25jZQ=="] + [base64.b64encode(os.urandom(16)).decode()
+                                          for _ in range(8)]
+
+    def upgrade(key: str) -> HttpResponse:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(handshake(server, key))
+            return read_http_response(sock)
+
+    for key in keys:
+        response = await in_thread(upgrade, key)
+        assert response.status == 101, f"key {key!r}: {response.raw_head!r}"
+        expected = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        assert response.headers.get("sec-websocket-accept") == expected, response.raw_head
+
+
+@pytest.mark.parametrize("version", [None, "8", "13, 8", "14"],
+                         ids=["missing", "8", "a list", "14"])
+async def test_an_upgrade_of_another_websocket_version_gets_426_naming_13(chatd, version):
+    server = chatd()
+    key = base64.b64encode(os.urandom(16)).decode()
+    outcome = await in_thread(exchange_until_eof, server, handshake(server, key, version))
+    assert_refused_and_closed(outcome, 426, "unsupported_websocket_version",
+                              f"Sec-WebSocket-Version {version!r}")
+    assert outcome[0].headers.get("sec-websocket-version") == "13", outcome[0].raw_head
+
+
+async def test_an_upgrade_without_host_gets_400(chatd):
+    server = chatd()
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = handshake(server, key).replace(f"Host: 127.0.0.1:{server.port}\r\n".encode(), b"")
+    assert b"Host" not in request
+    outcome = await in_thread(exchange_until_eof, server, request)
+    assert_refused_and_closed(outcome, 400, "bad_handshake", "an upgrade without Host")
+
+
+def framed_request(*headers: str, body: bytes = b"") -> bytes:
+    """A keep-alive GET /healthz with these framing headers and body bytes after them: a
+    server that read it as valid would answer 200 and wait for the next request."""
+    head = "GET /healthz HTTP/1.1\r\nHost: chatd\r\n" + "".join(f"{h}\r\n" for h in headers)
+    return (head + "\r\n").encode() + body
+
+
+BAD_FRAMING = {
+    "Content-Length -5": framed_request("Content-Length: -5"),
+    "Content-Length +5": framed_request("Content-Length: +5", body=b"hello"),
+    "Content-Length 0x10": framed_request("Content-Length: 0x10", body=b"h" * 16),
+    "Content-Length 5 and 6": framed_request("Content-Length: 5", "Content-Length: 6",
+                                             body=b"hello!"),
+    "Content-Length 5, 6": framed_request("Content-Length: 5, 6", body=b"hello!"),
+    "Content-Length overflowing": framed_request("Content-Length: 99999999999999999999999"),
+    "Content-Length empty": framed_request("Content-Length: "),
+    "Content-Length beside chunked": framed_request(
+        "Content-Length: 5", "Transfer-Encoding: chunked", body=b"5\r\nhello\r\n0\r\n\r\n"),
+    "Transfer-Encoding gzip": framed_request("Transfer-Encoding: gzip", body=b"hello"),
+    "Transfer-Encoding chunked, gzip": framed_request("Transfer-Encoding: chunked, gzip",
+                                                      body=b"5\r\nhello\r\n0\r\n\r\n"),
+    "Transfer-Encoding chunked twice": framed_request(
+        "Transfer-Encoding: chunked", "Transfer-Encoding: chunked", body=b"0\r\n\r\n"),
+    "chunk size overflowing": framed_request(
+        "Transfer-Encoding: chunked", body=b"1" + b"0" * 20 + b"\r\nhello\r\n0\r\n\r\n"),
+    "chunk size not hex": framed_request("Transfer-Encoding: chunked",
+                                         body=b"zz\r\nhello\r\n0\r\n\r\n"),
+    "chunk without its CRLF": framed_request("Transfer-Encoding: chunked",
+                                             body=b"5\r\nhelloXX0\r\n\r\n"),
+    "HTTP/1.0 with Transfer-Encoding": framed_request(
+        "Transfer-Encoding: chunked", body=b"0\r\n\r\n").replace(b"HTTP/1.1", b"HTTP/1.0"),
+    "an unknown HTTP version": b"GET /healthz HTTP/1.2\r\nHost: chatd\r\n\r\n",
+    "a malformed request line": b"GET /healthz HTTP/1.1 extra\r\nHost: chatd\r\n\r\n",
+    "a header line without a colon": b"GET /healthz HTTP/1.1\r\nHost chatd\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", BAD_FRAMING.values(), ids=BAD_FRAMING.keys())
+async def test_a_request_with_bad_framing_gets_400_and_connection_close(chatd, request_bytes):
+    """RFC 9112 §6.3: a message whose length cannot be known is answered 400 and the
+    connection closed; before, chatd dropped it without a word."""
+    server = chatd()
+    outcome = await in_thread(exchange_until_eof, server, request_bytes)
+    assert_refused_and_closed(outcome, 400, "bad_request", repr(request_bytes[:80]))
+    await assert_chat_works(server, "after")
+
+
+async def test_a_request_cut_short_by_the_client_gets_400(chatd):
+    """The client ends its side in the middle of a body: the request was not read in
+    full, so it is refused, not answered as if it were valid."""
+    server = chatd()
+
+    def cut_short():
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(framed_request("Content-Length: 10", body=b"half"))
+            sock.shutdown(socket.SHUT_WR)
+            response = read_http_response(sock)
+            return response, wait_disconnected(sock)
+
+    assert_refused_and_closed(await in_thread(cut_short), 400, "bad_request",
+                              "a body cut short")

@@ -1,11 +1,11 @@
 #include "auth/chat_identity.h"
 
 #include <gtest/gtest.h>
-#include <jwt.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <string>
+
+#include "signed_token.h"
 
 namespace chatd::auth {
 namespace {
@@ -13,19 +13,11 @@ namespace {
 constexpr std::string_view kSecret = "chat-identity-test-secret";
 
 std::string token_for(const char* subject) {
-  jwt_t* jwt = nullptr;
-  EXPECT_EQ(jwt_new(&jwt), 0);
-  jwt_set_alg(jwt, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(kSecret.data()),
-              static_cast<int>(kSecret.size()));
-  jwt_add_grant(jwt, "sub", subject);
   const auto exp = std::chrono::system_clock::now() + std::chrono::hours(1);
-  jwt_add_grant_int(jwt, "exp",
-                    std::chrono::duration_cast<std::chrono::seconds>(exp.time_since_epoch()).count());
-  char* encoded = jwt_encode_str(jwt);
-  std::string token = encoded;
-  std::free(encoded);
-  jwt_free(jwt);
-  return token;
+  return test_tokens::signed_token(
+      {{"sub", subject},
+       {"exp", std::chrono::duration_cast<std::chrono::seconds>(exp.time_since_epoch()).count()}},
+      test_tokens::Alg::hs256, kSecret);
 }
 
 TEST(ChatIdentity, WithoutTokensThePathsFirstUserCalls) {

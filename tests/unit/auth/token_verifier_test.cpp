@@ -1,11 +1,9 @@
 #include "auth/token_verifier.h"
 
 #include <gtest/gtest.h>
-#include <jwt.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <limits>
@@ -13,6 +11,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "signed_token.h"
 
 namespace chatd::auth {
 namespace {
@@ -24,61 +24,27 @@ constexpr std::string_view kSecret = "test-secret-key-of-reasonable-length";
 constexpr long kNow = 1'700'000'000;  // a fixed "now", so the tests do not depend on the clock
 const Clock::time_point kNowTp = Clock::time_point(seconds(kNow));
 
-struct JwtDeleter {
-  void operator()(jwt_t* jwt) const noexcept { jwt_free(jwt); }
-};
+using test_tokens::Alg;
+using test_tokens::base64url;
 
-// Builds a token with libjwt. `grants_json` is merged in as-is (lets a test put a number
-// where a string belongs); `exp`/`nbf` are added when set.
+// Builds a signed token. `grants_json` is merged in as-is, its keys replacing the others
+// (lets a test put a number where a string belongs); `exp`/`nbf` are added when set.
 struct Claims {
   std::optional<std::string> sub = "alice";
   std::optional<long> exp = kNow + 3600;
   std::optional<long> nbf;
   std::string grants_json;
 };
-std::string make_token(const Claims& claims, jwt_alg_t alg = JWT_ALG_HS256,
-                       std::string_view key = kSecret) {
-  jwt_t* raw = nullptr;
-  EXPECT_EQ(jwt_new(&raw), 0);
-  std::unique_ptr<jwt_t, JwtDeleter> jwt(raw);
-  EXPECT_EQ(jwt_set_alg(jwt.get(), alg, reinterpret_cast<const unsigned char*>(key.data()),
-                        static_cast<int>(key.size())),
-            0);
-  if (claims.sub) {
-    EXPECT_EQ(jwt_add_grant(jwt.get(), "sub", claims.sub->c_str()), 0);
-  }
-  if (claims.exp) {
-    EXPECT_EQ(jwt_add_grant_int(jwt.get(), "exp", *claims.exp), 0);
-  }
-  if (claims.nbf) {
-    EXPECT_EQ(jwt_add_grant_int(jwt.get(), "nbf", *claims.nbf), 0);
-  }
+std::string make_token(const Claims& claims, Alg alg = Alg::hs256, std::string_view key = kSecret) {
+  boost::json::object payload;
+  if (claims.sub) payload["sub"] = *claims.sub;
+  if (claims.exp) payload["exp"] = *claims.exp;
+  if (claims.nbf) payload["nbf"] = *claims.nbf;
   if (!claims.grants_json.empty()) {
-    EXPECT_EQ(jwt_add_grants_json(jwt.get(), claims.grants_json.c_str()), 0);
+    const boost::json::value grants = boost::json::parse(claims.grants_json);
+    for (const auto& [grant, value] : grants.as_object()) payload[grant] = value;
   }
-  char* encoded = jwt_encode_str(jwt.get());
-  EXPECT_NE(encoded, nullptr);
-  std::string token = encoded ? encoded : "";
-  std::free(encoded);
-  return token;
-}
-
-std::string base64url(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  unsigned buffer = 0;
-  int bits = 0;
-  for (const unsigned char c : in) {
-    buffer = (buffer << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 0x3F]);
-  return out;
+  return test_tokens::signed_token(payload, alg, key);
 }
 
 TokenVerifier verifier(seconds leeway = seconds(30)) {
@@ -104,7 +70,7 @@ TEST(TokenVerifier, DefaultNowUsesTheClock) {
 }
 
 TEST(TokenVerifier, WrongKeyIsBadSignature) {
-  const auto token = make_token({}, JWT_ALG_HS256, "another-secret");
+  const auto token = make_token({}, Alg::hs256, "another-secret");
   EXPECT_EQ(error_of(verifier().verify(token, kNowTp)), TokenError::bad_signature);
 }
 
@@ -138,9 +104,9 @@ TEST(TokenVerifier, AlgNoneIsWrongAlgorithm) {
 }
 
 TEST(TokenVerifier, Hs512WithTheSameKeyIsWrongAlgorithm) {
-  const auto token = make_token({}, JWT_ALG_HS512);
+  const auto token = make_token({}, Alg::hs512);
   EXPECT_EQ(error_of(verifier().verify(token, kNowTp)), TokenError::wrong_algorithm);
-  EXPECT_EQ(error_of(verifier().verify(make_token({}, JWT_ALG_HS384), kNowTp)),
+  EXPECT_EQ(error_of(verifier().verify(make_token({}, Alg::hs384), kNowTp)),
             TokenError::wrong_algorithm);
 }
 
@@ -233,15 +199,11 @@ TEST(TokenVerifier, GarbageIsMalformedOrMissing) {
 }
 
 std::string hs256(std::string_view key, std::string_view data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
-  return base64url(std::string_view(reinterpret_cast<const char*>(mac), len));
+  return test_tokens::hmac_base64url(Alg::hs256, key, data);
 }
 
 TEST(TokenVerifier, CorrectlySignedButNotJsonIsMalformed) {
-  // Signed with the right key, so the signature check passes and libjwt's parse must fail.
+  // Signed with the right key, so the signature check passes and the payload's parse must fail.
   const std::string input =
       base64url(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url("not json");
   EXPECT_EQ(error_of(verifier().verify(input + "." + hs256(kSecret, input), kNowTp)),
@@ -252,11 +214,40 @@ TEST(TokenVerifier, CorrectlySignedButNotJsonIsMalformed) {
   EXPECT_EQ(verifier().verify(good + "." + hs256(kSecret, good), kNowTp).subject, "bob");
 }
 
-// libjwt 1.10 rejects a `typ` other than JWT; that reads as malformed, not as accepted.
+// A `typ` other than JWT reads as malformed, not as accepted.
 TEST(TokenVerifier, CorrectlySignedWithForeignTypIsRefused) {
   const std::string input = base64url(R"({"alg":"HS256","typ":"at+jwt"})") + "." +
                             base64url(R"({"sub":"bob","exp":1700003600})");
   EXPECT_FALSE(verifier().verify(input + "." + hs256(kSecret, input), kNowTp).ok());
+}
+
+// The claims are read from the signed bytes strictly: a payload whose base64url has its
+// unused bits set, a payload that is not an object, a subject with a NUL in it.
+TEST(TokenVerifier, CorrectlySignedButLooselyEncodedClaimsAreMalformed) {
+  const std::string header = base64url(R"({"alg":"HS256","typ":"JWT"})");
+  const auto signed_with = [&](const std::string& payload) {
+    const std::string input = header + "." + payload;
+    return input + "." + hs256(kSecret, input);
+  };
+  // 31 bytes: the last character carries 2 bits of the last byte and 4 unused ones.
+  std::string loose = base64url(R"({"sub":"bob","exp":1700003600} )");
+  ASSERT_EQ(loose.back(), 'A');
+  loose.back() = 'B';  // the same bytes, with an unused low bit set
+  EXPECT_EQ(error_of(verifier().verify(signed_with(loose), kNowTp)), TokenError::malformed);
+  EXPECT_EQ(error_of(verifier().verify(signed_with(base64url(R"(["bob"])")), kNowTp)),
+            TokenError::malformed);
+  EXPECT_EQ(error_of(verifier().verify(
+                signed_with(base64url(R"({"sub":"bo\u0000b","exp":1700003600})")), kNowTp)),
+            TokenError::malformed);
+  EXPECT_EQ(error_of(verifier().verify(
+                signed_with(base64url(R"({"sub":"bob","exp":18446744073709551615})")), kNowTp)),
+            TokenError::malformed);
+  // `iat` is not checked, whatever it holds.
+  EXPECT_EQ(
+      verifier()
+          .verify(signed_with(base64url(R"({"sub":"bob","exp":1700003600,"iat":"x"})")), kNowTp)
+          .subject,
+      "bob");
 }
 
 TEST(TokenVerifier, OversizedTokenIsMalformed) {
@@ -270,14 +261,13 @@ TEST(TokenVerifier, OversizedTokenIsMalformed) {
 
 TEST(TokenVerifier, EmptySecretRefusesEverything) {
   const TokenVerifier v(TokenOptions{"", seconds(30)});
-  EXPECT_EQ(error_of(v.verify(make_token({}, JWT_ALG_HS256, "x"), kNowTp)),
-            TokenError::bad_signature);
+  EXPECT_EQ(error_of(v.verify(make_token({}, Alg::hs256, "x"), kNowTp)), TokenError::bad_signature);
 }
 
 TEST(TokenVerifier, ConcurrentUseIsSafe) {
   const auto v = verifier();
   const auto good = make_token({});
-  const auto bad = make_token({}, JWT_ALG_HS256, "wrong");
+  const auto bad = make_token({}, Alg::hs256, "wrong");
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
