@@ -18,7 +18,7 @@
 #include "net/json_response.h"
 #include "net/store_replies.h"
 #include "store/store.h"
-#include "users/user_directory.h"
+#include "users/chat_users.h"
 
 namespace chatd::net {
 namespace asio = boost::asio;
@@ -98,8 +98,8 @@ std::optional<std::string> identify(const Services& services, const RestApi::Req
 
 /// GET /api/users/{user}/conversations: the user's chats, newest activity first.
 void get_conversations(const Services& services, asio::any_io_executor executor,
-                       const RestApi::Request& request, const urls::url_view& url,
-                       std::string user, const Call& call) {
+                       const RestApi::Request& request, const urls::url_view& url, std::string user,
+                       const Call& call) {
   // A token reads only its own conversations: the "chat" of the user alone.
   if (!identify(services, request, url, user, user, call,
                 "a token reads only its own conversations")) {
@@ -122,16 +122,16 @@ void get_conversations(const Services& services, asio::any_io_executor executor,
         }
         json::array conversations;
         for (const auto& conversation : list.conversations) {
-          conversations.emplace_back(json::object{
-              {"chat", conversation.chat.str()},
-              {"peer", conversation.chat.peer_of(user)},
-              {"last_message", chat::message_object(*conversation.last)},
-              {"read_seq", conversation.read_seq},
-              {"unread", conversation.unread}});
+          conversations.emplace_back(
+              json::object{{"chat", conversation.chat.str()},
+                           {"peer", conversation.chat.peer_of(user)},
+                           {"last_message", chat::message_object(*conversation.last)},
+                           {"read_seq", conversation.read_seq},
+                           {"unread", conversation.unread}});
         }
         call.reply(http::status::ok,
-                   json::serialize(json::object{{"user", user},
-                                                {"conversations", std::move(conversations)}}));
+                   json::serialize(
+                       json::object{{"user", user}, {"conversations", std::move(conversations)}}));
       }));
 }
 
@@ -163,10 +163,9 @@ void get_messages(const Services& services, asio::any_io_executor executor,
         for (const auto& message : page.messages) {
           messages.emplace_back(chat::message_object(*message));
         }
-        call.reply(http::status::ok,
-                   json::serialize(json::object{{"chat", chat.str()},
-                                                {"messages", std::move(messages)},
-                                                {"has_more", page.has_more}}));
+        call.reply(http::status::ok, json::serialize(json::object{{"chat", chat.str()},
+                                                                  {"messages", std::move(messages)},
+                                                                  {"has_more", page.has_more}}));
       }));
 }
 
@@ -202,36 +201,26 @@ void post_message(const Services& services, asio::any_io_executor executor,
     return;
   }
   auto send = std::get<chat::v2::Send>(std::move(parsed));
-  auto pending = std::make_shared<chat::PendingMessage>(
-      chat::PendingMessage{chat::ChatKey::of(path.user1, path.user2), std::move(me),
-                           std::move(send.text), std::move(send.client_id), 0,
-                           std::chrono::steady_clock::now()});
+  auto pending = std::make_shared<chat::PendingMessage>(chat::PendingMessage{
+      chat::ChatKey::of(path.user1, path.user2), std::move(me), std::move(send.text),
+      std::move(send.client_id), 0, std::chrono::steady_clock::now()});
   // Both users must exist, as for a WebSocket; the cache answers most lookups.
-  auto answers = std::make_shared<std::array<std::optional<users::UserStatus>, 2>>();
-  const std::array<std::string, 2> names{path.user1, path.user2};
-  for (std::size_t i = 0; i < 2; ++i) {
-    users::async_verify(
-        services.users, names[i],
-        asio::bind_executor(executor, [services, executor, call, pending, answers, names,
-                                       i](users::UserStatus status) {
-          (*answers)[i] = status;
-          if (!(*answers)[0] || !(*answers)[1]) return;
-          for (std::size_t j = 0; j < 2; ++j) {
-            if (*(*answers)[j] == users::UserStatus::unavailable) {
-              call.error(http::status::service_unavailable, "user_search_unavailable",
-                         "user-search service unavailable; try again");
-              return;
-            }
-          }
-          for (std::size_t j = 0; j < 2; ++j) {
-            if (*(*answers)[j] == users::UserStatus::not_found) {
-              call.error(http::status::not_found, "unknown_user", "unknown user: " + names[j]);
-              return;
-            }
-          }
-          append_message(services, executor, std::move(*pending), call);
-        }));
-  }
+  users::verify_chat_users(
+      services.users, path.user1, path.user2,
+      asio::bind_executor(executor, [services, executor, call, pending](users::ChatUsers users) {
+        switch (users.status) {
+          case users::UserStatus::unavailable:
+            call.error(http::status::service_unavailable, "user_search_unavailable",
+                       "user-search service unavailable; try again");
+            return;
+          case users::UserStatus::not_found:
+            call.error(http::status::not_found, "unknown_user", "unknown user: " + users.unknown);
+            return;
+          case users::UserStatus::found:
+            append_message(services, executor, std::move(*pending), call);
+            return;
+        }
+      }));
 }
 
 }  // namespace

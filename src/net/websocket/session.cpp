@@ -16,7 +16,7 @@
 #include "metrics/chatd_metrics.h"
 #include "net/store_replies.h"
 #include "net/websocket/close_codes.h"
-#include "users/user_directory.h"
+#include "users/chat_users.h"
 
 namespace chatd::net::websocket {
 namespace asio = boost::asio;
@@ -162,37 +162,33 @@ asio::awaitable<bool> Session::accept(const Request& request, ProtocolVersion ve
 }
 
 asio::awaitable<bool> Session::verify_users() {
-  // Both lookups run at once. The session waits on a timer that the last
-  // answer, or a close (shutdown), cancels: a drain must not wait for a slow
-  // user-search service. So the lookups do not hold the session: one closed
-  // meanwhile ends without waiting for their answers.
-  auto answers = std::make_shared<std::array<std::optional<users::UserStatus>, 2>>();
-  for (std::size_t i = 0; i < 2; ++i) {
-    users::async_verify(services_.users, i == 0 ? path_.user1 : path_.user2,
-                        asio::bind_executor(ws_.get_executor(), [weak = weak_from_this(), answers,
-                                                                 i](users::UserStatus status) {
-                          (*answers)[i] = status;
-                          const auto self = weak.lock();
-                          if (self && (*answers)[0] && (*answers)[1]) self->wake_.cancel();
-                        }));
-  }
+  // The session waits on a timer that the answer, or a close (shutdown),
+  // cancels: a drain must not wait for a slow user-search service. So the
+  // lookups do not hold the session: one closed meanwhile ends without
+  // waiting for their answers.
+  auto verdict = std::make_shared<std::optional<users::ChatUsers>>();
+  users::verify_chat_users(
+      services_.users, path_.user1, path_.user2,
+      asio::bind_executor(ws_.get_executor(),
+                          [weak = weak_from_this(), verdict](users::ChatUsers answer) {
+                            *verdict = std::move(answer);
+                            if (const auto self = weak.lock()) self->wake_.cancel();
+                          }));
   wake_.expires_at(std::chrono::steady_clock::time_point::max());
-  if (!((*answers)[0] && (*answers)[1]) && !queue_.closing()) co_await wake_.async_wait(use_tuple);
-  if (!(*answers)[0] || !(*answers)[1]) co_return false;  // closed while waiting
-  const users::UserStatus first = *(*answers)[0];
-  const users::UserStatus second = *(*answers)[1];
-  if (first == users::UserStatus::unavailable || second == users::UserStatus::unavailable) {
-    close(kTryAgainLater, "user-search service unavailable");
-    co_return false;
-  }
-  for (const auto& [status, name] : {std::pair{first, &path_.user1}, {second, &path_.user2}}) {
-    if (status == users::UserStatus::not_found) {
-      // A close reason is at most 123 bytes; a username at most 64.
-      close(kUnknownUser, "unknown user: " + *name);
+  if (!*verdict && !queue_.closing()) co_await wake_.async_wait(use_tuple);
+  if (!*verdict) co_return false;  // closed while waiting
+  switch ((*verdict)->status) {
+    case users::UserStatus::found:
+      co_return true;
+    case users::UserStatus::unavailable:
+      close(kTryAgainLater, "user-search service unavailable");
       co_return false;
-    }
+    case users::UserStatus::not_found:
+      // A close reason is at most 123 bytes; a username at most 64.
+      close(kUnknownUser, "unknown user: " + (*verdict)->unknown);
+      co_return false;
   }
-  co_return true;
+  co_return false;
 }
 
 void Session::watch_token_expiry(std::chrono::system_clock::time_point expires_at) {
