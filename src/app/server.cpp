@@ -173,22 +173,23 @@ void Server::register_gauges(const users::CachedUserDirectory* cache) {
                    [this] { return store_->ready() ? 1.0 : 0.0; });
   // The store's two queues (STORE_MAX_QUEUED_APPENDS, STORE_MAX_QUEUED_READS):
   // how deep they are now, and how many calls they refused with overloaded.
-  const char* queued = "chatd_store_queued";
-  const char* queued_help = "Store calls waiting for a store thread, by queue.";
-  r.gauge_callback(queued, queued_help,
-                   [this] { return double(store_->queue_stats().queued_appends); },
-                   {{"queue", "appends"}});
-  r.gauge_callback(queued, queued_help,
-                   [this] { return double(store_->queue_stats().queued_reads); },
-                   {{"queue", "reads"}});
-  const char* refused = "chatd_store_refused_total";
-  const char* refused_help = "Store calls answered overloaded because their queue was full.";
-  r.counter_callback(refused, refused_help,
-                     [this] { return double(store_->queue_stats().refused_appends); },
-                     {{"queue", "appends"}});
-  r.counter_callback(refused, refused_help,
-                     [this] { return double(store_->queue_stats().refused_reads); },
-                     {{"queue", "reads"}});
+  struct StoreQueue {
+    const char* label;
+    std::size_t store::QueueStats::*queued;
+    std::uint64_t store::QueueStats::*refused;
+  };
+  for (const StoreQueue queue :
+       {StoreQueue{"appends", &store::QueueStats::queued_appends,
+                   &store::QueueStats::refused_appends},
+        StoreQueue{"reads", &store::QueueStats::queued_reads, &store::QueueStats::refused_reads}}) {
+    r.gauge_callback("chatd_store_queued", "Store calls waiting for a store thread, by queue.",
+                     [this, queue] { return double(store_->queue_stats().*queue.queued); },
+                     {{"queue", queue.label}});
+    r.counter_callback("chatd_store_refused_total",
+                       "Store calls answered overloaded because their queue was full.",
+                       [this, queue] { return double(store_->queue_stats().*queue.refused); },
+                       {{"queue", queue.label}});
+  }
   r.gauge_callback("chatd_draining", "1 while chatd drains for shutdown.",
                    [this] { return draining_.load() ? 1.0 : 0.0; });
   r.gauge("chatd_config_info", "Configuration chatd runs with.",
