@@ -436,20 +436,9 @@ TYPED_TEST(StoreContract, AppendsPastTheQueueBoundAreOverloaded) {
   gate.open();
   ASSERT_TRUE(completions->wait_for(kAttempts + 1));
 
-  std::size_t overloaded = 0;
-  std::vector<std::uint64_t> seqs;
-  for (const auto& [index, result] : completions->results()) {
-    if (result.error == StoreError::overloaded) {
-      ++overloaded;
-      EXPECT_EQ(result.message, nullptr);
-    } else {
-      ASSERT_EQ(result.error, StoreError::none) << index;
-      seqs.push_back(result.message->seq);
-    }
-  }
-  EXPECT_EQ(overloaded, kAttempts - kMaxQueued);
-  std::sort(seqs.begin(), seqs.end());
-  EXPECT_EQ(seqs, range(1, kMaxQueued + 1));
+  const AppendOutcomes outcomes = outcomes_of(completions->results());
+  EXPECT_EQ(outcomes.overloaded, kAttempts - kMaxQueued);
+  EXPECT_EQ(outcomes.seqs, range(1, kMaxQueued + 1));
   EXPECT_EQ(seqs_of(this->newest(*store, kAliceBob, 100).messages), range(1, kMaxQueued + 1))
       << "refused messages are not stored";
   EXPECT_EQ(store->queue_stats().queued_appends, 0u);

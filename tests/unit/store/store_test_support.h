@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -144,6 +145,30 @@ class Completions {
   std::condition_variable done_;
   std::map<std::size_t, AppendResult> results_;
 };
+
+/// What a run of appends came to: how many were refused with `overloaded`
+/// (each with no message), and the seqs of the others, which must have
+/// succeeded, in increasing order.
+struct AppendOutcomes {
+  std::size_t overloaded = 0;
+  std::vector<std::uint64_t> seqs;
+};
+
+inline AppendOutcomes outcomes_of(const std::map<std::size_t, AppendResult>& results) {
+  AppendOutcomes outcomes;
+  for (const auto& [index, result] : results) {
+    if (result.error == StoreError::overloaded) {
+      ++outcomes.overloaded;
+      EXPECT_EQ(result.message, nullptr) << index;
+    } else if (result.error != StoreError::none || result.message == nullptr) {
+      ADD_FAILURE() << "append " << index << " failed: " << to_string(result.error);
+    } else {
+      outcomes.seqs.push_back(result.message->seq);
+    }
+  }
+  std::sort(outcomes.seqs.begin(), outcomes.seqs.end());
+  return outcomes;
+}
 
 /// A test that talks to a store the way a session does: every handler is bound
 /// to an io_context (the session's strand) run by a thread of the test.

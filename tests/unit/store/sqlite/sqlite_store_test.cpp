@@ -545,20 +545,9 @@ TEST_F(SqliteStoreTest, FullQueueRefusesWithOverloaded) {
   gate.open();
   ASSERT_TRUE(completions->wait_for(kAttempts + 1));
 
-  std::size_t overloaded = 0;
-  std::vector<std::uint64_t> seqs;
-  for (const auto& [index, result] : completions->results()) {
-    if (result.error == StoreError::overloaded) {
-      ++overloaded;
-      EXPECT_EQ(result.message, nullptr);
-    } else {
-      ASSERT_EQ(result.error, StoreError::none) << index;
-      seqs.push_back(result.message->seq);
-    }
-  }
-  EXPECT_EQ(overloaded, kAttempts - kMaxQueued);
-  std::sort(seqs.begin(), seqs.end());
-  EXPECT_EQ(seqs, range(1, kMaxQueued + 1));
+  const AppendOutcomes outcomes = outcomes_of(completions->results());
+  EXPECT_EQ(outcomes.overloaded, kAttempts - kMaxQueued);
+  EXPECT_EQ(outcomes.seqs, range(1, kMaxQueued + 1));
   // Refused messages were not stored; accepted ones were, with no gaps.
   EXPECT_EQ(seqs_of(newest(store, kAliceBob, 100).messages), range(1, kMaxQueued + 1));
   EXPECT_EQ(log.seqs_of_chat(kAliceBob), range(1, kMaxQueued + 1));
@@ -659,31 +648,8 @@ TEST_F(SqliteStoreTest, ReadMarksOnlyMoveForwardAndSurviveARestart) {
   EXPECT_EQ(marks.of(kAliceBob, "bob"), 5u);
 }
 
-TEST_F(SqliteStoreTest, ConversationsAreNewestFirstWithUnreadCounts) {
-  SqliteStore store(options(), {});
-  append(store, kAliceBob, "bob", "b1");
-  append(store, kAliceBob, "bob", "b2");
-  append(store, kAliceBob, "alice", "a1");
-  // Activity is kept in milliseconds: let the clock move on, so carol's is later.
-  for (const auto a1 = chat::now_ms(); chat::now_ms() <= a1;) std::this_thread::yield();
-  append(store, kAliceCarol, "carol", "c1");
-  mark_read(store, kAliceBob, "alice", 1);
-
-  ConversationList list = conversations(store, "alice", 10);
-  ASSERT_EQ(list.error, StoreError::none);
-  ASSERT_EQ(list.conversations.size(), 2u);
-  EXPECT_EQ(list.conversations[0].chat, kAliceCarol);  // the newest activity
-  EXPECT_EQ(list.conversations[0].last->text, "c1");
-  EXPECT_EQ(list.conversations[0].unread, 1u);
-  EXPECT_EQ(list.conversations[1].chat, kAliceBob);
-  EXPECT_EQ(list.conversations[1].last->text, "a1");
-  EXPECT_EQ(list.conversations[1].read_seq, 1u);
-  EXPECT_EQ(list.conversations[1].unread, 1u) << "b2 only: b1 is read, a1 is alice's own";
-
-  EXPECT_EQ(conversations(store, "alice", 1).conversations.size(), 1u);
-  EXPECT_EQ(conversations(store, "bob", 10).conversations.at(0).unread, 1u);  // a1
-  EXPECT_TRUE(conversations(store, "dave", 10).conversations.empty());
-}
+// Conversation lists (newest first, unread counts) are checked for every backend by
+// StoreContract.ConversationsAreNewestFirstWithUnreadCounts (contract_test.cpp).
 
 // Databases made by earlier versions had (user, last_activity_ms) indexes,
 // which every commit rewrote; opening one drops them and lists as before.
