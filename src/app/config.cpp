@@ -57,6 +57,12 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "SQLITE_PATH", c.sqlite_path, "SQLite database file");
   setting(app, "SQLITE_SYNC", c.sqlite_sync, "normal: survives crashes; full: power loss too")
       ->check(CLI::IsMember({"normal", "full"}));
+  setting(app, "STORE_MAX_QUEUED_APPENDS", c.store_max_queued_appends,
+          "Messages waiting for a commit; more are refused with overloaded")
+      ->check(CLI::Range(1u, 10'000'000u));
+  setting(app, "STORE_MAX_QUEUED_READS", c.store_max_queued_reads,
+          "Store reads waiting for a reader thread; more fail with overloaded")
+      ->check(CLI::Range(1u, 10'000'000u));
 
   setting(app, "USER_SEARCH_URL", c.user_search_url,
           "User-search service URL; unset = every well-formed name accepted")

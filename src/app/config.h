@@ -20,6 +20,14 @@ struct Config {
   std::string mongo_uri;
   std::string sqlite_path = "./data/chat.db";
   std::string sqlite_sync = "normal";
+  /// Appends waiting for a group commit; past it a send is answered `overloaded`.
+  /// The bound the store always had; it holds at most this × (text + ~300 bytes).
+  unsigned store_max_queued_appends = 100'000;
+  /// Reads (history, receipts, conversation lists) waiting for a reader thread;
+  /// past it a read is answered `overloaded` (callers treat it as unavailable).
+  /// One per connection at the default MAX_CONNECTIONS: a reconnect storm reads
+  /// every connection's history at once.
+  unsigned store_max_queued_reads = 100'000;
 
   // User verification
   std::string user_search_url;

@@ -177,6 +177,25 @@ void Server::register_gauges(const users::CachedUserDirectory* cache) {
                    [this] { return static_cast<double>(hub_.active_chats()); });
   r.gauge_callback("chatd_store_ready", "1 when the last store operation succeeded.",
                    [this] { return store_->ready() ? 1.0 : 0.0; });
+  // The store's two queues (STORE_MAX_QUEUED_APPENDS, STORE_MAX_QUEUED_READS):
+  // how deep they are now, and how many calls they refused with overloaded.
+  struct StoreQueue {
+    const char* label;
+    std::size_t store::QueueStats::*queued;
+    std::uint64_t store::QueueStats::*refused;
+  };
+  for (const StoreQueue queue :
+       {StoreQueue{"appends", &store::QueueStats::queued_appends,
+                   &store::QueueStats::refused_appends},
+        StoreQueue{"reads", &store::QueueStats::queued_reads, &store::QueueStats::refused_reads}}) {
+    r.gauge_callback("chatd_store_queued", "Store calls waiting for a store thread, by queue.",
+                     [this, queue] { return double(store_->queue_stats().*queue.queued); },
+                     {{"queue", queue.label}});
+    r.counter_callback("chatd_store_refused_total",
+                       "Store calls answered overloaded because their queue was full.",
+                       [this, queue] { return double(store_->queue_stats().*queue.refused); },
+                       {{"queue", queue.label}});
+  }
   r.gauge_callback("chatd_draining", "1 while chatd drains for shutdown.",
                    [this] { return draining_.load() ? 1.0 : 0.0; });
   r.gauge("chatd_config_info", "Configuration chatd runs with.",

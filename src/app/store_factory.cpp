@@ -12,6 +12,8 @@ std::unique_ptr<store::Store> make_store(const Config& config, store::CommitList
   if (!config.mongo_uri.empty()) {
     store::mongo::MongoOptions mongo;
     mongo.uri = config.mongo_uri;
+    mongo.max_queued_appends = config.store_max_queued_appends;
+    mongo.max_queued_reads = config.store_max_queued_reads;
     auto store =
         std::make_unique<store::mongo::MongoStore>(mongo, std::move(listener), std::move(observer));
     // Connecting happens in the background; the store logs when it is ready.
@@ -20,6 +22,8 @@ std::unique_ptr<store::Store> make_store(const Config& config, store::CommitList
   }
   store::sqlite::SqliteOptions sqlite;
   sqlite.path = config.sqlite_path;
+  sqlite.max_queued_appends = config.store_max_queued_appends;
+  sqlite.max_queued_reads = config.store_max_queued_reads;
   sqlite.sync = config.sqlite_sync == "full" ? store::sqlite::SyncMode::full
                                              : store::sqlite::SyncMode::normal;
   auto store = std::make_unique<store::sqlite::SqliteStore>(sqlite, std::move(listener),

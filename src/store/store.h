@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -98,7 +99,7 @@ struct ReadMarks {
 /// One chat of a user's conversation list.
 struct Conversation {
   chat::ChatKey chat;
-  chat::MessagePtr last;     ///< The newest message.
+  chat::MessagePtr last;       ///< The newest message.
   std::uint64_t read_seq = 0;  ///< How far the user has read.
   std::uint64_t unread = 0;    ///< Messages after read_seq that the peer sent.
 };
@@ -107,6 +108,24 @@ struct ConversationList {
   StoreError error = StoreError::none;
   std::vector<Conversation> conversations;  ///< Newest activity first.
 };
+
+/// How full a store's queues are and how much they refused, read by /metrics
+/// at scrape time.
+struct QueueStats {
+  std::size_t queued_appends = 0;     ///< Appends waiting for a group commit.
+  std::size_t queued_reads = 0;       ///< Reads and receipts waiting for a reader thread.
+  std::uint64_t refused_appends = 0;  ///< Appends answered `overloaded` (the queue was full).
+  std::uint64_t refused_reads = 0;    ///< Reads answered `overloaded` (the queue was full).
+};
+
+/// A new message made of a pending one, stamped `timestamp_ms` with a fresh id;
+/// its seq is left 0 for the backend to assign.
+std::shared_ptr<chat::Message> make_message(const chat::PendingMessage& pending,
+                                            std::int64_t timestamp_ms);
+
+/// The answer to a send whose client id is stored already: a copy of the
+/// original, told to the connection that sent it again.
+AppendResult duplicate_of(const chat::Message& original, chat::ConnectionId origin);
 
 /// Told after each commit attempt, on the commit thread: how many messages
 /// the batch held, how long the commit took, and whether it succeeded.
@@ -149,11 +168,13 @@ class Store {
 
   /// The chats of `user` that have messages, newest activity first, at most
   /// `limit`, each with its last message and the user's unread count.
-  virtual void conversations(std::string user, std::size_t limit,
-                             ConversationsHandler handler) = 0;
+  virtual void conversations(std::string user, std::size_t limit, ConversationsHandler handler) = 0;
 
   /// Whether the last database operation succeeded.
   virtual bool ready() const = 0;
+
+  /// The depth of the store's queues and their refusals so far. Any thread.
+  virtual QueueStats queue_stats() const = 0;
 
   /// Stops taking appends, commits and announces everything already taken,
   /// and returns when that is done. Idempotent.

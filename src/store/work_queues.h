@@ -1,6 +1,8 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -20,6 +22,7 @@ struct Append {
 
 /// A history read waiting for a reader thread.
 struct Read {
+  using Result = HistoryPage;
   chat::ChatKey chat;
   HistoryQuery query;
   Store::HistoryHandler handler;
@@ -28,6 +31,7 @@ struct Read {
 /// A read receipt to record (`seq` 0: only read the marks), on a reader thread:
 /// a one-row upsert, too small to be worth the group commit's ordering.
 struct MarkRead {
+  using Result = ReadMarks;
   chat::ChatKey chat;
   std::string user;
   std::uint64_t seq = 0;
@@ -36,6 +40,7 @@ struct MarkRead {
 
 /// A user's conversation list to read.
 struct ListConversations {
+  using Result = ConversationList;
   std::string user;
   std::size_t limit = 0;
   Store::ConversationsHandler handler;
@@ -44,12 +49,56 @@ struct ListConversations {
 /// What the reader threads do.
 using ReadJob = std::variant<Read, MarkRead, ListConversations>;
 
-/// The appends waiting for a store's next group commit, shared by the store
-/// implementations. Whatever is queued while the writer commits a batch is
-/// taken as the next batch, whole (up to the batch bound).
-class AppendQueue {
+/// What the two queues below share: jobs waiting for a store thread, at most
+/// `max_queued` of them, and a count of the jobs refused past that bound.
+template <typename Job>
+class BoundedQueue {
  public:
-  explicit AppendQueue(std::size_t max_queued) : max_queued_(max_queued) {}
+  explicit BoundedQueue(std::size_t max_queued) : max_queued_(max_queued) {}
+
+  /// Jobs waiting for a thread. Any thread.
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return jobs_.size();
+  }
+  /// Jobs refused (answered `overloaded`) so far. Any thread.
+  std::uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
+
+  /// Lets the store's threads return once the queue is empty.
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+  }
+
+ protected:
+  /// With mutex_ held: queues `job`, or counts a refusal and leaves `job` to
+  /// the caller when max_queued jobs wait already.
+  bool push_locked(Job& job) {
+    if (jobs_.size() >= max_queued_) {
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    jobs_.push_back(std::move(job));
+    return true;
+  }
+
+  const std::size_t max_queued_;
+  std::atomic<std::uint64_t> refused_{0};
+  mutable std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+};
+
+/// The appends waiting for a store's next group commit. Whatever is queued
+/// while the writer commits a batch is taken as the next batch, whole (up to
+/// the batch bound).
+class AppendQueue : public BoundedQueue<Append> {
+ public:
+  using BoundedQueue::BoundedQueue;
 
   /// Queues an append, or completes it at once with `shutting_down` (after
   /// drain()) or `overloaded` (max_queued waiting). Any thread.
@@ -63,33 +112,23 @@ class AppendQueue {
 
   /// Refuses new appends and waits until everything queued is done.
   void drain();
-  /// Lets take() return false once the queue is empty.
-  void stop();
 
  private:
-  const std::size_t max_queued_;
-  std::mutex mutex_;
-  std::condition_variable ready_;
   std::condition_variable idle_;
-  std::deque<Append> appends_;
   bool writing_ = false;
   bool draining_ = false;
-  bool stopping_ = false;
 };
 
 /// Reads (and read receipts) waiting for a store's reader threads.
-class ReadQueue {
+class ReadQueue : public BoundedQueue<ReadJob> {
  public:
+  using BoundedQueue::BoundedQueue;
+
+  /// Queues a job, or answers it at once with `overloaded` when max_queued
+  /// jobs wait already. Any thread.
   void push(ReadJob job);
   /// Reader thread: waits for a job; nullopt when stopped and empty.
   std::optional<ReadJob> pop();
-  void stop();
-
- private:
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<ReadJob> reads_;
-  bool stopping_ = false;
 };
 
 }  // namespace chatd::store

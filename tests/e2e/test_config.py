@@ -3,7 +3,10 @@ directory (SPEC §1 and §7)."""
 
 from __future__ import annotations
 
-from chat_client import ChatClient, open_expect_close, seqs
+import pytest
+
+from chat_client import ChatClient, in_thread, open_expect_close, seqs
+from server_metrics import scrape
 
 
 async def history_after_three_messages(server) -> list[int]:
@@ -41,3 +44,25 @@ async def test_user_search_url_from_dotenv_file(chatd, user_search):
     assert "ghost" in reason
     assert user_search.request_count("ghost") == 1
     assert await history_after_three_messages(server) == [2, 3, 4]
+
+
+@pytest.mark.parametrize("setting", ["STORE_MAX_QUEUED_APPENDS", "STORE_MAX_QUEUED_READS"])
+@pytest.mark.parametrize("value", ["0", "many"])
+async def test_store_queue_bound_must_be_a_positive_number(chatd, setting, value):
+    server = chatd(env={setting: value}, wait=False)
+    code = await in_thread(server.wait_exit)
+    log = server.log_text()
+    assert code == 2, f"{setting}={value}: expected exit code 2, got {code}\n{log}"
+    assert setting in log, f"the message must name {setting}:\n{log}"
+
+
+async def test_store_queues_show_in_metrics(chatd):
+    server = chatd(env={"STORE_MAX_QUEUED_APPENDS": "1000", "STORE_MAX_QUEUED_READS": "1000"})
+    alice = await ChatClient.open(server, "alice", "bob", "alice")
+    bob = await ChatClient.open(server, "bob", "alice", "bob")
+    await alice.send_message("alice", "counted")
+    await bob.recv_message("alice", "counted")
+    metrics = scrape(server)
+    for queue in ("appends", "reads"):
+        assert metrics.value("chatd_store_queued", queue=queue) >= 0
+        assert metrics.value("chatd_store_refused_total", queue=queue) == 0

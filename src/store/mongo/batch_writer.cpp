@@ -22,12 +22,6 @@ std::string client_key(const chat::PendingMessage& message) {
   return message.chat.str() + '\n' + message.sender + '\n' + message.client_id;
 }
 
-AppendResult duplicate_of(const chat::Message& original, chat::ConnectionId origin) {
-  auto copy = std::make_shared<chat::Message>(original);
-  copy->origin = origin;
-  return AppendResult{StoreError::none, std::move(copy), true};
-}
-
 }  // namespace
 
 BatchWriter::BatchWriter(mongoc_client_t* client, const std::string& database)
@@ -55,15 +49,7 @@ bool BatchWriter::write(std::span<const chat::PendingMessage> batch,
         continue;
       }
     }
-    auto message = std::make_shared<chat::Message>(pending.chat);
-    message->id = chat::make_message_id(timestamp);
-    message->sender = pending.sender;
-    message->text = pending.text;
-    message->timestamp_ms = timestamp;
-    message->client_id = pending.client_id;
-    message->origin = pending.origin;
-    message->received_at = pending.received_at;
-    inserts.push_back(Insert{i, std::move(message)});
+    inserts.push_back(Insert{i, make_message(pending, timestamp)});
   }
 
   if (!inserts.empty() && load_last_seqs(inserts)) {

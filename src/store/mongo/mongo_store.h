@@ -3,19 +3,15 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <vector>
 
+#include "store/backend.h"
 #include "store/mongo/mongo_connection.h"
-#include "store/store.h"
-#include "store/work_queues.h"
+#include "store/queued_store.h"
 
 namespace chatd::store::mongo {
-
-class BatchWriter;
 
 struct MongoOptions {
   std::string uri;  ///< MONGO_URI; the database is its path (default "chat").
@@ -25,59 +21,47 @@ struct MongoOptions {
   /// order after a sequence race. One round trip per 100 messages is still
   /// group commit.
   std::size_t max_batch = 100;
-  std::size_t max_queued = 100'000;  ///< Appends waiting for a commit before new ones are refused.
-  std::size_t reader_threads = 2;    ///< History reads in flight at once, one client each.
+  std::size_t max_queued_appends = 100'000;  ///< STORE_MAX_QUEUED_APPENDS.
+  std::size_t max_queued_reads = 100'000;    ///< STORE_MAX_QUEUED_READS.
+  std::size_t reader_threads = 2;            ///< History reads in flight at once, one client each.
   /// Reconnect backoff: doubles from min to max while the server is away.
   std::chrono::milliseconds retry_min{250};
   std::chrono::milliseconds retry_max{5000};
 };
 
-/// The MongoDB store (libmongoc): one document per message, one per chat.
+/// The MongoDB backend (libmongoc): one document per message, one per chat.
 ///
-/// Threads, as in SqliteStore: one writer thread does group commit (every
+/// QueuedStore's writer thread does group commit through a BatchWriter (every
 /// append queued while a bulk write runs goes into the next one, across
-/// chats; see BatchWriter for the round trips and sequence numbers), reader
-/// threads serve history, and a monitor thread owns reachability: at start it
-/// creates the indexes, retrying with backoff while the server is away, and
-/// whenever an operation finds the server gone it pings until it is back.
-/// While the store is not ready, appends and reads fail at once with
-/// `unavailable` instead of each waiting out the driver's server selection,
-/// so /readyz says 503, new sessions close 1013 and sends get
-/// store_unavailable — and all of it heals by itself when the server returns.
-class MongoStore final : public Store {
+/// chats; see BatchWriter for the round trips and sequence numbers), its
+/// reader threads serve reads through MongoReader, each with a pooled client.
+/// A monitor thread of this backend owns reachability: at start it creates
+/// the indexes, retrying with backoff while the server is away, and whenever
+/// an operation finds the server gone it pings until it is back. While the
+/// store is not ready, appends and reads fail at once with `unavailable`
+/// instead of each waiting out the driver's server selection, so /readyz says
+/// 503, new sessions close 1013 and sends get store_unavailable — and all of
+/// it heals by itself when the server returns.
+class MongoBackend final : public Backend {
  public:
-  /// Parses the URI and starts the threads; connecting happens in the
+  /// Parses the URI and starts the monitor; connecting happens in the
   /// background. Throws MongoError when the URI cannot work.
-  MongoStore(MongoOptions options, CommitListener listener, CommitObserver observer = {});
-  ~MongoStore() override;
+  explicit MongoBackend(const MongoOptions& options);
+  ~MongoBackend() override;
 
-  // Store
-  void append(chat::PendingMessage message, AppendHandler handler) override;
-  void history(chat::ChatKey chat, HistoryQuery query, HistoryHandler handler) override;
-  void mark_read(chat::ChatKey chat, std::string user, std::uint64_t seq,
-                 ReadMarksHandler handler) override;
-  void read_marks(chat::ChatKey chat, ReadMarksHandler handler) override;
-  void conversations(std::string user, std::size_t limit, ConversationsHandler handler) override;
+  // Backend
+  std::unique_ptr<Committer> make_committer() override;
+  std::unique_ptr<Reader> make_reader(std::size_t index) override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
-  void drain() override;
 
-  const std::string& description() const { return connection_.description(); }
-
- private:
-  void writer_loop();
-  void reader_loop();
-  void monitor_loop();
-  void commit(BatchWriter& writer, std::vector<Append>& batch);
-  HistoryPage read_page(mongoc_client_t* client, const Read& read);
-  // mongo_reads.cpp: read receipts and conversation lists.
-  ReadMarks write_read_mark(mongoc_client_t* client, const MarkRead& mark);
-  ConversationList list_conversations(mongoc_client_t* client, const ListConversations& list);
+  const Connection& connection() const { return connection_; }
   /// An operation found the server unreachable: not ready until a ping works.
   void mark_unreachable();
 
-  MongoOptions options_;
-  CommitListener listener_;
-  CommitObserver observer_;
+ private:
+  void monitor_loop();
+
+  const MongoOptions options_;
   Connection connection_;
   std::atomic<bool> ready_{false};
 
@@ -85,14 +69,15 @@ class MongoStore final : public Store {
   std::condition_variable state_changed_;
   bool indexes_created_ = false;
   bool stopping_ = false;
-
-  AppendQueue appends_;
-
-  ReadQueue reads_;
-
   std::thread monitor_;
-  std::thread writer_;
-  std::vector<std::thread> readers_;
+};
+
+/// The MongoDB store: QueuedStore in front of MongoBackend.
+class MongoStore final : public QueuedStore {
+ public:
+  MongoStore(const MongoOptions& options, CommitListener listener, CommitObserver observer = {});
+
+  const std::string& description() const;
 };
 
 }  // namespace chatd::store::mongo

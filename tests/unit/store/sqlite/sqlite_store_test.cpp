@@ -5,146 +5,21 @@
 
 #include <algorithm>
 #include <atomic>
-#include <boost/asio/bind_executor.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
-#include <future>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../store_test_support.h"
+
 namespace chatd::store::sqlite {
 namespace {
-namespace asio = boost::asio;
-using chat::ChatKey;
-using chat::MessagePtr;
-using chat::PendingMessage;
+using namespace chatd::store::test_support;
 
-// Every wait in these tests is for an event; this only bounds a hang.
-constexpr auto kTimeout = std::chrono::seconds(60);
-
-const ChatKey kAliceBob = ChatKey::of("alice", "bob");
-const ChatKey kAliceCarol = ChatKey::of("alice", "carol");
-
-PendingMessage pending(const ChatKey& chat, std::string sender, std::string text,
-                       std::string client_id = {}, chat::ConnectionId origin = 0) {
-  return PendingMessage{.chat = chat,
-                        .sender = std::move(sender),
-                        .text = std::move(text),
-                        .client_id = std::move(client_id),
-                        .origin = origin};
-}
-
-std::vector<std::uint64_t> seqs_of(const std::vector<MessagePtr>& messages) {
-  std::vector<std::uint64_t> seqs;
-  for (const auto& message : messages) seqs.push_back(message->seq);
-  return seqs;
-}
-
-std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
-  std::vector<std::uint64_t> result;
-  for (std::uint64_t seq = first; seq <= last; ++seq) result.push_back(seq);
-  return result;
-}
-
-/// Records what the commit listener is told, with a logical clock shared with
-/// the append handlers so the order of the two can be checked.
-struct CommitLog {
-  std::atomic<std::uint64_t> clock{0};
-  std::mutex mutex;
-  std::vector<std::vector<MessagePtr>> batches;
-  std::map<std::string, std::uint64_t> tick_by_id;  // message id -> when the listener saw it
-
-  CommitListener listener() {
-    return [this](std::span<const MessagePtr> batch) {
-      std::lock_guard lock(mutex);
-      batches.emplace_back(batch.begin(), batch.end());
-      for (const auto& message : batch) tick_by_id[message->id] = clock.fetch_add(1);
-    };
-  }
-
-  std::vector<MessagePtr> messages() {
-    std::lock_guard lock(mutex);
-    std::vector<MessagePtr> all;
-    for (const auto& batch : batches) all.insert(all.end(), batch.begin(), batch.end());
-    return all;
-  }
-
-  std::vector<std::uint64_t> seqs_of_chat(const ChatKey& chat) {
-    std::vector<std::uint64_t> seqs;
-    for (const auto& message : messages()) {
-      if (message->chat == chat) seqs.push_back(message->seq);
-    }
-    return seqs;
-  }
-};
-
-/// Holds the commit thread inside the listener until opened, to make the
-/// queue fill up deterministically.
-class Gate {
- public:
-  /// Called from the listener: announces arrival and waits to be let through.
-  void pass() {
-    std::unique_lock lock(mutex_);
-    ++arrivals_;
-    changed_.notify_all();
-    changed_.wait_for(lock, kTimeout, [&] { return open_; });
-  }
-  bool wait_for_arrival() {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, kTimeout, [&] { return arrivals_ > 0; });
-  }
-  void open() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    changed_.notify_all();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  int arrivals_ = 0;
-  bool open_ = false;
-};
-
-/// Declared after the store, so that the gate opens before ~SqliteStore
-/// waits for the commit thread, whichever way the test ends.
-struct OpenOnExit {
-  Gate& gate;
-  ~OpenOnExit() { gate.open(); }
-};
-
-/// Counts completions and lets the test wait for a number of them.
-class Completions {
- public:
-  void add(AppendResult result, std::size_t index) {
-    std::lock_guard lock(mutex_);
-    results_[index] = std::move(result);
-    done_.notify_all();
-  }
-  bool wait_for(std::size_t count) {
-    std::unique_lock lock(mutex_);
-    return done_.wait_for(lock, kTimeout, [&] { return results_.size() >= count; });
-  }
-  std::map<std::size_t, AppendResult> results() {
-    std::lock_guard lock(mutex_);
-    return results_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable done_;
-  std::map<std::size_t, AppendResult> results_;
-};
-
-class SqliteStoreTest : public ::testing::Test {
+class SqliteStoreTest : public StoreTest {
  protected:
   void SetUp() override {
     static std::atomic<int> counter{0};
@@ -154,12 +29,9 @@ class SqliteStoreTest : public ::testing::Test {
             std::to_string(counter.fetch_add(1)) + "_" + test->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    io_thread_ = std::thread([this] { io_.run(); });
   }
 
   void TearDown() override {
-    guard_.reset();
-    io_thread_.join();
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
   }
@@ -170,98 +42,7 @@ class SqliteStoreTest : public ::testing::Test {
     return result;
   }
 
-  /// Appends and waits for the handler, which runs on the test's io_context.
-  AppendResult append(Store& store, PendingMessage message) {
-    auto promise = std::make_shared<std::promise<AppendResult>>();
-    auto future = promise->get_future();
-    async_append(store, std::move(message),
-                 asio::bind_executor(io_, [promise, this](AppendResult result) {
-                   EXPECT_TRUE(io_.get_executor().running_in_this_thread())
-                       << "append handler did not run on its associated executor";
-                   promise->set_value(std::move(result));
-                 }));
-    if (future.wait_for(kTimeout) != std::future_status::ready) {
-      ADD_FAILURE() << "append did not complete";
-      return AppendResult{StoreError::unavailable, nullptr, false};
-    }
-    return future.get();
-  }
-
-  AppendResult append(Store& store, const ChatKey& chat, const std::string& sender,
-                      const std::string& text, const std::string& client_id = {}) {
-    return append(store, pending(chat, sender, text, client_id));
-  }
-
-  /// Appends without waiting; the result lands in `completions` under `index`.
-  void append_async(Store& store, PendingMessage message,
-                    const std::shared_ptr<Completions>& completions, std::size_t index) {
-    async_append(store, std::move(message),
-                 asio::bind_executor(io_, [completions, index](AppendResult result) {
-                   completions->add(std::move(result), index);
-                 }));
-  }
-
-  HistoryPage history(Store& store, const ChatKey& chat, HistoryQuery query) {
-    auto promise = std::make_shared<std::promise<HistoryPage>>();
-    auto future = promise->get_future();
-    async_history(store, chat, query, asio::bind_executor(io_, [promise](HistoryPage page) {
-                    promise->set_value(std::move(page));
-                  }));
-    if (future.wait_for(kTimeout) != std::future_status::ready) {
-      ADD_FAILURE() << "history did not complete";
-      return HistoryPage{StoreError::unavailable, {}, false};
-    }
-    return future.get();
-  }
-
-  /// Runs one of the store's calls that answer with a T, and waits for it.
-  template <typename T, typename Call>
-  T wait(Call call) {
-    auto promise = std::make_shared<std::promise<T>>();
-    auto future = promise->get_future();
-    call(asio::bind_executor(io_, [promise](T value) { promise->set_value(std::move(value)); }));
-    if (future.wait_for(kTimeout) != std::future_status::ready) {
-      ADD_FAILURE() << "the store did not answer";
-      T failed;
-      failed.error = StoreError::unavailable;
-      return failed;
-    }
-    return future.get();
-  }
-
-  ReadMarks mark_read(Store& store, const ChatKey& chat, const std::string& user,
-                      std::uint64_t seq) {
-    return wait<ReadMarks>([&](auto handler) {
-      store.mark_read(chat, user, seq, Store::ReadMarksHandler(std::move(handler)));
-    });
-  }
-
-  ConversationList conversations(Store& store, const std::string& user, std::size_t limit) {
-    return wait<ConversationList>([&](auto handler) {
-      store.conversations(user, limit, Store::ConversationsHandler(std::move(handler)));
-    });
-  }
-
-  HistoryPage newest(Store& store, const ChatKey& chat, std::size_t limit,
-                     std::uint64_t before_seq = 0) {
-    HistoryQuery query;
-    query.limit = limit;
-    query.before_seq = before_seq;
-    return history(store, chat, query);
-  }
-
-  HistoryPage after(Store& store, const ChatKey& chat, std::uint64_t after_seq, std::size_t limit) {
-    HistoryQuery query;
-    query.after_seq = after_seq;
-    query.limit = limit;
-    query.oldest_first = true;
-    return history(store, chat, query);
-  }
-
   std::filesystem::path dir_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
-  std::thread io_thread_;
 };
 
 // ---------------------------------------------------------------------------
@@ -744,7 +525,7 @@ TEST_F(SqliteStoreTest, FullQueueRefusesWithOverloaded) {
   Gate gate;
   CommitLog log;
   SqliteOptions opts = options();
-  opts.max_queued = kMaxQueued;
+  opts.max_queued_appends = kMaxQueued;
   opts.max_batch = 1;
   auto record = log.listener();
   SqliteStore store(opts, [&](std::span<const MessagePtr> batch) {
@@ -764,26 +545,36 @@ TEST_F(SqliteStoreTest, FullQueueRefusesWithOverloaded) {
   gate.open();
   ASSERT_TRUE(completions->wait_for(kAttempts + 1));
 
-  std::size_t overloaded = 0;
-  std::vector<std::uint64_t> seqs;
-  for (const auto& [index, result] : completions->results()) {
-    if (result.error == StoreError::overloaded) {
-      ++overloaded;
-      EXPECT_EQ(result.message, nullptr);
-    } else {
-      ASSERT_EQ(result.error, StoreError::none) << index;
-      seqs.push_back(result.message->seq);
-    }
-  }
-  EXPECT_EQ(overloaded, kAttempts - kMaxQueued);
-  std::sort(seqs.begin(), seqs.end());
-  EXPECT_EQ(seqs, range(1, kMaxQueued + 1));
+  const AppendOutcomes outcomes = outcomes_of(completions->results());
+  EXPECT_EQ(outcomes.overloaded, kAttempts - kMaxQueued);
+  EXPECT_EQ(outcomes.seqs, range(1, kMaxQueued + 1));
   // Refused messages were not stored; accepted ones were, with no gaps.
   EXPECT_EQ(seqs_of(newest(store, kAliceBob, 100).messages), range(1, kMaxQueued + 1));
   EXPECT_EQ(log.seqs_of_chat(kAliceBob), range(1, kMaxQueued + 1));
 
   // Once the queue has room again, appends are taken.
   EXPECT_EQ(append(store, kAliceBob, "alice", "later").message->seq, kMaxQueued + 2);
+}
+
+// The writer's chat cache is bounded (max_cached_chats): past it, it empties
+// and refills from `chats`, and every chat's sequence goes on where it was.
+TEST_F(SqliteStoreTest, SequencesStayGapFreePastTheChatCacheBound) {
+  SqliteOptions opts = options();
+  opts.max_cached_chats = 2;
+  SqliteStore store(opts, {});
+  constexpr int kChats = 5;
+  for (std::uint64_t round = 1; round <= 3; ++round) {
+    for (int i = 0; i < kChats; ++i) {
+      const ChatKey chat = ChatKey::of("alice", "user" + std::to_string(i));
+      const AppendResult result = append(store, chat, "alice", std::to_string(round));
+      ASSERT_EQ(result.error, StoreError::none);
+      EXPECT_EQ(result.message->seq, round) << chat.str();
+    }
+  }
+  for (int i = 0; i < kChats; ++i) {
+    const ChatKey chat = ChatKey::of("alice", "user" + std::to_string(i));
+    EXPECT_EQ(seqs_of(newest(store, chat, 10).messages), range(1, 3)) << chat.str();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -835,7 +626,6 @@ TEST_F(SqliteStoreTest, ChatsThatTheOldServiceConfusedStayApart) {
   EXPECT_EQ(second.messages[0]->seq, 1u);
 }
 
-
 TEST_F(SqliteStoreTest, ReadMarksOnlyMoveForwardAndSurviveARestart) {
   {
     SqliteStore store(options(), {});
@@ -858,31 +648,8 @@ TEST_F(SqliteStoreTest, ReadMarksOnlyMoveForwardAndSurviveARestart) {
   EXPECT_EQ(marks.of(kAliceBob, "bob"), 5u);
 }
 
-TEST_F(SqliteStoreTest, ConversationsAreNewestFirstWithUnreadCounts) {
-  SqliteStore store(options(), {});
-  append(store, kAliceBob, "bob", "b1");
-  append(store, kAliceBob, "bob", "b2");
-  append(store, kAliceBob, "alice", "a1");
-  // Activity is kept in milliseconds: let the clock move on, so carol's is later.
-  for (const auto a1 = chat::now_ms(); chat::now_ms() <= a1;) std::this_thread::yield();
-  append(store, kAliceCarol, "carol", "c1");
-  mark_read(store, kAliceBob, "alice", 1);
-
-  ConversationList list = conversations(store, "alice", 10);
-  ASSERT_EQ(list.error, StoreError::none);
-  ASSERT_EQ(list.conversations.size(), 2u);
-  EXPECT_EQ(list.conversations[0].chat, kAliceCarol);  // the newest activity
-  EXPECT_EQ(list.conversations[0].last->text, "c1");
-  EXPECT_EQ(list.conversations[0].unread, 1u);
-  EXPECT_EQ(list.conversations[1].chat, kAliceBob);
-  EXPECT_EQ(list.conversations[1].last->text, "a1");
-  EXPECT_EQ(list.conversations[1].read_seq, 1u);
-  EXPECT_EQ(list.conversations[1].unread, 1u) << "b2 only: b1 is read, a1 is alice's own";
-
-  EXPECT_EQ(conversations(store, "alice", 1).conversations.size(), 1u);
-  EXPECT_EQ(conversations(store, "bob", 10).conversations.at(0).unread, 1u);  // a1
-  EXPECT_TRUE(conversations(store, "dave", 10).conversations.empty());
-}
+// Conversation lists (newest first, unread counts) are checked for every backend by
+// StoreContract.ConversationsAreNewestFirstWithUnreadCounts (contract_test.cpp).
 
 // Databases made by earlier versions had (user, last_activity_ms) indexes,
 // which every commit rewrote; opening one drops them and lists as before.
@@ -896,8 +663,9 @@ TEST_F(SqliteStoreTest, OpeningAnOlderDatabaseDropsTheActivityIndexes) {
     Database db = open_database(path);
     std::vector<std::string> names;
     Statement list = prepare_or_throw(
-        db.get(), "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'chats'"
-                  " AND sql IS NOT NULL ORDER BY name");
+        db.get(),
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'chats'"
+        " AND sql IS NOT NULL ORDER BY name");
     while (sqlite3_step(list.get()) == SQLITE_ROW) names.push_back(column_text(list.get(), 0));
     return names;
   };

@@ -1,4 +1,4 @@
-// Read receipts and conversation lists of the MongoDB store, on its reader threads.
+// History, read receipts and conversation lists of the MongoDB store, on its reader threads.
 //
 //   reads: {_id: {chat: "5:alice:bob", user: "alice"}, seq}   one per user and chat
 //
@@ -7,8 +7,12 @@
 // (the participants + last_activity index) and, for each, its last message and
 // the user's unread count.
 
+#include "store/mongo/mongo_reader.h"
+
 #include <bson/bson.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "store/mongo/bson_mapping.h"
 #include "store/mongo/mongo_store.h"
@@ -42,20 +46,65 @@ std::optional<std::int64_t> int_of(const bson_t* document, const char* key) {
 
 }  // namespace
 
-ReadMarks MongoStore::write_read_mark(mongoc_client_t* client, const MarkRead& mark) {
-  const Collection reads(mongoc_client_get_collection(client, connection_.database().c_str(), kReads));
-  const std::string& key = mark.chat.str();
+MongoReader::MongoReader(MongoBackend& backend)
+    : backend_(backend), client_(backend.connection().pool()) {}
+
+HistoryPage MongoReader::history(const chat::ChatKey& chat, const HistoryQuery& query) {
+  return backend_.ready() ? read_page(chat, query)
+                          : HistoryPage{StoreError::unavailable, {}, false};
+}
+
+ReadMarks MongoReader::mark_read(const chat::ChatKey& chat, const std::string& user,
+                                 std::uint64_t seq) {
+  return backend_.ready() ? write_read_mark(chat, user, seq) : ReadMarks{StoreError::unavailable};
+}
+
+ConversationList MongoReader::conversations(const std::string& user, std::size_t limit) {
+  return backend_.ready() ? list_conversations(user, limit)
+                          : ConversationList{StoreError::unavailable, {}};
+}
+
+HistoryPage MongoReader::read_page(const chat::ChatKey& chat, const HistoryQuery& query) {
+  const Collection messages = client_.collection(backend_.connection().database(), kMessages);
+  Bson filter, options;
+  append_history_filter(filter.get(), chat, query);
+  append_history_options(options.get(), query);
+  Cursor cursor(
+      mongoc_collection_find_with_opts(messages.get(), filter.get(), options.get(), nullptr));
+  HistoryPage page;
+  PageFill fill(query, page);
+  const bson_t* document = nullptr;
+  while (mongoc_cursor_next(cursor.get(), &document)) {
+    if (auto message = message_from_document(document)) {
+      if (!fill.add(std::move(message))) break;
+    } else {
+      spdlog::warn("mongo: skipping a malformed message document in chat {}", chat.str());
+    }
+  }
   bson_error_t error;
-  if (mark.seq != 0) {
-    BsonPtr selector(BCON_NEW("_id", "{", "chat", BCON_UTF8(key.c_str()), "user",
-                              BCON_UTF8(mark.user.c_str()), "}"));
-    BsonPtr update(BCON_NEW("$max", "{", "seq", BCON_INT64(static_cast<std::int64_t>(mark.seq)),
-                            "}"));
+  if (mongoc_cursor_error(cursor.get(), &error)) {
+    spdlog::error("mongo: cannot read history of chat {}: {}", chat.str(), message_of(error));
+    if (is_connection_error(error)) backend_.mark_unreachable();
+    return HistoryPage{StoreError::unavailable, {}, false};
+  }
+  if (!query.oldest_first) std::reverse(page.messages.begin(), page.messages.end());
+  return page;
+}
+
+ReadMarks MongoReader::write_read_mark(const chat::ChatKey& chat, const std::string& user,
+                                       std::uint64_t seq) {
+  const Collection reads = client_.collection(backend_.connection().database(), kReads);
+  const std::string& key = chat.str();
+  bson_error_t error;
+  if (seq != 0) {
+    BsonPtr selector(
+        BCON_NEW("_id", "{", "chat", BCON_UTF8(key.c_str()), "user", BCON_UTF8(user.c_str()), "}"));
+    BsonPtr update(BCON_NEW("$max", "{", "seq", BCON_INT64(static_cast<std::int64_t>(seq)), "}"));
     BsonPtr options(BCON_NEW("upsert", BCON_BOOL(true)));
     if (!mongoc_collection_update_one(reads.get(), selector.get(), update.get(), options.get(),
                                       nullptr, &error)) {
       spdlog::error("mongo: cannot store a read receipt in chat {}: {}", key, message_of(error));
-      if (is_connection_error(error)) mark_unreachable();
+      if (is_connection_error(error)) backend_.mark_unreachable();
       return ReadMarks{StoreError::unavailable};
     }
   }
@@ -70,43 +119,42 @@ ReadMarks MongoStore::write_read_mark(mongoc_client_t* client, const MarkRead& m
         !BSON_ITER_HOLDS_UTF8(&id)) {
       continue;
     }
-    const std::string_view user = bson_iter_utf8(&id, nullptr);
-    const auto seq = int_of(document, "seq").value_or(0);
-    (user == mark.chat.first() ? marks.first : marks.second) =
-        static_cast<std::uint64_t>(std::max<std::int64_t>(seq, 0));
+    const std::string_view reader = bson_iter_utf8(&id, nullptr);
+    const auto read_seq = int_of(document, "seq").value_or(0);
+    (reader == chat.first() ? marks.first : marks.second) =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(read_seq, 0));
   }
   if (mongoc_cursor_error(cursor.get(), &error)) {
     spdlog::error("mongo: cannot read the receipts of chat {}: {}", key, message_of(error));
-    if (is_connection_error(error)) mark_unreachable();
+    if (is_connection_error(error)) backend_.mark_unreachable();
     return ReadMarks{StoreError::unavailable};
   }
   return marks;
 }
 
-ConversationList MongoStore::list_conversations(mongoc_client_t* client,
-                                                const ListConversations& list) {
-  const std::string& db = connection_.database();
-  const Collection chats(mongoc_client_get_collection(client, db.c_str(), kChats));
-  const Collection messages(mongoc_client_get_collection(client, db.c_str(), kMessages));
+ConversationList MongoReader::list_conversations(const std::string& user, std::size_t limit) {
+  const std::string& db = backend_.connection().database();
+  const Collection chats = client_.collection(db, kChats);
+  const Collection messages = client_.collection(db, kMessages);
   bson_error_t error;
   const auto failed = [&] {
-    spdlog::error("mongo: cannot list the conversations of {}: {}", list.user, message_of(error));
-    if (is_connection_error(error)) mark_unreachable();
+    spdlog::error("mongo: cannot list the conversations of {}: {}", user, message_of(error));
+    if (is_connection_error(error)) backend_.mark_unreachable();
     return ConversationList{StoreError::unavailable, {}};
   };
-  BsonPtr filter(BCON_NEW("participants", BCON_UTF8(list.user.c_str()), "last_seq", "{", "$gt",
+  BsonPtr filter(BCON_NEW("participants", BCON_UTF8(user.c_str()), "last_seq", "{", "$gt",
                           BCON_INT64(0), "}"));
   // Ties (the same millisecond) are broken by the chat key, so pages are stable.
   BsonPtr options(BCON_NEW("sort", "{", "last_activity", BCON_INT32(-1), "_id", BCON_INT32(1), "}",
-                           "limit",
-                           BCON_INT64(static_cast<std::int64_t>(list.limit))));
+                           "limit", BCON_INT64(static_cast<std::int64_t>(limit))));
   struct Row {
     chat::ChatKey chat;
     std::uint64_t last_seq;
   };
   std::vector<Row> rows;
   {
-    Cursor cursor(mongoc_collection_find_with_opts(chats.get(), filter.get(), options.get(), nullptr));
+    Cursor cursor(
+        mongoc_collection_find_with_opts(chats.get(), filter.get(), options.get(), nullptr));
     const bson_t* document = nullptr;
     while (mongoc_cursor_next(cursor.get(), &document)) {
       const auto key = utf8_field(document, "_id");
@@ -117,10 +165,9 @@ ConversationList MongoStore::list_conversations(mongoc_client_t* client,
   }
   ConversationList result;
   for (auto& row : rows) {
-    const MarkRead no_receipt{row.chat, {}, 0, {}};
-    const ReadMarks marks = write_read_mark(client, no_receipt);
+    const ReadMarks marks = write_read_mark(row.chat, {}, 0);
     if (marks.error != StoreError::none) return ConversationList{marks.error, {}};
-    Conversation conversation{row.chat, nullptr, marks.of(row.chat, list.user), 0};
+    Conversation conversation{row.chat, nullptr, marks.of(row.chat, user), 0};
     {
       BsonPtr last(BCON_NEW("chat", BCON_UTF8(row.chat.str().c_str()), "seq",
                             BCON_INT64(static_cast<std::int64_t>(row.last_seq))));
@@ -134,7 +181,7 @@ ConversationList MongoStore::list_conversations(mongoc_client_t* client,
     if (!conversation.last) continue;  // its last message is not visible yet
     BsonPtr unread(BCON_NEW("chat", BCON_UTF8(row.chat.str().c_str()), "seq", "{", "$gt",
                             BCON_INT64(static_cast<std::int64_t>(conversation.read_seq)), "}",
-                            "sender", "{", "$ne", BCON_UTF8(list.user.c_str()), "}"));
+                            "sender", "{", "$ne", BCON_UTF8(user.c_str()), "}"));
     const std::int64_t count = mongoc_collection_count_documents(messages.get(), unread.get(),
                                                                  nullptr, nullptr, nullptr, &error);
     if (count < 0) return failed();

@@ -1,0 +1,157 @@
+#include "store/sqlite/sqlite_reader.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace chatd::store::sqlite {
+
+std::shared_ptr<chat::Message> read_message(sqlite3_stmt* row, const chat::ChatKey& chat) {
+  auto message = std::make_shared<chat::Message>(chat);
+  message->seq = static_cast<std::uint64_t>(sqlite3_column_int64(row, 0));
+  message->id = column_text(row, 1);
+  message->sender = column_text(row, 2);
+  message->text = column_text(row, 3);
+  message->timestamp_ms = sqlite3_column_int64(row, 4);
+  message->client_id = column_text(row, 5);
+  return message;
+}
+
+SqliteReader::SqliteReader(sqlite3* db)
+    : db_(db),
+      newest_(prepare_or_throw(
+          db, "SELECT " + std::string(kMessageColumns) +
+                  " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
+                  " AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?")),
+      oldest_(prepare_or_throw(
+          db, "SELECT " + std::string(kMessageColumns) +
+                  " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
+                  " AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?")),
+      // A receipt only moves forward.
+      upsert_read_(prepare_or_throw(
+          db,
+          "INSERT INTO reads (chat_key, user, seq) VALUES (?1, ?2, ?3)"
+          " ON CONFLICT (chat_key, user) DO UPDATE SET seq = max(seq, excluded.seq)")),
+      select_reads_(prepare_or_throw(db, "SELECT user, seq FROM reads WHERE chat_key = ?")),
+      select_chats_(
+          prepare_or_throw(db,
+                           "SELECT id, chat_key, last_seq, (SELECT seq FROM reads"
+                           " WHERE reads.chat_key = chats.chat_key AND reads.user = ?1) FROM chats"
+                           " WHERE (user_a = ?1 OR user_b = ?1) AND last_seq > 0"
+                           " ORDER BY last_activity_ms DESC, id DESC LIMIT ?2")),
+      select_message_(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
+                                               " FROM messages WHERE chat_id = ? AND seq = ?")),
+      count_unread_(prepare_or_throw(
+          db, "SELECT count(*) FROM messages WHERE chat_id = ? AND seq > ? AND sender <> ?")) {}
+
+HistoryPage SqliteReader::history(const chat::ChatKey& chat, const HistoryQuery& query) {
+  sqlite3_stmt* select = query.oldest_first ? oldest_.get() : newest_.get();
+  StatementReset reset(select);
+  const std::uint64_t before =
+      query.before_seq == 0 ? std::numeric_limits<std::int64_t>::max() : query.before_seq;
+  bind_text(select, 1, chat.str());
+  sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(query.after_seq));
+  sqlite3_bind_int64(select, 3, static_cast<sqlite3_int64>(before));
+  // One row more than asked tells whether there is more.
+  sqlite3_bind_int64(select, 4, static_cast<sqlite3_int64>(query.limit) + 1);
+  HistoryPage page;
+  PageFill fill(query, page);
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+    if (!fill.add(read_message(select, chat))) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot read history of chat {}: {}", chat.str(), sqlite3_errstr(rc));
+    return HistoryPage{StoreError::unavailable, {}, false};
+  }
+  if (!query.oldest_first) std::reverse(page.messages.begin(), page.messages.end());
+  return page;
+}
+
+// A receipt is one autocommitted row, written from a reader connection: the
+// group-commit writer waits at most that long for it (busy timeout).
+ReadMarks SqliteReader::mark_read(const chat::ChatKey& chat, const std::string& user,
+                                  std::uint64_t seq) {
+  if (seq != 0) {
+    sqlite3_stmt* upsert = upsert_read_.get();
+    StatementReset reset(upsert);
+    bind_text(upsert, 1, chat.str());
+    bind_text(upsert, 2, user);
+    sqlite3_bind_int64(upsert, 3, static_cast<sqlite3_int64>(seq));
+    if (sqlite3_step(upsert) != SQLITE_DONE) {
+      spdlog::error("sqlite: cannot store a read receipt in chat {}: {}", chat.str(),
+                    sqlite3_errmsg(db_));
+      return ReadMarks{StoreError::unavailable};
+    }
+  }
+  ReadMarks marks;
+  sqlite3_stmt* select = select_reads_.get();
+  StatementReset reset(select);
+  bind_text(select, 1, chat.str());
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+    const auto read_seq = static_cast<std::uint64_t>(sqlite3_column_int64(select, 1));
+    (column_text(select, 0) == chat.first() ? marks.first : marks.second) = read_seq;
+  }
+  if (rc != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot read the receipts of chat {}: {}", chat.str(),
+                  sqlite3_errmsg(db_));
+    return ReadMarks{StoreError::unavailable};
+  }
+  return marks;
+}
+
+ConversationList SqliteReader::conversations(const std::string& user, std::size_t limit) {
+  const auto failed = [&] {
+    spdlog::error("sqlite: cannot list the conversations of {}: {}", user, sqlite3_errmsg(db_));
+    return ConversationList{StoreError::unavailable, {}};
+  };
+  struct Row {
+    sqlite3_int64 id;
+    chat::ChatKey chat;
+    std::uint64_t last_seq;
+    std::uint64_t read_seq;
+  };
+  std::vector<Row> rows;
+  {
+    sqlite3_stmt* select = select_chats_.get();
+    StatementReset reset(select);
+    bind_text(select, 1, user);
+    sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(limit));
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+      auto chat = chat::ChatKey::parse(column_text(select, 1));
+      if (!chat) continue;
+      rows.push_back(Row{sqlite3_column_int64(select, 0), std::move(*chat),
+                         static_cast<std::uint64_t>(sqlite3_column_int64(select, 2)),
+                         static_cast<std::uint64_t>(sqlite3_column_int64(select, 3))});
+    }
+    if (rc != SQLITE_DONE) return failed();
+  }
+  ConversationList result;
+  for (auto& row : rows) {
+    Conversation conversation{row.chat, nullptr, row.read_seq, 0};
+    {
+      sqlite3_stmt* select = select_message_.get();
+      StatementReset reset(select);
+      sqlite3_bind_int64(select, 1, row.id);
+      sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(row.last_seq));
+      if (sqlite3_step(select) != SQLITE_ROW) return failed();
+      conversation.last = read_message(select, row.chat);
+    }
+    {
+      sqlite3_stmt* count = count_unread_.get();
+      StatementReset reset(count);
+      sqlite3_bind_int64(count, 1, row.id);
+      sqlite3_bind_int64(count, 2, static_cast<sqlite3_int64>(row.read_seq));
+      bind_text(count, 3, user);
+      if (sqlite3_step(count) != SQLITE_ROW) return failed();
+      conversation.unread = static_cast<std::uint64_t>(sqlite3_column_int64(count, 0));
+    }
+    result.conversations.push_back(std::move(conversation));
+  }
+  return result;
+}
+
+}  // namespace chatd::store::sqlite
