@@ -6,7 +6,7 @@
 #include <iostream>
 
 #include "app/dotenv.h"
-#include "fanout/redis_url.h"
+#include "fanout/redis/redis_url.h"
 #include "users/user_search_client.h"
 
 namespace chatd::app {
@@ -131,7 +131,7 @@ ConfigResult parse_config(int argc, char** argv) {
           "unset = one instance")
       ->check([](const std::string& url) {
         if (url.empty()) return std::string();
-        return fanout::parse_redis_url(url).error;
+        return fanout::redis::parse_redis_url(url).error;
       });
   setting(app, "REDIS_GAP_MS", c.redis_gap_ms,
           "How long a missing message is waited for before it is read from the store")

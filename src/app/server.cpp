@@ -10,7 +10,7 @@
 #include "app/store_factory.h"
 #include "auth/token_verifier.h"
 #include "fanout/local_fanout.h"
-#include "fanout/redis_fanout.h"
+#include "fanout/redis/redis_fanout.h"
 #include "net/listener.h"
 #include "users/cached_user_directory.h"
 #include "users/observed_user_directory.h"
@@ -75,12 +75,12 @@ Server::Server(const Config& config)
   if (config_.redis_url.empty()) {
     fanout_ = std::make_unique<fanout::LocalFanout>(hub_);
   } else {
-    fanout::RedisFanoutOptions redis;
-    redis.endpoint = fanout::parse_redis_url(config_.redis_url).endpoint;
+    fanout::redis::RedisFanoutOptions redis;
+    redis.endpoint = fanout::redis::parse_redis_url(config_.redis_url).endpoint;
     redis.gap_hold = std::chrono::milliseconds(config_.redis_gap_ms);
     redis.presence_ttl = std::chrono::seconds(config_.presence_ttl_seconds);
     auto redis_fanout =
-        std::make_unique<fanout::RedisFanout>(io_, hub_, *store_, metrics_registry_, redis);
+        std::make_unique<fanout::redis::RedisFanout>(io_, hub_, *store_, metrics_registry_, redis);
     redis_fanout_ = redis_fanout.get();
     fanout_ = std::move(redis_fanout);
   }

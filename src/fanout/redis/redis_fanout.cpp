@@ -1,4 +1,4 @@
-#include "fanout/redis_fanout.h"
+#include "fanout/redis/redis_fanout.h"
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -13,7 +13,7 @@
 #include "metrics/registry.h"
 #include "store/store.h"
 
-namespace chatd::fanout {
+namespace chatd::fanout::redis {
 namespace asio = boost::asio;
 namespace json = boost::json;
 
@@ -623,4 +623,4 @@ void RedisFanout::heartbeat() {
   }
 }
 
-}  // namespace chatd::fanout
+}  // namespace chatd::fanout::redis

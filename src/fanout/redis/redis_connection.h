@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "fanout/redis_url.h"
+#include "fanout/redis/redis_url.h"
 
 struct redisAsyncContext;
 struct redisReply;
 
-namespace chatd::fanout {
+namespace chatd::fanout::redis {
 
 /// What a Redis command answered, copied out of hiredis's reply.
 struct RedisReply {
@@ -107,4 +107,4 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   PushHandler on_push_;
 };
 
-}  // namespace chatd::fanout
+}  // namespace chatd::fanout::redis

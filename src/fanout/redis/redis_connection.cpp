@@ -1,4 +1,4 @@
-#include "fanout/redis_connection.h"
+#include "fanout/redis/redis_connection.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -10,7 +10,7 @@
 #include <random>
 #include <utility>
 
-namespace chatd::fanout {
+namespace chatd::fanout::redis {
 namespace asio = boost::asio;
 
 namespace {
@@ -334,4 +334,4 @@ void RedisConnection::on_push_reply(redisAsyncContext*, void* reply, void* privd
   self->on_push_(text(r.element[0]), text(r.element[1]), text(r.element[2]));
 }
 
-}  // namespace chatd::fanout
+}  // namespace chatd::fanout::redis

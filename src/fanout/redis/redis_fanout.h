@@ -16,8 +16,8 @@
 #include "chat/hub.h"
 #include "fanout/chat_sequencer.h"
 #include "fanout/fanout.h"
-#include "fanout/redis_connection.h"
-#include "fanout/redis_url.h"
+#include "fanout/redis/redis_connection.h"
+#include "fanout/redis/redis_url.h"
 
 namespace chatd::metrics {
 class Registry;
@@ -27,7 +27,7 @@ namespace chatd::store {
 class Store;
 }
 
-namespace chatd::fanout {
+namespace chatd::fanout::redis {
 
 struct RedisFanoutOptions {
   RedisEndpoint endpoint;
@@ -149,4 +149,4 @@ class RedisFanout final : public Fanout {
   metrics::Counter& gap_fills_;
 };
 
-}  // namespace chatd::fanout
+}  // namespace chatd::fanout::redis
