@@ -79,10 +79,8 @@ Server::Server(const Config& config)
     redis.endpoint = fanout::redis::parse_redis_url(config_.redis_url).endpoint;
     redis.gap_hold = std::chrono::milliseconds(config_.redis_gap_ms);
     redis.presence_ttl = std::chrono::seconds(config_.presence_ttl_seconds);
-    auto redis_fanout =
-        std::make_unique<fanout::redis::RedisFanout>(io_, hub_, *store_, metrics_registry_, redis);
-    redis_fanout_ = redis_fanout.get();
-    fanout_ = std::move(redis_fanout);
+    fanout_ = std::make_unique<fanout::redis::RedisFanout>(io_, hub_, *store_, metrics_registry_,
+                                                           redis);
   }
 
   const users::CachedUserDirectory* user_cache = nullptr;
@@ -202,7 +200,7 @@ int Server::run() {
   const auto endpoint = listener_->local_endpoint();
   const unsigned threads = thread_count(config_);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
-  if (redis_fanout_ != nullptr) redis_fanout_->start();
+  fanout_->start();
   spdlog::info("chatd {} listening on http://{}:{} ({} I/O threads)", CHATD_VERSION,
                endpoint.address().to_string(), endpoint.port(), threads);
 
@@ -234,7 +232,7 @@ void Server::drain() {
   if (!registry_.wait_empty_until(deadline)) {
     spdlog::warn("drain: {} sessions still open at the deadline; closing them", registry_.size());
   }
-  if (redis_fanout_ != nullptr) redis_fanout_->stop();
+  fanout_->stop();
   io_.stop();
   for (auto& thread : threads_) thread.join();
   threads_.clear();

@@ -39,7 +39,8 @@ RedisReply RedisReply::from(const redisReply& reply) {
     case REDIS_REPLY_ARRAY:
       r.type = Type::array;
       r.elements.reserve(reply.elements);
-      for (std::size_t i = 0; i < reply.elements; ++i) r.elements.push_back(from(*reply.element[i]));
+      for (std::size_t i = 0; i < reply.elements; ++i)
+        r.elements.push_back(from(*reply.element[i]));
       break;
     default:
       break;
@@ -71,14 +72,14 @@ struct RedisConnection::Watcher : std::enable_shared_from_this<Watcher> {
     Direction& direction = this->*which;
     if (direction.waiting || context == nullptr) return;
     direction.waiting = true;
-    descriptor.async_wait(direction.wait, [self = shared_from_this(),
-                                           which](const boost::system::error_code& error) {
-      Direction& d = self.get()->*which;
-      d.waiting = false;
-      if (error || self->context == nullptr || !d.wanted) return;
-      d.handle(self->context);  // may end the context
-      if (self->context != nullptr && d.wanted) self->arm(which);
-    });
+    descriptor.async_wait(
+        direction.wait, [self = shared_from_this(), which](const boost::system::error_code& error) {
+          Direction& d = self.get()->*which;
+          d.waiting = false;
+          if (error || self->context == nullptr || !d.wanted) return;
+          d.handle(self->context);  // may end the context
+          if (self->context != nullptr && d.wanted) self->arm(which);
+        });
   }
 
   static Watcher& of(void* data) { return *static_cast<Watcher*>(data); }
@@ -250,8 +251,8 @@ void RedisConnection::context_gone() {
   }
   if (was_up_) {
     if (running_) {
-      spdlog::warn("redis {}: connection to {}:{} lost{}{}", name_, endpoint_.host,
-                   endpoint_.port, last_error_.empty() ? "" : ": ", last_error_);
+      spdlog::warn("redis {}: connection to {}:{} lost{}{}", name_, endpoint_.host, endpoint_.port,
+                   last_error_.empty() ? "" : ": ", last_error_);
     } else {
       spdlog::debug("redis {}: disconnected", name_);  // stop(): on purpose
     }
@@ -294,13 +295,14 @@ bool RedisConnection::send(const std::vector<std::string>& args,
                                argv.data(), lengths.data()) == REDIS_OK;
 }
 
-bool RedisConnection::command(const std::vector<std::string>& args, ReplyHandler handler) {
-  if (!connected_) return false;
-  if (!handler) return send(args, nullptr, nullptr);
+RedisConnection::Sent RedisConnection::command(const std::vector<std::string>& args,
+                                               ReplyHandler handler) {
+  if (!connected_) return Sent::not_connected;
+  if (!handler) return send(args, nullptr, nullptr) ? Sent::queued : Sent::not_connected;
   auto* owned = new ReplyHandler(std::move(handler));
-  if (send(args, &RedisConnection::on_reply, owned)) return true;
+  if (send(args, &RedisConnection::on_reply, owned)) return Sent::queued;
   delete owned;
-  return false;
+  return Sent::not_connected;
 }
 
 bool RedisConnection::subscribe(const std::string& channel) {

@@ -1,10 +1,10 @@
 #pragma once
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -41,6 +41,11 @@ struct RedisReply {
 class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
  public:
   using Strand = boost::asio::strand<boost::asio::any_io_executor>;
+  /// What command() did with a command.
+  enum class Sent {
+    queued,         ///< handed to hiredis; its answer will come (or nullopt)
+    not_connected,  ///< not sent
+  };
   /// One answer; nullopt when the connection was lost before it came.
   using ReplyHandler = std::function<void(std::optional<RedisReply>)>;
   /// A subscriber connection's pushes: kind is "message", "subscribe" or
@@ -66,9 +71,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void shutdown(std::function<void()> done);
   bool connected() const { return connected_; }
 
-  /// Sends a command (pipelined with the others). False, and `handler` is not
-  /// called, when not connected.
-  bool command(const std::vector<std::string>& args, ReplyHandler handler = {});
+  /// Sends a command (pipelined with the others). Unless it is queued,
+  /// `handler` is not called.
+  Sent command(const std::vector<std::string>& args, ReplyHandler handler = {});
   /// SUBSCRIBE / UNSUBSCRIBE on a subscriber connection; answers come as pushes.
   bool subscribe(const std::string& channel);
   bool unsubscribe(const std::string& channel);
@@ -82,8 +87,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void context_gone();
   void stop_context();
   void retry_later();
-  bool send(const std::vector<std::string>& args, void (*callback)(redisAsyncContext*, void*, void*),
-            void* privdata);
+  bool send(const std::vector<std::string>& args,
+            void (*callback)(redisAsyncContext*, void*, void*), void* privdata);
   static void on_reply(redisAsyncContext* context, void* reply, void* privdata);
   static void on_push_reply(redisAsyncContext* context, void* reply, void* privdata);
 
@@ -98,8 +103,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::shared_ptr<Watcher> watcher_;
   bool running_ = false;
   std::atomic<bool> connected_{false};  // read by metrics from any thread
-  bool was_up_ = false;                  // on_up was called; on_down is owed
-  unsigned failures_ = 0;                // connect attempts failed in a row
+  bool was_up_ = false;                 // on_up was called; on_down is owed
+  unsigned failures_ = 0;               // connect attempts failed in a row
   std::string last_error_;
   std::function<void()> on_up_;
   std::function<void()> on_shut_down_;
