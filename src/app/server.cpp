@@ -79,6 +79,7 @@ Server::Server(const Config& config)
     redis.endpoint = fanout::redis::parse_redis_url(config_.redis_url).endpoint;
     redis.gap_hold = std::chrono::milliseconds(config_.redis_gap_ms);
     redis.presence_ttl = std::chrono::seconds(config_.presence_ttl_seconds);
+    redis.max_pending_bytes = config_.redis_max_pending_bytes;
     fanout_ = std::make_unique<fanout::redis::RedisFanout>(io_, hub_, *store_, metrics_registry_,
                                                            redis);
   }

@@ -114,18 +114,22 @@ void PresenceTracker::schedule_heartbeat() {
   });
 }
 
-void PresenceTracker::heartbeat() {
-  if (!publisher_.connected()) return;
+void PresenceTracker::heartbeat(bool tell_others) {
+  // Not while Redis cannot take it: each answer would be this instance's own
+  // view, told as if it were the total.
+  if (!publisher_.connected() || publisher_.full()) return;
   // Refreshes this instance's entries and reads every total of the chats it
   // follows: a user whose instance died drops out here, and this instance's
   // connections are told.
   for (const auto& chat : sequencer_.followed()) {
     for (const std::string* user : {&chat.first(), &chat.second()}) {
       const std::size_t local = hub_.connections_of(chat, *user);
-      run(chat, *user, local, [this, chat, name = *user](Presence presence) {
+      run(chat, *user, local, [this, chat, name = *user, tell_others](Presence presence) {
         bool changed = false;
-        if (newer(chat, name, presence, changed) && changed) {
-          announce(chat, 0, name, presence, false);
+        if (!newer(chat, name, presence, changed)) return;
+        if (changed) announce(chat, 0, name, presence, false);
+        if (tell_others && presence.version != 0) {
+          publish_(channel_of(chat), encode_presence(instance_, name, presence));
         }
       });
     }

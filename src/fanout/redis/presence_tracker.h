@@ -21,8 +21,8 @@ namespace chatd::fanout::redis {
 /// connection count runs the presence script and tells the chat the total;
 /// a heartbeat every third of the TTL refreshes this instance's entries and
 /// reads the totals of the chats it follows, so a user whose instance died
-/// goes offline by the TTL. When Redis cannot answer, the count is this
-/// instance's own.
+/// goes offline by the TTL. When Redis cannot answer (down, or its output
+/// full), the count is this instance's own.
 ///
 /// Everything here runs on the fan-out's strand but changed() and devices(),
 /// which post to it.
@@ -48,8 +48,9 @@ class PresenceTracker {
   void published(const chat::ChatKey& chat, const std::string& user, Presence presence);
   /// This instance no longer follows `chat`: its totals are forgotten.
   void forget(const chat::ChatKey& chat);
-  /// Refreshes this instance's entries and reads every followed total.
-  void heartbeat();
+  /// Refreshes this instance's entries and reads every followed total;
+  /// `tell_others`: also publishes each (their publishes were dropped).
+  void heartbeat(bool tell_others = false);
   /// A restarted Redis starts its versions over: every known one is void.
   void forget_versions();
 

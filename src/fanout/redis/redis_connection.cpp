@@ -19,7 +19,23 @@ constexpr std::chrono::milliseconds kFirstBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
 constexpr std::chrono::seconds kConnectTimeout{5};
 
+std::size_t decimal_digits(std::size_t n) {
+  std::size_t digits = 1;
+  for (; n >= 10; n /= 10) ++digits;
+  return digits;
+}
+
 }  // namespace
+
+/// A command's reply handler, and what it counts in the pending bytes until
+/// its answer (or its loss) comes. `owner` is null for the handshake's PING.
+/// The owner outlives it: it owns the hiredis context, whose freeing calls
+/// every handler still waiting.
+struct RedisConnection::Pending {
+  RedisConnection* owner = nullptr;
+  std::size_t bytes = 0;
+  ReplyHandler handler;
+};
 
 RedisReply RedisReply::from(const redisReply& reply) {
   RedisReply r;
@@ -102,6 +118,11 @@ struct RedisConnection::Watcher : std::enable_shared_from_this<Watcher> {
       }
       owner->context_ = nullptr;
       owner->connected_ = false;
+      // The commands' handlers were called (with nullopt) before this hook;
+      // subscriptions answer by pushes, which will not come now.
+      owner->pending_bytes_ -= std::min(owner->subscription_bytes_, owner->pending_bytes_.load());
+      owner->subscription_bytes_ = 0;
+      owner->full_ = false;
       asio::post(owner->strand_, [owner] { owner->context_gone(); });
     }
     w.context = nullptr;
@@ -112,13 +133,15 @@ struct RedisConnection::Watcher : std::enable_shared_from_this<Watcher> {
   }
 };
 
-RedisConnection::RedisConnection(Strand strand, RedisEndpoint endpoint, std::string name)
+RedisConnection::RedisConnection(Strand strand, RedisEndpoint endpoint, std::string name,
+                                 std::size_t max_pending_bytes)
     : strand_(std::move(strand)),
       endpoint_(std::move(endpoint)),
       name_(std::move(name)),
       resolver_(strand_),
       retry_timer_(strand_),
-      connect_timer_(strand_) {}
+      connect_timer_(strand_),
+      max_pending_bytes_(max_pending_bytes) {}
 
 RedisConnection::~RedisConnection() {
   if (context_ != nullptr) redisAsyncFree(context_);
@@ -220,25 +243,26 @@ void RedisConnection::handshake() {
     }
   }
   if (endpoint_.db != 0) send({"SELECT", std::to_string(endpoint_.db)}, nullptr, nullptr);
-  auto* handler = new ReplyHandler([self = shared_from_this()](std::optional<RedisReply> reply) {
-    if (!reply) return;  // lost: the cleanup hook retries
-    if (reply->is_error()) {
-      spdlog::error("redis {}: {}:{} refused the connection: {}", self->name_, self->endpoint_.host,
-                    self->endpoint_.port, reply->str);
-      self->last_error_ = reply->str;
-      if (self->context_ != nullptr) redisAsyncDisconnect(self->context_);
-      return;
-    }
-    self->connect_timer_.cancel();
-    self->connected_ = true;
-    self->was_up_ = true;
-    self->failures_ = 0;
-    self->backoff_ = kFirstBackoff;
-    spdlog::info("redis {}: connected to {}:{}", self->name_, self->endpoint_.host,
-                 self->endpoint_.port);
-    if (self->on_up_) self->on_up_();
-  });
-  if (!send({"PING"}, &RedisConnection::on_reply, handler)) delete handler;
+  auto* handshake =
+      new Pending{nullptr, 0, [self = shared_from_this()](std::optional<RedisReply> reply) {
+                    if (!reply) return;  // lost: the cleanup hook retries
+                    if (reply->is_error()) {
+                      spdlog::error("redis {}: {}:{} refused the connection: {}", self->name_,
+                                    self->endpoint_.host, self->endpoint_.port, reply->str);
+                      self->last_error_ = reply->str;
+                      if (self->context_ != nullptr) redisAsyncDisconnect(self->context_);
+                      return;
+                    }
+                    self->connect_timer_.cancel();
+                    self->connected_ = true;
+                    self->was_up_ = true;
+                    self->failures_ = 0;
+                    self->backoff_ = kFirstBackoff;
+                    spdlog::info("redis {}: connected to {}:{}", self->name_, self->endpoint_.host,
+                                 self->endpoint_.port);
+                    if (self->on_up_) self->on_up_();
+                  }};
+  if (!send({"PING"}, &RedisConnection::on_reply, handshake)) delete handshake;
 }
 
 void RedisConnection::context_gone() {
@@ -295,31 +319,96 @@ bool RedisConnection::send(const std::vector<std::string>& args,
                                argv.data(), lengths.data()) == REDIS_OK;
 }
 
+// ---------------------------------------------------------------------------
+// Commands, and the bound on what waits for an answer
+// ---------------------------------------------------------------------------
+
+std::size_t RedisConnection::command_bytes(const std::vector<std::string>& args) {
+  std::size_t bytes = 1 + decimal_digits(args.size()) + 2;  // *<count>\r\n
+  for (const auto& arg : args) {
+    bytes += 1 + decimal_digits(arg.size()) + 2 + arg.size() + 2;  // $<length>\r\n<arg>\r\n
+  }
+  return bytes;
+}
+
+bool RedisConnection::has_room(std::size_t bytes) {
+  if (full_) return false;
+  const std::size_t pending = pending_bytes_.load();
+  if (pending == 0 || pending + bytes <= max_pending_bytes_) return true;
+  full_ = true;
+  spdlog::warn(
+      "redis {}: {} bytes of commands wait for {}:{}, past REDIS_MAX_PENDING_BYTES ({}); "
+      "refusing commands until half of them are answered",
+      name_, pending, endpoint_.host, endpoint_.port, max_pending_bytes_);
+  return false;
+}
+
+void RedisConnection::answered(std::size_t bytes, bool with_reply) {
+  pending_bytes_ -= std::min(bytes, pending_bytes_.load());
+  // Only a real answer drains: when the context is freed every handler is told
+  // of the loss, and on_down (not on_drained) follows.
+  if (!full_ || !with_reply || pending_bytes_.load() > max_pending_bytes_ / 2) return;
+  full_ = false;
+  spdlog::info("redis {}: {}:{} takes commands again", name_, endpoint_.host, endpoint_.port);
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->connected_ && self->on_drained_) self->on_drained_();
+  });
+}
+
 RedisConnection::Sent RedisConnection::command(const std::vector<std::string>& args,
                                                ReplyHandler handler) {
   if (!connected_) return Sent::not_connected;
-  if (!handler) return send(args, nullptr, nullptr) ? Sent::queued : Sent::not_connected;
-  auto* owned = new ReplyHandler(std::move(handler));
-  if (send(args, &RedisConnection::on_reply, owned)) return Sent::queued;
-  delete owned;
-  return Sent::not_connected;
+  const std::size_t bytes = command_bytes(args);
+  if (!has_room(bytes)) return Sent::full;
+  // Every command gets a reply callback, with or without a handler: its answer
+  // is what takes its bytes off the pending count.
+  auto* pending = new Pending{this, bytes, std::move(handler)};
+  if (!send(args, &RedisConnection::on_reply, pending)) {
+    delete pending;
+    return Sent::not_connected;
+  }
+  pending_bytes_ += bytes;
+  return Sent::queued;
+}
+
+bool RedisConnection::subscription(const char* verb, const std::string& channel) {
+  if (!connected_) return false;
+  const std::vector<std::string> args{verb, channel};
+  const std::size_t bytes = command_bytes(args);
+  const std::size_t pending = pending_bytes_.load();
+  if (pending != 0 && pending + bytes > max_pending_bytes_) {
+    // A subscription cannot be dropped: this connection starts over instead,
+    // and its owner subscribes again to what it follows then (on_up).
+    spdlog::warn(
+        "redis {}: {} bytes of subscriptions wait for {}:{}, past "
+        "REDIS_MAX_PENDING_BYTES ({}); reconnecting",
+        name_, pending, endpoint_.host, endpoint_.port, max_pending_bytes_);
+    last_error_ = "output past REDIS_MAX_PENDING_BYTES";
+    stop_context();
+    return false;
+  }
+  if (!send(args, &RedisConnection::on_push_reply, this)) return false;
+  pending_bytes_ += bytes;
+  subscription_bytes_ += bytes;
+  return true;
 }
 
 bool RedisConnection::subscribe(const std::string& channel) {
-  return connected_ && send({"SUBSCRIBE", channel}, &RedisConnection::on_push_reply, this);
+  return subscription("SUBSCRIBE", channel);
 }
 
 bool RedisConnection::unsubscribe(const std::string& channel) {
-  return connected_ && send({"UNSUBSCRIBE", channel}, &RedisConnection::on_push_reply, this);
+  return subscription("UNSUBSCRIBE", channel);
 }
 
 void RedisConnection::on_reply(redisAsyncContext*, void* reply, void* privdata) {
-  std::unique_ptr<ReplyHandler> handler(static_cast<ReplyHandler*>(privdata));
-  if (!*handler) return;
+  std::unique_ptr<Pending> pending(static_cast<Pending*>(privdata));
+  if (pending->owner != nullptr) pending->owner->answered(pending->bytes, reply != nullptr);
+  if (!pending->handler) return;
   if (reply == nullptr) {
-    (*handler)(std::nullopt);
+    pending->handler(std::nullopt);
   } else {
-    (*handler)(RedisReply::from(*static_cast<redisReply*>(reply)));
+    pending->handler(RedisReply::from(*static_cast<redisReply*>(reply)));
   }
 }
 
@@ -333,7 +422,15 @@ void RedisConnection::on_push_reply(redisAsyncContext*, void* reply, void* privd
     if (element->str == nullptr) return {};
     return std::string(element->str, element->len);
   };
-  self->on_push_(text(r.element[0]), text(r.element[1]), text(r.element[2]));
+  const std::string kind = text(r.element[0]);
+  const std::string channel = text(r.element[1]);
+  if (kind == "subscribe" || kind == "unsubscribe") {
+    // The answer of one SUBSCRIBE / UNSUBSCRIBE (the same length either case).
+    const std::size_t bytes = std::min(command_bytes({kind, channel}), self->subscription_bytes_);
+    self->subscription_bytes_ -= bytes;
+    self->pending_bytes_ -= std::min(bytes, self->pending_bytes_.load());
+  }
+  self->on_push_(kind, channel, text(r.element[2]));
 }
 
 }  // namespace chatd::fanout::redis

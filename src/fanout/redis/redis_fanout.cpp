@@ -30,6 +30,13 @@ std::string random_instance_id() {
   return text;
 }
 
+metrics::Counter& dropped_full(metrics::Registry& registry, const char* kind) {
+  return registry.counter("chatd_redis_dropped_total",
+                          "Publishes dropped because the publisher's commands waiting for Redis "
+                          "were past REDIS_MAX_PENDING_BYTES (other instances re-read the store).",
+                          {{"kind", kind}});
+}
+
 }  // namespace
 
 RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& store,
@@ -38,18 +45,23 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
       options_(std::move(options)),
       instance_(random_instance_id()),
       strand_(asio::make_strand(io.get_executor())),
-      publisher_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "publisher")),
-      subscriber_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "subscriber")),
+      publisher_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "publisher",
+                                                   options_.max_pending_bytes)),
+      subscriber_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "subscriber",
+                                                    options_.max_pending_bytes)),
       sequencer_(
           [&hub](const chat::MessagePtr& message) { hub.deliver(message); }, options_.gap_hold,
           std::max<ChatSequencer::Clock::duration>(options_.gap_hold, kStandInWait),
           [this](const chat::Message& message) { return stand_ins_.not_yet_announced(message); }),
       published_(registry.counter("chatd_redis_published_total",
                                   "Messages and events published to Redis.")),
-      publish_dropped_(registry.counter(
+      dropped_unreachable_(registry.counter(
           "chatd_redis_publish_dropped_total",
           "Publishes not sent because Redis was unreachable (other instances read them from "
           "the store).")),
+      dropped_full_messages_(dropped_full(registry, "message")),
+      dropped_full_events_(dropped_full(registry, "event")),
+      dropped_full_presence_(dropped_full(registry, "presence")),
       received_(registry.counter("chatd_redis_received_total",
                                  "Messages and events received from other instances.")),
       gap_fills_(registry.counter("chatd_redis_gap_fills_total",
@@ -59,7 +71,7 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
       subscriptions_(strand_, *subscriber_, sequencer_, catch_up_),
       presence_(strand_, hub_, sequencer_, *publisher_, instance_, options_.presence_ttl,
                 [this](std::string channel, std::string payload) {
-                  send_publish(std::move(channel), std::move(payload));
+                  send_publish(Kind::presence, std::move(channel), std::move(payload));
                 }) {
   registry.gauge_callback(
       "chatd_redis_connected", "1 while both Redis connections are up.",
@@ -67,6 +79,15 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
   registry.gauge_callback("chatd_redis_held_messages",
                           "Messages held behind a gap in their chat's sequence.",
                           [this] { return static_cast<double>(sequencer_.held()); });
+  const char* pending_help =
+      "Bytes of commands sent to Redis whose answer has not come, per connection "
+      "(bounded by REDIS_MAX_PENDING_BYTES).";
+  registry.gauge_callback("chatd_redis_pending_bytes", pending_help,
+                          [this] { return static_cast<double>(publisher_->pending_bytes()); },
+                          {{"connection", "publisher"}});
+  registry.gauge_callback("chatd_redis_pending_bytes", pending_help,
+                          [this] { return static_cast<double>(subscriber_->pending_bytes()); },
+                          {{"connection", "subscriber"}});
   hub_.set_interest_listener([this](const chat::ChatKey& chat) { on_interest(chat); });
   subscriber_->on_push([this](std::string_view kind, std::string_view channel,
                               std::string_view data) { on_push(kind, channel, data); });
@@ -74,6 +95,7 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
   subscriber_->on_down([this] { subscriptions_.on_down(); });
   publisher_->on_up([this] { on_publisher_up(); });
   publisher_->on_down([this] { publishes_lost_ = true; });
+  publisher_->on_drained([this] { on_publisher_drained(); });
 }
 
 RedisFanout::~RedisFanout() {
@@ -200,7 +222,7 @@ void RedisFanout::publish(std::span<const chat::MessagePtr> batch) {
   stand_ins_.announce(batch);
   asio::post(strand_, [this, out = std::move(out)]() mutable {
     for (auto& [channel, payload] : out) {
-      send_publish(std::move(channel), std::move(payload));
+      send_publish(Kind::message, std::move(channel), std::move(payload));
     }
   });
 }
@@ -210,18 +232,28 @@ void RedisFanout::publish_event(const chat::ChatKey& chat, chat::ConnectionId or
   hub_.notify(chat, origin, frame);
   asio::post(strand_, [this, channel = channel_of(chat),
                        payload = encode_event(instance_, *frame)]() mutable {
-    send_publish(std::move(channel), std::move(payload));
+    send_publish(Kind::event, std::move(channel), std::move(payload));
   });
 }
 
-void RedisFanout::send_publish(std::string channel, std::string payload) {
-  if (publisher_->command({"PUBLISH", std::move(channel), std::move(payload)}) ==
-      RedisConnection::Sent::queued) {
-    published_.inc();
-  } else {
-    publish_dropped_.inc();
-    publishes_lost_ = true;
+void RedisFanout::send_publish(Kind kind, std::string channel, std::string payload) {
+  switch (publisher_->command({"PUBLISH", std::move(channel), std::move(payload)})) {
+    case RedisConnection::Sent::queued:
+      published_.inc();
+      return;
+    case RedisConnection::Sent::not_connected:
+      dropped_unreachable_.inc();
+      break;
+    case RedisConnection::Sent::full:
+      // Dropped, not queued: the store has every message, and the others are
+      // told to read it once the publisher drains (on_publisher_drained).
+      (kind == Kind::message ? dropped_full_messages_
+       : kind == Kind::event ? dropped_full_events_
+                             : dropped_full_presence_)
+          .inc();
+      break;
   }
+  publishes_lost_ = true;
 }
 
 void RedisFanout::on_publisher_up() {
@@ -234,6 +266,21 @@ void RedisFanout::on_publisher_up() {
   // What this instance committed while it could not publish never reached
   // the others: they re-read their chats from the store.
   publisher_->command({"PUBLISH", std::string(kResyncChannel), encode_resync(instance_)});
+}
+
+void RedisFanout::on_publisher_drained() {
+  // Redis answers again after the output was full: what was dropped meanwhile
+  // is in the store. The resync goes after every publish still on its way, so
+  // the others re-read once they have those. Presence answered from this
+  // instance's own view meanwhile: this instance's entries are set again and
+  // the others told the totals.
+  // The resync first: the heartbeat's scripts could fill the output again.
+  if (publishes_lost_) {
+    publishes_lost_ =
+        publisher_->command({"PUBLISH", std::string(kResyncChannel), encode_resync(instance_)}) !=
+        RedisConnection::Sent::queued;
+  }
+  presence_.heartbeat(true);
 }
 
 void RedisFanout::presence_changed(const chat::ChatKey& chat, chat::ConnectionId origin,

@@ -39,6 +39,9 @@ struct RedisFanoutOptions {
   /// let pass between them, a few milliseconds. Few, so that a connection's
   /// replay buffer takes them easily (32 × 16 KiB texts = 512 KiB).
   std::size_t sync_messages = 32;
+  /// Bytes of commands one Redis connection may have waiting for an answer
+  /// (REDIS_MAX_PENDING_BYTES; app/config.h has the default and its reason).
+  std::size_t max_pending_bytes = 8 * 1024 * 1024;
 };
 
 /// Fan-out between chatd instances through Redis Pub/Sub (docs/scaling.md).
@@ -50,9 +53,9 @@ struct RedisFanoutOptions {
 ///   what others publish.
 /// - Everything a connection gets passes the ChatSequencer: in seq order, once;
 ///   a gap is held for `gap_hold`, then filled from the store (store_catch_up.h).
-///   After Redis was unreachable, each followed chat is re-read from the store
-///   from its last delivered seq, so what other instances committed meanwhile
-///   arrives too.
+///   After Redis was unreachable, or this instance's output was full and
+///   publishes were dropped, the chats are re-read from the store from their
+///   last delivered seq, so what was committed meanwhile arrives too.
 /// - Presence: presence_tracker.h and presence_script.h.
 ///
 /// hiredis runs on one strand; the commit thread and sessions only post to it.
@@ -74,12 +77,16 @@ class RedisFanout final : public Fanout {
   std::string_view state() const override;
 
  private:
+  /// What a publish carries, for the drop counter.
+  enum class Kind { message, event, presence };
+
   void on_interest(const chat::ChatKey& chat);
   // On the strand:
   void on_publisher_up();
+  void on_publisher_drained();
   void on_push(std::string_view kind, std::string_view channel, std::string_view data);
   void on_payload(const chat::ChatKey& chat, std::string_view payload);
-  void send_publish(std::string channel, std::string payload);
+  void send_publish(Kind kind, std::string channel, std::string payload);
 
   chat::Hub& hub_;
   RedisFanoutOptions options_;
@@ -93,7 +100,10 @@ class RedisFanout final : public Fanout {
   std::mutex interest_mutex_;
 
   metrics::Counter& published_;
-  metrics::Counter& publish_dropped_;
+  metrics::Counter& dropped_unreachable_;
+  metrics::Counter& dropped_full_messages_;
+  metrics::Counter& dropped_full_events_;
+  metrics::Counter& dropped_full_presence_;
   metrics::Counter& received_;
   metrics::Counter& gap_fills_;
 
@@ -101,8 +111,8 @@ class RedisFanout final : public Fanout {
   StoreCatchUp catch_up_;
   Subscriptions subscriptions_;
   PresenceTracker presence_;
-  /// Some publishes did not go out (the publisher was down): the others are
-  /// told to re-read from the store once they go out again.
+  /// Some publishes did not go out (the publisher was down, or full): the
+  /// others are told to re-read from the store once they go out again.
   bool publishes_lost_ = false;
 };
 

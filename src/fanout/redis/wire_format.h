@@ -21,8 +21,8 @@ namespace chatd::fanout::redis {
 
 /// A chat's channel: "chatd:chat:" + its key.
 inline constexpr std::string_view kChannelPrefix = "chatd:chat:";
-/// An instance whose publishes did not all go out (its publisher was down)
-/// says so here once they go out again; the others
+/// An instance whose publishes did not all go out (its publisher was down, or
+/// its output was full) says so here once they go out again; the others
 /// re-read their chats from the store.
 inline constexpr std::string_view kResyncChannel = "chatd:resync";
 
