@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/bind_executor.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <random>
 #include <utility>
@@ -35,102 +34,6 @@ struct RedisConnection::Pending {
   RedisConnection* owner = nullptr;
   std::size_t bytes = 0;
   ReplyHandler handler;
-};
-
-RedisReply RedisReply::from(const redisReply& reply) {
-  RedisReply r;
-  switch (reply.type) {
-    case REDIS_REPLY_INTEGER:
-      r.type = Type::integer;
-      r.integer = reply.integer;
-      break;
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_ERROR:
-      r.type = reply.type == REDIS_REPLY_STRING   ? Type::string
-               : reply.type == REDIS_REPLY_STATUS ? Type::status
-                                                  : Type::error;
-      r.str.assign(reply.str, reply.len);
-      break;
-    case REDIS_REPLY_ARRAY:
-      r.type = Type::array;
-      r.elements.reserve(reply.elements);
-      for (std::size_t i = 0; i < reply.elements; ++i)
-        r.elements.push_back(from(*reply.element[i]));
-      break;
-    default:
-      break;
-  }
-  return r;
-}
-
-/// The socket of one hiredis context, watched through Asio. hiredis says when
-/// it wants to read or write (its ev hooks); a readiness wait on the strand
-/// calls it back. Lives until hiredis's cleanup hook and the last wait are done.
-struct RedisConnection::Watcher : std::enable_shared_from_this<Watcher> {
-  Watcher(Strand strand, int fd) : descriptor(strand, fd) {}
-
-  redisAsyncContext* context = nullptr;
-  asio::posix::stream_descriptor descriptor;
-  std::weak_ptr<RedisConnection> owner;
-  /// One direction of the socket: hiredis wants it (its add/del hooks), and
-  /// whether a readiness wait for it is pending.
-  struct Direction {
-    asio::posix::descriptor_base::wait_type wait;
-    void (*handle)(redisAsyncContext*);
-    bool wanted = false;
-    bool waiting = false;
-  };
-  Direction read{asio::posix::descriptor_base::wait_read, &redisAsyncHandleRead};
-  Direction write{asio::posix::descriptor_base::wait_write, &redisAsyncHandleWrite};
-
-  void arm(Direction Watcher::*which) {
-    Direction& direction = this->*which;
-    if (direction.waiting || context == nullptr) return;
-    direction.waiting = true;
-    descriptor.async_wait(
-        direction.wait, [self = shared_from_this(), which](const boost::system::error_code& error) {
-          Direction& d = self.get()->*which;
-          d.waiting = false;
-          if (error || self->context == nullptr || !d.wanted) return;
-          d.handle(self->context);  // may end the context
-          if (self->context != nullptr && d.wanted) self->arm(which);
-        });
-  }
-
-  static Watcher& of(void* data) { return *static_cast<Watcher*>(data); }
-  static void add_read(void* data) {
-    of(data).read.wanted = true;
-    of(data).arm(&Watcher::read);
-  }
-  static void del_read(void* data) { of(data).read.wanted = false; }
-  static void add_write(void* data) {
-    of(data).write.wanted = true;
-    of(data).arm(&Watcher::write);
-  }
-  static void del_write(void* data) { of(data).write.wanted = false; }
-  /// hiredis is freeing the context (and will close the socket itself).
-  static void cleanup(void* data) {
-    Watcher& w = of(data);
-    if (auto owner = w.owner.lock()) {
-      if (w.context != nullptr && w.context->errstr != nullptr && w.context->err != 0) {
-        owner->last_error_ = w.context->errstr;
-      }
-      owner->context_ = nullptr;
-      owner->connected_ = false;
-      // The commands' handlers were called (with nullopt) before this hook;
-      // subscriptions answer by pushes, which will not come now.
-      owner->pending_bytes_ -= std::min(owner->subscription_bytes_, owner->pending_bytes_.load());
-      owner->subscription_bytes_ = 0;
-      owner->full_ = false;
-      asio::post(owner->strand_, [owner] { owner->context_gone(); });
-    }
-    w.context = nullptr;
-    w.read.wanted = w.write.wanted = false;
-    boost::system::error_code ignored;
-    w.descriptor.cancel(ignored);
-    w.descriptor.release();  // hiredis closes the descriptor
-  }
 };
 
 RedisConnection::RedisConnection(Strand strand, RedisEndpoint endpoint, std::string name,
@@ -206,15 +109,10 @@ void RedisConnection::on_resolved(const asio::ip::tcp::endpoint& address) {
   // dropped NAT entry) is noticed within about a minute instead of never.
   redisEnableKeepAlive(&context->c);
   context_ = context;
-  watcher_ = std::make_shared<Watcher>(strand_, context->c.fd);
-  watcher_->context = context;
-  watcher_->owner = weak_from_this();
-  context->ev.data = watcher_.get();
-  context->ev.addRead = &Watcher::add_read;
-  context->ev.delRead = &Watcher::del_read;
-  context->ev.addWrite = &Watcher::add_write;
-  context->ev.delWrite = &Watcher::del_write;
-  context->ev.cleanup = &Watcher::cleanup;
+  watcher_ = HiredisAsio::attach(strand_, *context,
+                                 [weak = weak_from_this()](const redisAsyncContext& freed) {
+                                   if (auto self = weak.lock()) self->context_freed(freed);
+                                 });
 
   connect_timer_.expires_after(kConnectTimeout);
   connect_timer_.async_wait([self = shared_from_this(), context](boost::system::error_code error) {
@@ -223,6 +121,18 @@ void RedisConnection::on_resolved(const asio::ip::tcp::endpoint& address) {
     self->stop_context();
   });
   handshake();
+}
+
+void RedisConnection::context_freed(const redisAsyncContext& context) {
+  if (context.errstr != nullptr && context.err != 0) last_error_ = context.errstr;
+  context_ = nullptr;
+  connected_ = false;
+  // The commands' handlers were called (with nullopt) before this hook;
+  // subscriptions answer by pushes, which will not come now.
+  pending_bytes_ -= std::min(subscription_bytes_, pending_bytes_.load());
+  subscription_bytes_ = 0;
+  full_ = false;
+  asio::post(strand_, [self = shared_from_this()] { self->context_gone(); });
 }
 
 void RedisConnection::stop_context() {

@@ -12,28 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "fanout/redis/hiredis_asio.h"
+#include "fanout/redis/redis_reply.h"
 #include "fanout/redis/redis_url.h"
 
 struct redisAsyncContext;
-struct redisReply;
 
 namespace chatd::fanout::redis {
 
-/// What a Redis command answered, copied out of hiredis's reply.
-struct RedisReply {
-  enum class Type { nil, integer, string, status, error, array };
-  Type type = Type::nil;
-  long long integer = 0;
-  std::string str;  ///< string, status or error text
-  std::vector<RedisReply> elements;
-
-  static RedisReply from(const redisReply& reply);
-  bool is_error() const { return type == Type::error; }
-};
-
-/// One hiredis asynchronous connection driven by Asio: the socket is watched
-/// with a stream_descriptor on a strand, so no thread ever blocks on Redis and
-/// hiredis (which is not thread-safe) is only ever touched on that strand.
+/// One hiredis asynchronous connection, driven by Asio on a strand
+/// (hiredis_asio.h): no thread ever blocks on Redis.
 ///
 /// It connects by itself and reconnects after any loss, with exponential
 /// backoff (100 ms doubling to 5 s, with jitter), for as long as it runs.
@@ -103,12 +91,13 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   static std::size_t command_bytes(const std::vector<std::string>& args);
 
  private:
-  struct Watcher;
   struct Pending;
 
   void connect();
   void on_resolved(const boost::asio::ip::tcp::endpoint& address);
   void handshake();
+  /// hiredis freed the context (on purpose or after an error).
+  void context_freed(const redisAsyncContext& context);
   void context_gone();
   void stop_context();
   void retry_later();
@@ -129,7 +118,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   boost::asio::steady_timer connect_timer_;
   std::chrono::milliseconds backoff_{100};
   redisAsyncContext* context_ = nullptr;
-  std::shared_ptr<Watcher> watcher_;
+  std::shared_ptr<HiredisAsio> watcher_;
   bool running_ = false;
   std::atomic<bool> connected_{false};  // read by metrics from any thread
   bool was_up_ = false;                 // on_up was called; on_down is owed
