@@ -6,7 +6,7 @@
 #include <iostream>
 
 #include "app/dotenv.h"
-#include "fanout/redis_url.h"
+#include "fanout/redis/redis_url.h"
 #include "users/user_search_client.h"
 #include "util/header_list.h"
 
@@ -139,11 +139,15 @@ ConfigResult parse_config(int argc, char** argv) {
           "unset = one instance")
       ->check([](const std::string& url) {
         if (url.empty()) return std::string();
-        return fanout::parse_redis_url(url).error;
+        return fanout::redis::parse_redis_url(url).error;
       });
   setting(app, "REDIS_GAP_MS", c.redis_gap_ms,
           "How long a missing message is waited for before it is read from the store")
       ->check(CLI::Range(1u, 60'000u));
+  setting(app, "REDIS_MAX_PENDING_BYTES", c.redis_max_pending_bytes,
+          "Bytes of commands waiting for Redis per connection; past it publishes are dropped "
+          "and the other instances re-read the store")
+      ->check(CLI::Range(16u * 1024, 1024u * 1024 * 1024));
   setting(app, "PRESENCE_TTL_SECONDS", c.presence_ttl_seconds,
           "How long an instance's presence entries live in Redis without a heartbeat")
       ->check(CLI::Range(3u, 3600u));

@@ -64,6 +64,11 @@ struct Config {
   std::string redis_url;
   unsigned redis_gap_ms = 200;
   unsigned presence_ttl_seconds = 30;
+  /// Bytes of commands one Redis connection may have unanswered; past it
+  /// publishes are dropped (the store has them). 8 MiB: several seconds of a
+  /// busy instance's publishes, or 500 of the largest messages, which a Redis
+  /// that answers at all takes in well under a second.
+  unsigned redis_max_pending_bytes = 8 * 1024 * 1024;
   std::string log_level = "info";
   std::string log_format = "text";
   unsigned shutdown_timeout_ms = 10'000;

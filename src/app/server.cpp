@@ -10,7 +10,7 @@
 #include "app/store_factory.h"
 #include "auth/token_verifier.h"
 #include "fanout/local_fanout.h"
-#include "fanout/redis_fanout.h"
+#include "fanout/redis/redis_fanout.h"
 #include "net/listener.h"
 #include "users/cached_user_directory.h"
 #include "users/observed_user_directory.h"
@@ -78,14 +78,13 @@ Server::Server(const Config& config)
   if (config_.redis_url.empty()) {
     fanout_ = std::make_unique<fanout::LocalFanout>(hub_);
   } else {
-    fanout::RedisFanoutOptions redis;
-    redis.endpoint = fanout::parse_redis_url(config_.redis_url).endpoint;
+    fanout::redis::RedisFanoutOptions redis;
+    redis.endpoint = fanout::redis::parse_redis_url(config_.redis_url).endpoint;
     redis.gap_hold = std::chrono::milliseconds(config_.redis_gap_ms);
     redis.presence_ttl = std::chrono::seconds(config_.presence_ttl_seconds);
-    auto redis_fanout =
-        std::make_unique<fanout::RedisFanout>(io_, hub_, *store_, metrics_registry_, redis);
-    redis_fanout_ = redis_fanout.get();
-    fanout_ = std::move(redis_fanout);
+    redis.max_pending_bytes = config_.redis_max_pending_bytes;
+    fanout_ = std::make_unique<fanout::redis::RedisFanout>(io_, hub_, *store_, metrics_registry_,
+                                                           redis);
   }
 
   const users::CachedUserDirectory* user_cache = nullptr;
@@ -227,7 +226,7 @@ int Server::run() {
   const auto endpoint = listener_->local_endpoint();
   const unsigned threads = thread_count(config_);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
-  if (redis_fanout_ != nullptr) redis_fanout_->start();
+  fanout_->start();
   spdlog::info("chatd {} listening on http://{}:{} ({} I/O threads)", CHATD_VERSION,
                endpoint.address().to_string(), endpoint.port(), threads);
 
@@ -259,7 +258,7 @@ void Server::drain() {
   if (!registry_.wait_empty_until(deadline)) {
     spdlog::warn("drain: {} sessions still open at the deadline; closing them", registry_.size());
   }
-  if (redis_fanout_ != nullptr) redis_fanout_->stop();
+  fanout_->stop();
   io_.stop();
   for (auto& thread : threads_) thread.join();
   threads_.clear();

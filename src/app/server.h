@@ -11,7 +11,6 @@
 #include "chat/hub.h"
 #include "fanout/fanout.h"
 #include "net/caller_rate_limits.h"
-#include "fanout/redis_fanout.h"
 #include "metrics/chatd_metrics.h"
 #include "metrics/registry.h"
 #include "net/connection_limits.h"
@@ -73,7 +72,6 @@ class Server {
   net::ConnectionLimits connection_limits_;
   net::CallerRateLimits rest_limits_;
   std::unique_ptr<fanout::Fanout> fanout_;
-  fanout::RedisFanout* redis_fanout_ = nullptr;  ///< fanout_, when REDIS_URL is set
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<users::UserDirectory> user_source_;
   std::unique_ptr<users::ObservedUserDirectory> user_observer_;

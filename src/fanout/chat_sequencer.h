@@ -30,6 +30,11 @@ namespace chatd::fanout {
 /// not echoed to it), is on its way from the commit thread. A stand-in next
 /// in line waits up to `stand_in_wait` for that copy before it is delivered.
 ///
+/// Why here and not in fanout/redis/: only the Redis fan-out uses it today,
+/// but it knows nothing of Redis. It orders messages from any source (this
+/// instance's commits, another instance, the store), so any fan-out between
+/// instances would need the same, and it is unit-tested without hiredis.
+///
 /// Thread-safe. Chats are spread over shards, each with its own mutex, held
 /// while delivering so that one chat's messages reach the hub one at a time,
 /// in order. The deliver callback must not call back into the sequencer.

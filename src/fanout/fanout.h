@@ -24,6 +24,13 @@ class Fanout {
 
   virtual ~Fanout() = default;
 
+  /// Starts carrying to other instances (Redis: connects, and keeps
+  /// reconnecting); called once, when the I/O threads run.
+  virtual void start() = 0;
+  /// Stops, after the drain: what was published before is sent first (Redis:
+  /// for at most 2 s). Returns once done; the I/O threads must still run.
+  virtual void stop() = 0;
+
   /// Called by the store on its commit thread, once per committed batch, in
   /// commit order: per chat, messages arrive in sequence order.
   virtual void publish(std::span<const chat::MessagePtr> batch) = 0;

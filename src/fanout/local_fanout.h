@@ -11,6 +11,10 @@ class LocalFanout final : public Fanout {
  public:
   explicit LocalFanout(chat::Hub& hub) : hub_(hub) {}
 
+  /// Nothing to connect to: the hub is there from the start.
+  void start() override {}
+  void stop() override {}
+
   void publish(std::span<const chat::MessagePtr> batch) override {
     for (const auto& message : batch) hub_.deliver(message);
   }

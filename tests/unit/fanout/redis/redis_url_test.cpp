@@ -1,8 +1,8 @@
-#include "fanout/redis_url.h"
+#include "fanout/redis/redis_url.h"
 
 #include <gtest/gtest.h>
 
-namespace chatd::fanout {
+namespace chatd::fanout::redis {
 namespace {
 
 TEST(RedisUrl, HostPortAndDefaults) {
@@ -47,4 +47,4 @@ TEST(RedisUrl, RefusesWhatItCannotServe) {
 }
 
 }  // namespace
-}  // namespace chatd::fanout
+}  // namespace chatd::fanout::redis

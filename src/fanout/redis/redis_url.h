@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-namespace chatd::fanout {
+namespace chatd::fanout::redis {
 
 /// Where Redis is: REDIS_URL, `redis://[[user]:password@]host[:port][/db]`.
 struct RedisEndpoint {
@@ -22,4 +22,4 @@ struct RedisUrl {
 
 RedisUrl parse_redis_url(std::string_view url);
 
-}  // namespace chatd::fanout
+}  // namespace chatd::fanout::redis

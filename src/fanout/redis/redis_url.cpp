@@ -1,9 +1,9 @@
-#include "fanout/redis_url.h"
+#include "fanout/redis/redis_url.h"
 
 #include <boost/url/parse.hpp>
 #include <charconv>
 
-namespace chatd::fanout {
+namespace chatd::fanout::redis {
 
 RedisUrl parse_redis_url(std::string_view text) {
   RedisUrl result;
@@ -14,8 +14,9 @@ RedisUrl parse_redis_url(std::string_view text) {
   }
   const boost::urls::url_view& url = *parsed;
   if (url.scheme() == "rediss") {
-    result.error = "REDIS_URL: TLS (rediss://) is not supported; reach Redis over a private "
-                   "network or a local TLS tunnel with redis://";
+    result.error =
+        "REDIS_URL: TLS (rediss://) is not supported; reach Redis over a private "
+        "network or a local TLS tunnel with redis://";
     return result;
   }
   if (url.scheme() != "redis") {
@@ -54,4 +55,4 @@ RedisUrl parse_redis_url(std::string_view text) {
   return result;
 }
 
-}  // namespace chatd::fanout
+}  // namespace chatd::fanout::redis
