@@ -44,7 +44,7 @@ class IoContext final : public boost::asio::io_context {
   void destroy_pending_handlers() { shutdown(); }
 };
 
-/// chatd assembled: the only place that names concrete classes. Members are
+/// chatd assembled: with store_factory.cpp, the place that names concrete classes. Members are
 /// declared in dependency order, so they are destroyed users-first.
 class Server {
  public:

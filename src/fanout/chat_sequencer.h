@@ -132,6 +132,13 @@ class ChatSequencer {
     bool before_;
   };
   static constexpr std::size_t kShards = 64;
+  // Messages held behind one chat's gap; past it the newest gives way and is
+  // read from the store with the gap (nothing is lost). Not a setting: a gap
+  // is held for REDIS_GAP_MS (200 ms) before it is filled, and a chat's
+  // senders are rate-limited (MESSAGES_PER_SECOND per connection, at most
+  // MAX_CONNECTIONS_PER_USER each), so a real chat never comes near it; it
+  // only caps a chat whose fills keep failing. All chats together are shown
+  // by chatd_redis_held_messages.
   static constexpr std::size_t kMaxHeldPerChat = 4096;
 
   Shard& shard_of(const chat::ChatKey& chat) const;

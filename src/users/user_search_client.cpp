@@ -86,6 +86,11 @@ class UserSearchClient::Impl : public std::enable_shared_from_this<Impl> {
     if (endpoint_.tls) configure_tls();
   }
 
+  std::size_t waiting() {
+    std::lock_guard lock(mutex_);
+    return waiting_.size();
+  }
+
   void verify(std::string username, Handler handler) {
     auto lookup = std::make_shared<Lookup>(io_, std::move(username), std::move(handler));
     std::unique_lock lock(mutex_);
@@ -301,5 +306,7 @@ std::optional<std::string> UserSearchClient::validate_url(std::string_view url) 
 void UserSearchClient::verify(std::string username, Handler handler) {
   impl_->verify(std::move(username), std::move(handler));
 }
+
+std::size_t UserSearchClient::waiting() const { return impl_->waiting(); }
 
 }  // namespace chatd::users

@@ -51,6 +51,9 @@ class UserSearchClient final : public UserDirectory {
   // UserDirectory
   void verify(std::string username, Handler handler) override;
 
+  /// Lookups waiting for a free slot (at most 10 × USER_SEARCH_MAX_IN_FLIGHT), for /metrics.
+  std::size_t waiting() const;
+
  private:
   class Impl;
   /// Shared with the lookups in flight, which may outlive this object.
