@@ -2,20 +2,16 @@
 
 #include <boost/json.hpp>
 
+#include "chat/json_object.h"
+
 namespace chatd::chat {
 namespace json = boost::json;
 
 std::variant<SendRequest, FrameError> parse_v1_frame(std::string_view payload, const ChatKey& chat,
                                                      const FrameLimits& limits) {
-  // Frames are small and short-lived: parse into a stack buffer first and
-  // fall back to the heap only for large ones.
-  unsigned char buffer[4096];
-  json::monotonic_resource resource(buffer, sizeof buffer);
-  json::error_code error;
-  const json::value value = json::parse(payload, error, &resource);
-  if (error) return FrameError{"invalid_json", "frame is not valid JSON: " + error.message()};
-  const json::object* object = value.if_object();
-  if (object == nullptr) return FrameError{"invalid_frame", "frame must be a JSON object"};
+  const JsonObject parsed(payload, "frame");
+  const json::object* object = parsed.get();
+  if (object == nullptr) return parsed.error();
 
   const json::value* sender = object->if_contains("sender");
   if (sender == nullptr || !sender->is_string()) {

@@ -6,6 +6,8 @@
 #include <optional>
 #include <vector>
 
+#include "chat/json_object.h"
+
 namespace chatd::chat::v2 {
 namespace json = boost::json;
 
@@ -53,13 +55,9 @@ std::variant<Send, Refusal> parse_send(const json::object& object, const FrameLi
 
 std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
                                                       const FrameLimits& limits) {
-  unsigned char buffer[4096];
-  json::monotonic_resource resource(buffer, sizeof buffer);
-  json::error_code error;
-  const json::value value = json::parse(payload, error, &resource);
-  if (error) return refuse("invalid_json", "frame is not valid JSON: " + error.message());
-  const json::object* object = value.if_object();
-  if (object == nullptr) return refuse("invalid_frame", "frame must be a JSON object");
+  const JsonObject parsed(payload, "frame");
+  const json::object* object = parsed.get();
+  if (object == nullptr) return Refusal{parsed.error(), {}};
   const json::value* type = object->if_contains("type");
   if (type == nullptr || !type->is_string()) {
     return refuse("invalid_type", "\"type\" must be a string (send, history, typing, read, ping)");
@@ -96,13 +94,9 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
 }
 
 std::variant<Send, Refusal> parse_send_body(std::string_view body, const FrameLimits& limits) {
-  unsigned char buffer[4096];
-  json::monotonic_resource resource(buffer, sizeof buffer);
-  json::error_code error;
-  const json::value value = json::parse(body, error, &resource);
-  if (error) return refuse("invalid_json", "body is not valid JSON: " + error.message());
-  const json::object* object = value.if_object();
-  if (object == nullptr) return refuse("invalid_frame", "body must be a JSON object");
+  const JsonObject parsed(body, "body");
+  const json::object* object = parsed.get();
+  if (object == nullptr) return Refusal{parsed.error(), {}};
   return parse_send(*object, limits);
 }
 
