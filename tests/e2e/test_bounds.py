@@ -20,6 +20,7 @@ import time
 import pytest
 
 from chat_client import ChatClient, in_thread
+from chatd_process import E2E_STORE
 from figures import report
 from raw_websocket import OP_TEXT, open_unresponsive_websocket, read_close_frame, send_client_frame
 from server_metrics import poll, scrape
@@ -28,7 +29,10 @@ OP_CONTINUATION = 0x0
 
 MESSAGES = 1_000
 TEXT_BYTES = 16_000
-CLIENTS = 20
+# FerretDB (the MongoDB pass) reads a chat of large messages two orders of magnitude
+# slower than SQLite (a slice takes ~150 ms on its two reader threads): fewer clients
+# there, so that each fills its queue within the test's time.
+CLIENTS = 6 if E2E_STORE == "mongodb" else 20
 QUEUE_BYTES = 256 * 1024
 MAX_MESSAGE_BYTES = 64 * 1024
 SETTINGS = ("--messages-per-second", "0", "--history-limit", str(MESSAGES),
@@ -79,7 +83,7 @@ async def hold_clients_that_never_read(server, path: str, *, v2: bool,
             await in_thread(after_open, sock)
         clients.append(sock)
         peak = max(peak, rss_kib(server.pid))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     closed = 0
     while closed < CLIENTS:
         assert time.monotonic() < deadline, (

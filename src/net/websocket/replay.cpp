@@ -1,5 +1,6 @@
 #include "net/websocket/replay.h"
 
+#include <algorithm>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "chat/frames.h"
@@ -43,16 +44,28 @@ asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
   // Live messages buffered since the join may be at or before `after` too.
   session.queue().replay_from(after);
   std::uint64_t cursor = after;
+  // Messages' size as the last slice found it: the next asks the store for
+  // about as many as fit, not for rows it would read and leave (a MongoDB
+  // cursor fetches its whole first batch).
+  std::size_t average_bytes = 0;
   for (;;) {
     const bool room = co_await session.wait_for_room(slice_room(session));
     if (!room) co_return false;
     store::HistoryQuery query;
     query.after_seq = cursor;
     query.oldest_first = true;
-    query.limit = kSliceMessages;
     query.max_bytes = session.queue().room();
+    query.limit = average_bytes == 0
+                      ? kSliceMessages
+                      : std::clamp<std::size_t>(query.max_bytes / average_bytes + 1, 1,
+                                                kSliceMessages);
     const auto page = co_await read_page(session, query);
     if (!page) co_return false;
+    if (!page->messages.empty()) {
+      std::size_t bytes = 0;
+      for (const auto& message : page->messages) bytes += store::page_bytes(*message);
+      average_bytes = std::max<std::size_t>(bytes / page->messages.size(), 1);
+    }
     for (const auto& message : page->messages) {
       const bool sent = co_await session.send_paced(chat::message_frame(*message), message->seq);
       if (!sent) co_return false;
