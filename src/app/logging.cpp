@@ -27,10 +27,10 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
 
 }  // namespace
 
-void setup_logging(const std::string& level, const std::string& format) {
+void setup_logging(const LogOptions& options) {
   auto logger =
       std::make_shared<spdlog::logger>("chatd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  if (format == "json") {
+  if (options.format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
     formatter->add_flag<JsonMessageFlag>('*').set_pattern(
         R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","thread":%t,"msg":%*})");
@@ -38,7 +38,7 @@ void setup_logging(const std::string& level, const std::string& format) {
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v", spdlog::pattern_time_type::utc);
   }
-  logger->set_level(spdlog::level::from_str(level));
+  logger->set_level(spdlog::level::from_str(options.level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
 }

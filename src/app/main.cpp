@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   const auto parsed = chatd::app::parse_config(argc, argv);
   if (!parsed.config) return parsed.exit_code;
   const chatd::app::Config& config = *parsed.config;
-  chatd::app::setup_logging(config.log_level, config.log_format);
+  chatd::app::setup_logging(config.log);
   if (config.import_legacy) return chatd::app::run_import_legacy(config);
   try {
     chatd::app::Server server(config);

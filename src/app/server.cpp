@@ -22,34 +22,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-net::SessionOptions session_options(const Config& c) {
-  net::SessionOptions o;
-  o.history_limit = c.history_limit;
-  o.max_message_bytes = c.max_message_bytes;
-  o.max_text_bytes = c.max_text_bytes;
-  o.send_queue_max_bytes = c.send_queue_max_bytes;
-  o.send_stall_timeout = std::chrono::milliseconds(
-      c.send_stall_timeout_ms != 0 ? c.send_stall_timeout_ms : c.idle_timeout_ms);
-  o.max_store_calls = c.max_store_calls_per_connection;
-  o.messages_per_second = c.messages_per_second;
-  o.message_burst = c.message_burst;
-  o.handshake_timeout = std::chrono::milliseconds(c.handshake_timeout_ms);
-  o.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
-  o.max_header_bytes = c.max_http_header_bytes;
-  o.max_body_bytes = c.max_http_body_bytes;
-  o.allowed_origins = c.allowed_origin_list();
-  return o;
-}
-
-net::ConnectionLimitOptions connection_limit_options(const Config& c) {
-  net::ConnectionLimitOptions o;
-  o.max_total = c.max_connections;
-  o.max_per_ip = c.max_connections_per_ip;
-  o.max_per_user = c.max_connections_per_user;
-  o.new_per_ip_per_second = c.new_connections_per_ip_per_second;
-  return o;
-}
-
 unsigned thread_count(const Config& c) {
   if (c.threads != 0) return c.threads;
   return std::max(1u, std::thread::hardware_concurrency());
@@ -59,10 +31,9 @@ unsigned thread_count(const Config& c) {
 
 Server::Server(const Config& config)
     : config_(config),
-      session_options_(session_options(config)),
       io_(static_cast<int>(thread_count(config))),
-      connection_limits_(connection_limit_options(config)),
-      rest_limits_(config.messages_per_second, config.message_burst) {
+      connection_limits_(config.connections),
+      rest_limits_(config.session.messages_per_second, config.session.message_burst) {
   // MongoDB with MONGO_URI, else SQLite (store_factory.cpp). The commit
   // listener runs only once the server serves, when fanout_ is set.
   store_ = make_store(
@@ -75,51 +46,37 @@ Server::Server(const Config& config)
         metrics_.batch_size.observe(static_cast<double>(messages));
         metrics_.commit_seconds.observe(std::chrono::duration<double>(took).count());
       });
-  if (config_.redis_url.empty()) {
+  if (!config_.redis) {
     fanout_ = std::make_unique<fanout::LocalFanout>(hub_);
   } else {
-    fanout::redis::RedisFanoutOptions redis;
-    redis.endpoint = fanout::redis::parse_redis_url(config_.redis_url).endpoint;
-    redis.gap_hold = std::chrono::milliseconds(config_.redis_gap_ms);
-    redis.presence_ttl = std::chrono::seconds(config_.presence_ttl_seconds);
-    redis.max_pending_bytes = config_.redis_max_pending_bytes;
     fanout_ = std::make_unique<fanout::redis::RedisFanout>(io_, hub_, *store_, metrics_registry_,
-                                                           redis);
+                                                           *config_.redis);
   }
 
   const users::CachedUserDirectory* user_cache = nullptr;
-  if (config_.user_search_url.empty()) {
+  if (config_.user_search.url.empty()) {
     users_ = std::make_unique<users::OpenUserDirectory>(io_.get_executor());
     spdlog::warn("USER_SEARCH_URL is not set: every well-formed username is accepted");
   } else {
-    users::UserSearchOptions search;
-    search.url = config_.user_search_url;
-    search.timeout = std::chrono::milliseconds(config_.user_search_timeout_ms);
-    search.max_in_flight = config_.user_search_max_in_flight;
-    user_source_ = std::make_unique<users::UserSearchClient>(io_, search);
+    user_source_ = std::make_unique<users::UserSearchClient>(io_, config_.user_search);
     user_observer_ = std::make_unique<users::ObservedUserDirectory>(
         *user_source_, [&histogram = metrics_.user_lookup_seconds](users::UserStatus,
                                                                    std::chrono::nanoseconds took) {
           histogram.observe(std::chrono::duration<double>(took).count());
         });
-    users::UserCacheOptions cache;
-    cache.positive_ttl = std::chrono::milliseconds(config_.user_cache_ttl_ms);
-    cache.negative_ttl = std::chrono::milliseconds(config_.user_cache_negative_ttl_ms);
-    cache.max_entries = config_.user_cache_max_entries;
-    auto cached =
-        std::make_unique<users::CachedUserDirectory>(io_.get_executor(), *user_observer_, cache);
+    auto cached = std::make_unique<users::CachedUserDirectory>(io_.get_executor(), *user_observer_,
+                                                               config_.user_cache);
     user_cache = cached.get();
     users_ = std::move(cached);
-    spdlog::info("users: verified by {}", config_.user_search_url);
+    spdlog::info("users: verified by {}", config_.user_search.url);
   }
-  if (config_.secret_key.empty()) {
+  if (config_.tokens.secret.empty()) {
     spdlog::warn("SECRET_KEY is not set: clients are not authenticated (any sender of a chat)");
   } else {
-    tokens_ = std::make_unique<auth::TokenVerifier>(auth::TokenOptions{
-        config_.secret_key, std::chrono::seconds(config_.token_leeway_seconds)});
+    tokens_ = std::make_unique<auth::TokenVerifier>(config_.tokens);
     spdlog::info("auth: every connection needs an HS256 token signed with SECRET_KEY");
   }
-  if (session_options_.allowed_origins.empty()) {
+  if (config_.session.allowed_origins.empty()) {
     spdlog::warn("ALLOWED_ORIGINS is not set: web pages of any origin may connect");
   }
 
@@ -127,19 +84,10 @@ Server::Server(const Config& config)
   const auto address = asio::ip::make_address(config_.host, error);
   if (error) throw std::runtime_error("HOST '" + config_.host + "' is not an IP address");
   register_gauges(user_cache);
-  services_.emplace(net::Services{hub_,
-                               *fanout_,
-                               *store_,
-                               *users_,
-                               registry_,
-                               connection_limits_,
-                               session_options_,
-                               draining_,
-                               metrics_,
-                               tokens_.get(),
-                               [this] { return metrics_registry_.render(); },
-                               [this] { return users_ready(); },
-                               rest_limits_});
+  services_.emplace(net::Services{hub_, *fanout_, *store_, *users_, registry_, connection_limits_,
+                                  config_.session, draining_, metrics_, tokens_.get(),
+                                  [this] { return metrics_registry_.render(); },
+                                  [this] { return users_ready(); }, rest_limits_});
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 *services_);
@@ -198,10 +146,10 @@ void Server::register_gauges(const users::CachedUserDirectory* cache) {
   r.gauge_callback("chatd_draining", "1 while chatd drains for shutdown.",
                    [this] { return draining_.load() ? 1.0 : 0.0; });
   r.gauge("chatd_config_info", "Configuration chatd runs with.",
-          {{"store", config_.mongo_uri.empty() ? "sqlite" : "mongodb"},
-           {"user_search", config_.user_search_url.empty() ? "off" : "on"},
-           {"auth", config_.secret_key.empty() ? "off" : "jwt"},
-           {"history_limit", std::to_string(config_.history_limit)},
+          {{"store", config_.mongo.uri.empty() ? "sqlite" : "mongodb"},
+           {"user_search", config_.user_search.url.empty() ? "off" : "on"},
+           {"auth", config_.tokens.secret.empty() ? "off" : "jwt"},
+           {"history_limit", std::to_string(config_.session.history_limit)},
            {"threads", std::to_string(thread_count(config_))}})
       .set(1);
   if (cache == nullptr) return;

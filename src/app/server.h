@@ -62,7 +62,6 @@ class Server {
   void register_gauges(const users::CachedUserDirectory* cache);
 
   Config config_;
-  net::SessionOptions session_options_;
   IoContext io_;
   std::atomic<bool> draining_{false};
   metrics::Registry metrics_registry_;

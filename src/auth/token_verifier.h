@@ -20,7 +20,9 @@ inline constexpr std::size_t kMaxTokenBytes = 8 * 1024;
 
 struct TokenOptions {
   std::string secret;               ///< SECRET_KEY, the HMAC key (raw bytes).
-  std::chrono::seconds leeway{30};  ///< Clock skew tolerated on `exp` and `nbf`.
+  /// Clock skew tolerated on `exp` and `nbf`: clocks kept by NTP agree far
+  /// better than 30 s, and a token lives for minutes at least.
+  std::chrono::seconds leeway{30};
 };
 
 /// Why a token was refused. Every value means close 4401 at the handshake.

@@ -16,8 +16,15 @@ namespace chatd::store {
 /// The queues and threads in front of a backend.
 struct QueueOptions {
   std::size_t max_batch = 1024;              ///< Messages per group commit.
-  std::size_t max_queued_appends = 100'000;  ///< STORE_MAX_QUEUED_APPENDS (README).
-  std::size_t max_queued_reads = 100'000;    ///< STORE_MAX_QUEUED_READS (README).
+  /// Appends waiting for a group commit (STORE_MAX_QUEUED_APPENDS); past it a
+  /// send is answered `overloaded`. The bound the store always had; it holds
+  /// at most this × (text + ~300 bytes).
+  std::size_t max_queued_appends = 100'000;
+  /// Reads (history, receipts, conversation lists) waiting for a reader thread
+  /// (STORE_MAX_QUEUED_READS); past it a read is answered `overloaded`. One per
+  /// connection at the default MAX_CONNECTIONS: a reconnect storm reads every
+  /// connection's history at once.
+  std::size_t max_queued_reads = 100'000;
   std::size_t reader_threads = 2;            ///< At least 1.
 };
 

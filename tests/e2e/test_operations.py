@@ -626,6 +626,40 @@ def _help_settings() -> set[str]:
     return settings
 
 
+def _help_defaults() -> dict[str, str | None]:
+    """Each setting `chatd --help` lists, with the default it shows (None: no default)."""
+    help_text = subprocess.run([str(chatd_binary()), "--help"], capture_output=True,
+                               text=True, timeout=10).stdout
+    # "--threads UINT:UINT in [0 - 256]=0 (Env:THREADS)", "--mongo-uri TEXT (Env:MONGO_URI)"
+    found = re.findall(r"^\s*--[a-z0-9-]+ (.*?) \(Env:([A-Z0-9_]+)\)", help_text, re.MULTILINE)
+    assert found, f"chatd --help lists no (Env:NAME): {help_text[:300]!r}"
+    return {name: kind.rsplit("=", 1)[1] if "=" in kind else None for kind, name in found}
+
+
+def _readme_settings_table() -> dict[str, str | None]:
+    """The README's settings table: each setting with its default (None: `unset`)."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| ([^|]+?) \|", section, re.MULTILINE)
+    assert rows, "the README's Settings section has no table of settings"
+    table: dict[str, str | None] = {}
+    for name, default in rows:
+        assert name not in table, f"the README's settings table lists {name} twice"
+        table[name] = None if default == "unset" else default.strip("`")
+    return table
+
+
+def test_readme_settings_table_matches_the_binary():
+    binary = _help_defaults()
+    table = _readme_settings_table()
+    missing = sorted(binary.keys() - table.keys())
+    assert not missing, f"missing from the README's settings table: {missing}"
+    unknown = sorted(table.keys() - binary.keys())
+    assert not unknown, f"the README's settings table names unknown settings: {unknown}"
+    wrong = {name: (table[name], binary[name]) for name in binary if table[name] != binary[name]}
+    assert not wrong, f"README default differs from chatd --help (README, binary): {wrong}"
+
+
 def test_env_example_lists_every_setting_of_the_binary():
     example = (DEPLOY / "chatd.env.example").read_text(encoding="utf-8")
     listed = set(re.findall(r"^#?([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))

@@ -39,8 +39,11 @@ struct RedisFanoutOptions {
   /// let pass between them, a few milliseconds. Few, so that a connection's
   /// replay buffer takes them easily (32 × 16 KiB texts = 512 KiB).
   std::size_t sync_messages = 32;
-  /// Bytes of commands one Redis connection may have waiting for an answer
-  /// (REDIS_MAX_PENDING_BYTES; app/config.h has the default and its reason).
+  /// Bytes of commands one Redis connection may have unanswered
+  /// (REDIS_MAX_PENDING_BYTES); past it publishes are dropped (the store has
+  /// them). 8 MiB: several seconds of a busy instance's publishes, or 500 of
+  /// the largest messages, which a Redis that answers at all takes in well
+  /// under a second.
   std::size_t max_pending_bytes = 8 * 1024 * 1024;
 };
 

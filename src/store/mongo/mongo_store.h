@@ -21,8 +21,8 @@ struct MongoOptions {
   /// order after a sequence race. One round trip per 100 messages is still
   /// group commit.
   std::size_t max_batch = 100;
-  std::size_t max_queued_appends = 100'000;  ///< STORE_MAX_QUEUED_APPENDS.
-  std::size_t max_queued_reads = 100'000;    ///< STORE_MAX_QUEUED_READS.
+  std::size_t max_queued_appends = QueueOptions{}.max_queued_appends;
+  std::size_t max_queued_reads = QueueOptions{}.max_queued_reads;
   std::size_t reader_threads = 2;            ///< History reads in flight at once, one client each.
   /// Reconnect backoff: doubles from min to max while the server is away.
   std::chrono::milliseconds retry_min{250};

@@ -20,12 +20,20 @@ enum class SyncMode {
   full,    ///< WAL + synchronous=FULL: every commit is fsynced; survives a power loss.
 };
 
+/// The mode's name as SQLITE_SYNC spells it: "normal" or "full".
+inline const char* to_string(SyncMode mode) {
+  return mode == SyncMode::full ? "full" : "normal";
+}
+
 struct SqliteOptions {
+  /// SQLITE_PATH: under the working directory, created with its directory.
   std::string path = "./data/chat.db";
+  /// SQLITE_SYNC: a crash of chatd loses nothing committed; `full` adds an
+  /// fsync per group commit for power losses.
   SyncMode sync = SyncMode::normal;
   std::size_t max_batch = 1024;  ///< Messages per transaction; bounds one commit's latency.
-  std::size_t max_queued_appends = 100'000;  ///< STORE_MAX_QUEUED_APPENDS.
-  std::size_t max_queued_reads = 100'000;    ///< STORE_MAX_QUEUED_READS.
+  std::size_t max_queued_appends = QueueOptions{}.max_queued_appends;
+  std::size_t max_queued_reads = QueueOptions{}.max_queued_reads;
   std::size_t reader_threads =
       2;  ///< Each with its own connection; WAL lets them read during commits.
   int checkpoint_pages = 1000;   ///< New WAL pages after which the checkpoint thread copies them
