@@ -25,7 +25,8 @@ std::string_view next_field(std::string_view& rest) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // The seed corpus is signed with this key, so valid tokens are reachable.
-  static const auth::TokenVerifier verifier(auth::TokenOptions{"fuzz-secret", std::chrono::seconds(30)});
+  static const auth::TokenVerifier verifier(
+      auth::TokenOptions{"fuzz-secret", std::chrono::seconds(30)});
   // A fixed "now" (2026-12-01) keeps runs reproducible: the same input, the same outcome.
   static const auto now = std::chrono::system_clock::time_point(std::chrono::seconds(1796083200));
 

@@ -17,8 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!refusal->error.code.empty() && !refusal->error.message.empty());
     FUZZ_CHECK(refusal->client_id.size() <= v2::kMaxClientIdBytes);
     // The error frame for it is JSON a client can read.
-    FUZZ_CHECK(!v2::error_frame(refusal->error.code, refusal->error.message, refusal->client_id)
-                    .empty());
+    FUZZ_CHECK(
+        !v2::error_frame(refusal->error.code, refusal->error.message, refusal->client_id).empty());
     return 0;
   }
   const auto& frame = std::get<v2::ClientFrame>(parsed);

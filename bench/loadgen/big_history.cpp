@@ -220,9 +220,8 @@ class BigHistory {
         if (!got) co_return co_await end_fill(ws, peer, wake, false);
       }
     }
-    std::cerr << "  filling " << options_.big_history << " messages over "
-              << options_.fill_protocol << ", at most " << options_.inflight
-              << " unacknowledged\n";
+    std::cerr << "  filling " << options_.big_history << " messages over " << options_.fill_protocol
+              << ", at most " << options_.inflight << " unacknowledged\n";
     const std::int64_t start = now_ns();
     spawn(io_, read_acks(ws, wake, false));
     std::string text_pad(std::max<std::size_t>(options_.size, 1), 'x');
@@ -235,10 +234,9 @@ class BigHistory {
       // `text` is padded to --size bytes after a readable prefix.
       std::string text = options_.prefix + " message " + std::to_string(k) + " ";
       if (text.size() < text_pad.size()) text.append(text_pad, 0, text_pad.size() - text.size());
-      const std::string out =
-          v1 ? R"({"sender":")" + first_ + R"(","text":")" + text + R"("})"
-             : R"({"type":"send","client_id":"f)" + std::to_string(k) + R"(","text":")" + text +
-                   R"("})";
+      const std::string out = v1 ? R"({"sender":")" + first_ + R"(","text":")" + text + R"("})"
+                                 : R"({"type":"send","client_id":"f)" + std::to_string(k) +
+                                       R"(","text":")" + text + R"("})";
       ++sent_;
       const auto [error, bytes] = co_await ws.async_write(asio::buffer(out), use_tuple);
       if (error) {
@@ -271,7 +269,7 @@ class BigHistory {
       wake.expires_at(Clock::time_point::max());
       co_await wake.async_wait(use_tuple);
     }
-    co_return filled && ok_ && last_seq_ > 0;
+    co_return filled&& ok_&& last_seq_ > 0;
   }
 
   /// Counts what the fill's connections receive: acks (v2) or the peer's

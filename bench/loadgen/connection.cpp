@@ -65,8 +65,7 @@ asio::awaitable<beast::error_code> open_websocket(WebSocket& ws, const Target& t
   ws.auto_fragment(false);
   ws.text(true);
   if (subprotocol.empty()) {
-    const auto [handshake_error] =
-        co_await ws.async_handshake(target.host_header, path, use_tuple);
+    const auto [handshake_error] = co_await ws.async_handshake(target.host_header, path, use_tuple);
     if (handshake_error) failure = "handshake: " + handshake_error.message();
     co_return handshake_error;
   }

@@ -282,8 +282,8 @@ int run_idle(const Options& options, const Target& target, Report& report) {
   }
   pool.start();
   std::cerr << "run " << options.prefix << ": " << total << " idle connections (protocol "
-            << options.protocol << ") to " << target.host_header << ", chatd pid " << pid
-            << ", " << options.steps << " steps\n";
+            << options.protocol << ") to " << target.host_header << ", chatd pid " << pid << ", "
+            << options.steps << " steps\n";
 
   bool complete = true;
   std::vector<Sample> samples(1);
@@ -305,8 +305,7 @@ int run_idle(const Options& options, const Target& target, Report& report) {
     std::cerr << "  step " << step << ": " << sample.ready << " ready, chatd RSS "
               << sample.server.rss / kMiB << " MiB, "
               << per_connection(sample.server.rss, samples[0].server.rss, sample.ready)
-              << " bytes per connection; load generator RSS " << sample.own.rss / kMiB
-              << " MiB\n";
+              << " bytes per connection; load generator RSS " << sample.own.rss / kMiB << " MiB\n";
     samples.push_back(sample);
   }
   std::cerr << "  holding " << options.hold << " s\n";

@@ -10,7 +10,7 @@ struct Options {
   // Target
   std::string host = "127.0.0.1";
   unsigned port = 5010;
-  unsigned peer_port = 0;  ///< second connection of each chat; 0 = --port
+  unsigned peer_port = 0;         ///< second connection of each chat; 0 = --port
   unsigned source_addresses = 8;  ///< client sockets bind to 127.0.0.1 .. 127.0.0.K
 
   // Messaging run

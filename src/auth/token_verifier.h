@@ -19,7 +19,7 @@ namespace chatd::auth {
 inline constexpr std::size_t kMaxTokenBytes = 8 * 1024;
 
 struct TokenOptions {
-  std::string secret;               ///< SECRET_KEY, the HMAC key (raw bytes).
+  std::string secret;  ///< SECRET_KEY, the HMAC key (raw bytes).
   /// Clock skew tolerated on `exp` and `nbf`: clocks kept by NTP agree far
   /// better than 30 s, and a token lives for minutes at least.
   std::chrono::seconds leeway{30};

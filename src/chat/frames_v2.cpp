@@ -74,8 +74,8 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
     if (!before || !limit) {
       return refuse("invalid_history", "\"before\" and \"limit\" must be non-negative integers");
     }
-    return HistoryRequest{*before, static_cast<std::size_t>(std::min<std::uint64_t>(
-                                       *limit, kMaxHistoryPage))};
+    return HistoryRequest{
+        *before, static_cast<std::size_t>(std::min<std::uint64_t>(*limit, kMaxHistoryPage))};
   }
   if (kind == "typing") {
     const json::value* typing = object->if_contains("typing");
@@ -175,7 +175,9 @@ std::string read_frame(std::string_view user, std::uint64_t seq) {
   return json::serialize(json::object{{"type", "read"}, {"user", user}, {"seq", seq}});
 }
 
-std::string pong_frame() { return R"({"type":"pong"})"; }
+std::string pong_frame() {
+  return R"({"type":"pong"})";
+}
 
 std::string error_frame(std::string_view code, std::string_view message,
                         std::string_view client_id) {

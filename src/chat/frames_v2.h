@@ -71,8 +71,8 @@ struct Hello {
   std::string_view chat;  ///< The chat key, e.g. "5:alice:bob".
   std::string_view me;
   std::string_view peer;
-  std::size_t peer_devices = 0;  ///< The peer's open connections (0 = offline).
-  std::uint64_t last_seq = 0;    ///< The chat's newest message, 0 when it has none.
+  std::size_t peer_devices = 0;    ///< The peer's open connections (0 = offline).
+  std::uint64_t last_seq = 0;      ///< The chat's newest message, 0 when it has none.
   std::uint64_t resume_after = 0;  ///< Set when the client resumes (`?after=`).
   bool resuming = false;
   std::uint64_t my_read_seq = 0;    ///< How far "me" has read (on any device).

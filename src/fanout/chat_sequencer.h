@@ -98,8 +98,8 @@ class ChatSequencer {
  private:
   struct Held {
     chat::MessagePtr message;
-    bool stand_in = false;     ///< read from the store; this process's own copy is coming
-    Clock::time_point since;   ///< when it was held
+    bool stand_in = false;    ///< read from the store; this process's own copy is coming
+    Clock::time_point since;  ///< when it was held
   };
   struct ChatState {
     bool synced = false;

@@ -3,8 +3,8 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
-#include <functional>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -63,7 +63,7 @@ auto async_devices(Fanout& fanout, const chat::ChatKey& chat, const std::string&
         auto executor = boost::asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         fanout.devices(chat, user, [executor, shared](std::size_t devices) {
-          boost::asio::post(executor, [shared, devices] { std::move(*shared)(devices); });
+          boost::asio::post(executor, [shared, devices] { std::move (*shared)(devices); });
         });
       },
       token);

@@ -99,7 +99,7 @@ std::vector<double> exponential_buckets(double start, double factor, std::size_t
 }
 
 Registry::Child& Registry::child_locked(const std::string& name, const std::string& help, Type type,
-                                 const Labels& labels) {
+                                        const Labels& labels) {
   auto [it, inserted] = families_.try_emplace(name, Family{help, type, {}});
   if (!inserted && it->second.type != type) {
     throw std::logic_error("metric " + name + " registered with two types");

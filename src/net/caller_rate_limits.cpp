@@ -13,7 +13,8 @@ void CallerRateLimits::sweep_locked(Shard& shard, Clock::time_point now) const {
   // as a new one, so forgetting it changes nothing.
   const auto refill = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(std::max(1.0, burst_) / rate_));
-  std::erase_if(shard.callers, [&](const auto& item) { return now - item.second.last_used >= refill; });
+  std::erase_if(shard.callers,
+                [&](const auto& item) { return now - item.second.last_used >= refill; });
   if (shard.callers.size() < max_per_shard_) return;
   // Still full: the one idle longest goes (it is given a fresh bucket if it returns).
   const auto oldest = std::min_element(
@@ -29,7 +30,8 @@ bool CallerRateLimits::try_take(std::string_view caller, Clock::time_point now) 
   auto found = shard.callers.find(std::string(caller));
   if (found == shard.callers.end()) {
     if (shard.callers.size() >= max_per_shard_) sweep_locked(shard, now);
-    found = shard.callers.emplace(std::string(caller), Entry{chat::TokenBucket(rate_, burst_, now), now})
+    found = shard.callers
+                .emplace(std::string(caller), Entry{chat::TokenBucket(rate_, burst_, now), now})
                 .first;
   }
   found->second.last_used = now;

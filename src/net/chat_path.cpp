@@ -1,8 +1,8 @@
 #include "net/chat_path.h"
 
 #include <boost/url/parse.hpp>
-#include <charconv>
 #include <boost/url/url_view.hpp>
+#include <charconv>
 
 #include "chat/username.h"
 

@@ -101,10 +101,9 @@ void HttpSession::on_request(Request request) {
     return;
   }
   if (RestApi::handles(request.target())) {
-    RestApi::handle(services_, stream_.get_executor(), request,
-                    [self = shared_from_this()](Response response) {
-                      self->write(std::move(response));
-                    });
+    RestApi::handle(
+        services_, stream_.get_executor(), request,
+        [self = shared_from_this()](Response response) { self->write(std::move(response)); });
     return;
   }
   Response response = route(request);

@@ -11,8 +11,7 @@ namespace chatd::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-Listener::Listener(asio::io_context& io, const tcp::endpoint& endpoint,
-                   const Services& services)
+Listener::Listener(asio::io_context& io, const tcp::endpoint& endpoint, const Services& services)
     : io_(io),
       acceptor_(asio::make_strand(io)),
       retry_timer_(acceptor_.get_executor()),

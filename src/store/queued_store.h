@@ -15,7 +15,7 @@ namespace chatd::store {
 
 /// The queues and threads in front of a backend.
 struct QueueOptions {
-  std::size_t max_batch = 1024;              ///< Messages per group commit.
+  std::size_t max_batch = 1024;  ///< Messages per group commit.
   /// Appends waiting for a group commit (STORE_MAX_QUEUED_APPENDS); past it a
   /// send is answered `overloaded`. The bound the store always had; it holds
   /// at most this × (text + ~300 bytes).
@@ -25,7 +25,7 @@ struct QueueOptions {
   /// connection at the default MAX_CONNECTIONS: a reconnect storm reads every
   /// connection's history at once.
   std::size_t max_queued_reads = 100'000;
-  std::size_t reader_threads = 2;            ///< At least 1.
+  std::size_t reader_threads = 2;  ///< At least 1.
 };
 
 /// The queue options out of a backend's options, which name them alike.

@@ -68,8 +68,8 @@ class PageFill {
   /// then set, and the caller stops reading.
   bool add(chat::MessagePtr message) {
     const std::size_t bytes = page_bytes(*message);
-    const bool over_budget = query_.max_bytes != 0 && !page_.messages.empty() &&
-                             bytes_ + bytes > query_.max_bytes;
+    const bool over_budget =
+        query_.max_bytes != 0 && !page_.messages.empty() && bytes_ + bytes > query_.max_bytes;
     if (page_.messages.size() >= query_.limit || over_budget) {
       page_.has_more = true;
       return false;

@@ -50,8 +50,7 @@ void verify_chat_users(UserDirectory& directory, std::string user1, std::string 
     Handler handler;
   };
   const auto executor = boost::asio::get_associated_executor(handler);
-  auto pending =
-      std::make_shared<Pending>(std::move(user1), std::move(user2), std::move(handler));
+  auto pending = std::make_shared<Pending>(std::move(user1), std::move(user2), std::move(handler));
   for (std::size_t i = 0; i < 2; ++i) {
     directory.verify(pending->names[i],
                      boost::asio::bind_executor(executor, [pending, i](UserStatus status) {

@@ -307,6 +307,8 @@ void UserSearchClient::verify(std::string username, Handler handler) {
   impl_->verify(std::move(username), std::move(handler));
 }
 
-std::size_t UserSearchClient::waiting() const { return impl_->waiting(); }
+std::size_t UserSearchClient::waiting() const {
+  return impl_->waiting();
+}
 
 }  // namespace chatd::users

@@ -55,10 +55,9 @@ asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
     query.after_seq = cursor;
     query.oldest_first = true;
     query.max_bytes = session.queue().room();
-    query.limit = average_bytes == 0
-                      ? kSliceMessages
-                      : std::clamp<std::size_t>(query.max_bytes / average_bytes + 1, 1,
-                                                kSliceMessages);
+    query.limit = average_bytes == 0 ? kSliceMessages
+                                     : std::clamp<std::size_t>(query.max_bytes / average_bytes + 1,
+                                                               1, kSliceMessages);
     const auto page = co_await read_page(session, query);
     if (!page) co_return false;
     if (!page->messages.empty()) {

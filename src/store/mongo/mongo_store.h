@@ -23,7 +23,7 @@ struct MongoOptions {
   std::size_t max_batch = 100;
   std::size_t max_queued_appends = QueueOptions{}.max_queued_appends;
   std::size_t max_queued_reads = QueueOptions{}.max_queued_reads;
-  std::size_t reader_threads = 2;            ///< History reads in flight at once, one client each.
+  std::size_t reader_threads = 2;  ///< History reads in flight at once, one client each.
   /// Reconnect backoff: doubles from min to max while the server is away.
   std::chrono::milliseconds retry_min{250};
   std::chrono::milliseconds retry_max{5000};

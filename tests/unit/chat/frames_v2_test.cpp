@@ -41,7 +41,9 @@ Frame accepted(std::string_view payload) {
   return *frame;
 }
 
-json::object object_of(const std::string& frame) { return json::parse(frame).as_object(); }
+json::object object_of(const std::string& frame) {
+  return json::parse(frame).as_object();
+}
 
 MessagePtr message(std::uint64_t seq, std::string client_id = {}) {
   auto m = std::make_shared<Message>(ChatKey::of("alice", "bob"));
@@ -162,8 +164,9 @@ TEST(V2Frames, AckCarriesTheCommittedMessage) {
 TEST(V2Frames, EventsAndErrors) {
   EXPECT_EQ(object_of(typing_frame("bob", false)),
             (json::object{{"type", "typing"}, {"user", "bob"}, {"typing", false}}));
-  EXPECT_EQ(object_of(presence_frame("bob", 0)),
-            (json::object{{"type", "presence"}, {"user", "bob"}, {"online", false}, {"devices", 0}}));
+  EXPECT_EQ(
+      object_of(presence_frame("bob", 0)),
+      (json::object{{"type", "presence"}, {"user", "bob"}, {"online", false}, {"devices", 0}}));
   EXPECT_EQ(object_of(presence_frame("bob", 2)).at("online"), true);
   EXPECT_EQ(object_of(read_frame("bob", 5)),
             (json::object{{"type", "read"}, {"user", "bob"}, {"seq", 5}}));

@@ -29,7 +29,8 @@ std::vector<chat::MessagePtr> messages(std::uint64_t from, std::uint64_t to) {
 class ChatSequencerTest : public ::testing::Test {
  protected:
   std::vector<chat::MessagePtr> delivered_;
-  ChatSequencer sequencer_{[this](const chat::MessagePtr& m) { delivered_.push_back(m); }, 50ms, 50ms};
+  ChatSequencer sequencer_{[this](const chat::MessagePtr& m) { delivered_.push_back(m); }, 50ms,
+                           50ms};
 
   std::vector<std::uint64_t> seqs() const {
     std::vector<std::uint64_t> result;

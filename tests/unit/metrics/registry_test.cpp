@@ -87,13 +87,16 @@ struct Exposition {
 const std::regex kMetricName("^[a-zA-Z_:][a-zA-Z0-9_:]*$");
 const std::regex kLabelName("^[a-zA-Z_][a-zA-Z0-9_]*$");
 
-bool is_metric_name(const std::string& s) { return std::regex_match(s, kMetricName); }
+bool is_metric_name(const std::string& s) {
+  return std::regex_match(s, kMetricName);
+}
 
 /// The family a sample belongs to: histogram series carry a suffix.
 std::string family_of(const std::string& sample, const std::map<std::string, Family>& families) {
   for (const char* suffix : {"_bucket", "_sum", "_count"}) {
     const std::string sfx = suffix;
-    if (sample.size() > sfx.size() && sample.compare(sample.size() - sfx.size(), sfx.size(), sfx) == 0) {
+    if (sample.size() > sfx.size() &&
+        sample.compare(sample.size() - sfx.size(), sfx.size(), sfx) == 0) {
       const std::string base = sample.substr(0, sample.size() - sfx.size());
       const auto it = families.find(base);
       if (it != families.end() && it->second.type == "histogram") return base;
@@ -233,7 +236,8 @@ Exposition parse(const std::string& text) {
 /// Checks a histogram's series as the format requires and returns its bucket
 /// counts by `le` string, in the order written.
 std::vector<std::pair<std::string, std::uint64_t>> check_histogram(
-    const Exposition& e, const std::string& name, const std::map<std::string, std::string>& labels) {
+    const Exposition& e, const std::string& name,
+    const std::map<std::string, std::string>& labels) {
   std::vector<std::pair<std::string, std::uint64_t>> buckets;
   double previous_bound = -std::numeric_limits<double>::infinity();
   std::uint64_t previous_count = 0;
@@ -267,7 +271,9 @@ std::vector<std::pair<std::string, std::uint64_t>> check_histogram(
 // HELP, TYPE, names
 // ---------------------------------------------------------------------------
 
-TEST(RegistryRender, EmptyRegistryRendersNothing) { EXPECT_EQ(Registry{}.render(), ""); }
+TEST(RegistryRender, EmptyRegistryRendersNothing) {
+  EXPECT_EQ(Registry{}.render(), "");
+}
 
 TEST(RegistryRender, HelpAndTypeOncePerFamilyBeforeItsSamples) {
   Registry r;
@@ -311,8 +317,10 @@ TEST(RegistryRender, LabelValuesAreEscaped) {
   Registry r;
   r.counter("chatd_labelled_total", "Labels.", {{"path", nasty}, {"plain", "ok"}}).inc(7);
   const std::string text = r.render();
-  EXPECT_NE(text.find(R"(chatd_labelled_total{path="back\\slash \"quoted\"\nsecond line, {braces}=x",plain="ok"} 7)"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find(
+          R"(chatd_labelled_total{path="back\\slash \"quoted\"\nsecond line, {braces}=x",plain="ok"} 7)"),
+      std::string::npos)
       << text;
   const Exposition e = parse(text);
   const Sample s = e.one("chatd_labelled_total", {{"path", nasty}, {"plain", "ok"}});
@@ -421,7 +429,8 @@ TEST(HistogramRender, BucketsAreCumulativeWithInfSumAndCount) {
   EXPECT_EQ(e.one("chatd_op_seconds_count", {{"op", "commit"}}).value, "5");
   EXPECT_NEAR(e.one("chatd_op_seconds_sum", {{"op", "commit"}}).number(), 6.15, 1e-6);
   EXPECT_EQ(h.count(), 5u);
-  EXPECT_EQ(h.bucket_counts(), (std::vector<std::uint64_t>{2, 1, 1, 1})) << "per bucket, not cumulative";
+  EXPECT_EQ(h.bucket_counts(), (std::vector<std::uint64_t>{2, 1, 1, 1}))
+      << "per bucket, not cumulative";
   // No stray series of the family without its suffix.
   EXPECT_TRUE(e.find("chatd_op_seconds").empty());
 }
@@ -546,8 +555,9 @@ TEST(RegistryConcurrency, FourThreadsObserveAndCountExactly) {
 
   const Exposition e = parse(r.render());
   using B = std::pair<std::string, std::uint64_t>;
-  EXPECT_EQ(check_histogram(e, "chatd_conc_seconds", {}),
-            (std::vector<B>{{"0.001", 100000}, {"0.01", 200000}, {"0.1", 300000}, {"+Inf", 400000}}));
+  EXPECT_EQ(
+      check_histogram(e, "chatd_conc_seconds", {}),
+      (std::vector<B>{{"0.001", 100000}, {"0.01", 200000}, {"0.1", 300000}, {"+Inf", 400000}}));
   EXPECT_EQ(e.one("chatd_conc_total").value, "400000");
   EXPECT_NEAR(e.one("chatd_conc_seconds_sum").number(), 55550.0, 1e-3);
 }

@@ -74,9 +74,8 @@ TEST(ParseChatPath, AfterIsTheResumePoint) {
   EXPECT_EQ(parsed_ok("/ws/a/b?after=0").after_seq, 0u);
   EXPECT_EQ(parsed_ok("/ws/a/b?token=t&after=41").after_seq, 41u);
   EXPECT_EQ(parsed_ok("/ws/a/b?after=18446744073709551615").after_seq, 18446744073709551615u);
-  for (const char* bad : {"/ws/a/b?after=", "/ws/a/b?after", "/ws/a/b?after=-1",
-                          "/ws/a/b?after=4x", "/ws/a/b?after=18446744073709551616",
-                          "/ws/a/b?after=%20"}) {
+  for (const char* bad : {"/ws/a/b?after=", "/ws/a/b?after", "/ws/a/b?after=-1", "/ws/a/b?after=4x",
+                          "/ws/a/b?after=18446744073709551616", "/ws/a/b?after=%20"}) {
     EXPECT_NE(rejection(bad), "") << bad;
   }
 }
