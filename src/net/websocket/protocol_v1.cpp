@@ -1,16 +1,10 @@
 #include "net/websocket/protocol_v1.h"
 
 #include "chat/frames.h"
-#include "net/websocket/protocol_v2.h"
 #include "net/websocket/replay.h"
 #include "net/websocket/session.h"
 
 namespace chatd::net::websocket {
-
-std::unique_ptr<Protocol> make_protocol(ProtocolVersion version, Session& session) {
-  if (version == ProtocolVersion::v2) return std::make_unique<ProtocolV2>(session);
-  return std::make_unique<ProtocolV1>(session);
-}
 
 boost::asio::awaitable<bool> ProtocolV1::open() {
   return replay_v1(session_);

@@ -43,9 +43,7 @@ SendQueue::Result SendQueue::deliver(const chat::MessagePtr& message,
     if (!fits_locked(frame->size())) {
       // The replay is still sending older messages; this one is in the store,
       // and the replay reads on from there instead of holding it.
-      for (const auto& buffered : replay_buffer_) remove_locked(buffered.second->size());
-      replay_buffer_.clear();
-      replay_buffer_dropped_ = true;
+      give_way_locked();
       return {};
     }
     add_locked(frame->size());
@@ -123,6 +121,16 @@ SendQueue::Result SendQueue::close(std::uint16_t code, std::string reason) {
   return push_locked(Entry{nullptr, std::make_unique<Close>(Close{code, std::move(reason)}), {}});
 }
 
+void SendQueue::drop_replay_buffer_locked() {
+  for (const auto& buffered : replay_buffer_) remove_locked(buffered.second->size());
+  replay_buffer_.clear();
+}
+
+void SendQueue::give_way_locked() {
+  drop_replay_buffer_locked();
+  replay_buffer_dropped_ = true;
+}
+
 SendQueue::Result SendQueue::close_too_slow() {
   std::lock_guard lock(mutex_);
   if (closing_) return {};
@@ -149,8 +157,7 @@ SendQueue::Result SendQueue::close_too_slow_locked() {
     if (items_.back().frame) remove_locked(items_.back().frame->size());
     items_.pop_back();
   }
-  for (const auto& buffered : replay_buffer_) remove_locked(buffered.second->size());
-  replay_buffer_.clear();
+  drop_replay_buffer_locked();
   Result result = push_locked(
       Entry{nullptr, std::make_unique<Close>(Close{kPolicyViolation, "receiver too slow"}), {}});
   result.status = Status::too_slow;
@@ -174,9 +181,7 @@ bool SendQueue::wait_for_room(std::size_t bytes) {
   if (!writing_ && replaying_ && !replay_buffer_.empty()) {
     // Nothing is being written, so only the buffered live messages hold the
     // room, and waiting would never end: they give way to the replay.
-    for (const auto& buffered : replay_buffer_) remove_locked(buffered.second->size());
-    replay_buffer_.clear();
-    replay_buffer_dropped_ = true;
+    give_way_locked();
     if (fits_locked(bytes)) return true;
   }
   room_wanted_ = bytes;

@@ -165,6 +165,10 @@ class SendQueue {
   void add_locked(std::size_t bytes);
   void remove_locked(std::size_t bytes);
   Result push_locked(Entry entry);
+  void drop_replay_buffer_locked();
+  /// The buffered live messages give way to the replay, which reads them
+  /// (and what follows until it has caught up) from the store.
+  void give_way_locked();
   /// Drops every frame not started and the replay buffer, then queues 1008.
   Result close_too_slow_locked();
 
