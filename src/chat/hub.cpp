@@ -11,11 +11,9 @@ Hub::Shard& Hub::shard_of(const ChatKey& chat) const {
   return shards_[std::hash<std::string>{}(chat.str()) % kShards];
 }
 
-std::size_t Hub::count_locked(const std::vector<std::weak_ptr<Subscriber>>& list,
-                              const std::string& user) {
-  return static_cast<std::size_t>(std::count_if(list.begin(), list.end(), [&](const auto& weak) {
-    const auto strong = weak.lock();
-    return strong && strong->user() == user;
+std::size_t Hub::count_locked(const Entries& list, const std::string& user) {
+  return static_cast<std::size_t>(std::count_if(list.begin(), list.end(), [&](const Entry& entry) {
+    return !entry.subscriber.expired() && entry.user == user;
   }));
 }
 
@@ -27,7 +25,7 @@ std::size_t Hub::join(const ChatKey& chat, const std::shared_ptr<Subscriber>& su
     std::lock_guard lock(shard.mutex);
     auto& list = shard.chats[chat.str()];
     first = list.empty();
-    list.push_back(subscriber);
+    list.push_back(Entry{subscriber, subscriber.get(), subscriber->user()});
     devices = count_locked(list, subscriber->user());
   }
   if (first && interest_) interest_(chat);
@@ -44,9 +42,8 @@ std::size_t Hub::leave(const ChatKey& chat, const Subscriber& subscriber) {
     if (found == shard.chats.end()) return 0;
     auto& list = found->second;
     // Also drops entries whose session is already gone.
-    std::erase_if(list, [&](const std::weak_ptr<Subscriber>& weak) {
-      const auto strong = weak.lock();
-      return !strong || strong.get() == &subscriber;
+    std::erase_if(list, [&](const Entry& entry) {
+      return entry.address == &subscriber || entry.subscriber.expired();
     });
     remaining = count_locked(list, subscriber.user());
     last = list.empty();
@@ -69,8 +66,9 @@ std::vector<std::shared_ptr<Subscriber>> Hub::receivers(const ChatKey& chat) con
   const auto found = shard.chats.find(chat.str());
   if (found == shard.chats.end()) return result;
   result.reserve(found->second.size());
-  for (const auto& weak : found->second) {
-    if (auto strong = weak.lock()) result.push_back(std::move(strong));
+  for (const Entry& entry : found->second) {
+    // Released by the caller, after the mutex: see Entry.
+    if (auto strong = entry.subscriber.lock()) result.push_back(std::move(strong));
   }
   return result;
 }

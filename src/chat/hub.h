@@ -74,16 +74,25 @@ class Hub {
   std::size_t connections() const;
 
  private:
+  /// A subscriber as the hub keeps it. Its user and address are copied so
+  /// that nothing under a shard's mutex locks the weak_ptr: a strong
+  /// reference taken there could be a session's last, and its destructor
+  /// leaves the hub, which takes the same mutex.
+  struct Entry {
+    std::weak_ptr<Subscriber> subscriber;
+    const Subscriber* address = nullptr;
+    std::string user;
+  };
+  using Entries = std::vector<Entry>;
   struct Shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, std::vector<std::weak_ptr<Subscriber>>> chats;
+    std::unordered_map<std::string, Entries> chats;
   };
   static constexpr std::size_t kShards = 64;
 
   Shard& shard_of(const ChatKey& chat) const;
   /// Live connections of `user` in a chat's list; the shard's mutex must be held.
-  static std::size_t count_locked(const std::vector<std::weak_ptr<Subscriber>>& list,
-                                  const std::string& user);
+  static std::size_t count_locked(const Entries& list, const std::string& user);
   std::vector<std::shared_ptr<Subscriber>> receivers(const ChatKey& chat) const;
 
   mutable std::array<Shard, kShards> shards_;
