@@ -153,6 +153,9 @@ void Server::register_gauges(const users::CachedUserDirectory* cache) {
            {"threads", std::to_string(thread_count(config_))}})
       .set(1);
   if (cache == nullptr) return;
+  r.gauge_callback("chatd_user_lookups_waiting",
+                   "Lookups waiting for a free connection to the user-search service.",
+                   [this] { return double(user_source_->waiting()); });
   const char* lookups = "chatd_user_lookups_total";
   const char* help = "Username verifications, by outcome (cache hit, miss, upstream error).";
   r.counter_callback(lookups, help, [cache] { return double(cache->stats().hits); },

@@ -18,6 +18,7 @@
 #include "net/session_registry.h"
 #include "store/store.h"
 #include "users/user_directory.h"
+#include "users/user_search_client.h"
 
 namespace chatd::net {
 class Listener;
@@ -72,7 +73,7 @@ class Server {
   net::CallerRateLimits rest_limits_;
   std::unique_ptr<fanout::Fanout> fanout_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<users::UserDirectory> user_source_;
+  std::unique_ptr<users::UserSearchClient> user_source_;
   std::unique_ptr<users::ObservedUserDirectory> user_observer_;
   std::unique_ptr<users::UserDirectory> users_;
   std::unique_ptr<auth::TokenVerifier> tokens_;

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from chat_client import ChatClient, in_thread, open_expect_close
+from server_metrics import poll, scrape
 
 
 async def assert_chat_works(server, user1: str, user2: str, label: str = "") -> None:
@@ -99,6 +100,34 @@ async def test_slow_lookup_does_not_stall_other_chats(chatd, user_search):
     xavier = await ChatClient.open(server, "xavier", "slowpoke", "xavier")
     await xavier.send_message("xavier", "sorry for the wait")
     await slowpoke.recv_message("xavier", "sorry for the wait")
+
+
+async def test_lookups_waiting_for_the_service_are_bounded_and_counted(chatd, user_search):
+    # One connection to the service: hold0's lookup holds it, ten more wait
+    # (10 x USER_SEARCH_MAX_IN_FLIGHT), the twelfth is refused as unavailable.
+    server = chatd("--user-search-max-in-flight", "1", "--user-search-timeout-ms", "20000",
+                   user_search=user_search)
+    await assert_chat_works(server, "alice", "bob")  # alice is cached from here on
+    user_search.delays = {"hold0": 2.0}
+
+    def open_held(i: int) -> asyncio.Task:
+        return asyncio.create_task(ChatClient.open(server, f"hold{i}", "alice", f"hold{i}"))
+
+    holding = [open_held(0)]
+    assert await in_thread(user_search.wait_for_request, "hold0", 1, 5.0), "hold0 never asked"
+    holding += [open_held(i) for i in range(1, 11)]
+    await poll(lambda: scrape(server), lambda m: m.value("chatd_user_lookups_waiting") == 10,
+               "chatd_user_lookups_waiting counts the ten lookups behind the one in flight")
+    assert user_search.answered_count("hold0") == 0, "the held lookup ended before the check"
+    await open_expect_close(server.ws_url("hold11", "alice"), 1013, "a lookup past the bound")
+
+    # The held lookup ends and the ten waiting ones run in turn: all get in.
+    await poll(lambda: scrape(server), lambda m: m.value("chatd_user_lookups_waiting") == 0,
+               "the waiting lookups ran once the service answered")
+    clients = await asyncio.gather(*holding)
+    alice = await ChatClient.open(server, "alice", "hold10", "alice")
+    await alice.send_message("alice", "you waited and got in")
+    await clients[10].recv_message("alice", "you waited and got in")
 
 
 async def test_lookups_are_cached_and_single_flight(chatd, user_search):

@@ -207,6 +207,9 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real HTTP server offers
+    # Headers and body go out in two writes; with Nagle on, the body would wait
+    # for chatd's delayed ACK (40 ms a lookup on a kept-alive connection).
+    disable_nagle_algorithm = True
     server_version = "user-search-stub/1.0"
     owner: UserSearchStub
 
