@@ -75,6 +75,11 @@ struct Written {
   fanout::redis::RedisFanoutOptions redis;
   unsigned redis_gap_ms = count_of(redis.gap_hold);
   unsigned presence_ttl_seconds = count_of(redis.presence_ttl);
+  std::string webhook_events = "message.offline";
+  unsigned webhook_timeout_ms = count_of(webhooks::WebhookOptions{}.timeout);
+  unsigned webhook_backoff_min_ms = count_of(webhooks::WebhookOptions{}.backoff_min);
+  unsigned webhook_backoff_max_ms = count_of(webhooks::WebhookOptions{}.backoff_max);
+  unsigned webhook_lease_ms = count_of(webhooks::WebhookOptions{}.lease);
 };
 
 // Puts what was written into `c`, the one place settings are converted.
@@ -111,6 +116,16 @@ std::string finish(const Written& w, Config& c) {
     c.redis->gap_hold = std::chrono::milliseconds(w.redis_gap_ms);
     c.redis->presence_ttl = std::chrono::seconds(w.presence_ttl_seconds);
   }
+
+  if (auto unknown = webhooks::parse_events(w.webhook_events, c.webhooks)) {
+    return "WEBHOOK_EVENTS: unknown event '" + *unknown +
+           "' (message.offline, message.created, message.read)";
+  }
+  c.webhooks.timeout = std::chrono::milliseconds(w.webhook_timeout_ms);
+  c.webhooks.backoff_min = std::chrono::milliseconds(w.webhook_backoff_min_ms);
+  c.webhooks.backoff_max = std::chrono::milliseconds(w.webhook_backoff_max_ms);
+  c.webhooks.lease = std::chrono::milliseconds(w.webhook_lease_ms);
+  if (auto problem = webhooks::validate(c.webhooks)) return *problem;
   return {};
 }
 
@@ -233,6 +248,34 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "PRESENCE_TTL_SECONDS", w.presence_ttl_seconds,
           "How long an instance's presence entries live in Redis without a heartbeat")
       ->check(CLI::Range(3u, 3600u));
+  setting(app, "WEBHOOK_URL", c.webhooks.url,
+          "http(s) URL that receives webhook events (docs/webhooks.md); unset = none");
+  setting(app, "WEBHOOK_SECRET", c.webhooks.secret,
+          "Key of the events' HMAC-SHA256 signature, at least 16 bytes (needed with WEBHOOK_URL)");
+  setting(app, "WEBHOOK_EVENTS", w.webhook_events,
+          "Comma-separated: message.offline, message.created, message.read");
+  setting(app, "WEBHOOK_INCLUDE_TEXT", c.webhooks.include_text,
+          "Whether events carry the message text");
+  setting(app, "WEBHOOK_TIMEOUT_MS", w.webhook_timeout_ms, "Time of one POST, answer included")
+      ->check(CLI::Range(100u, 600'000u));
+  setting(app, "WEBHOOK_MAX_IN_FLIGHT", c.webhooks.max_in_flight,
+          "POSTs at once, each for another chat")
+      ->check(CLI::Range(1u, 1000u));
+  setting(app, "WEBHOOK_MAX_ATTEMPTS", c.webhooks.max_attempts,
+          "Attempts of one event before it is kept as failed")
+      ->check(CLI::Range(1u, 100u));
+  setting(app, "WEBHOOK_BACKOFF_MIN_MS", w.webhook_backoff_min_ms,
+          "Wait after a first failed attempt; doubles with each")
+      ->check(CLI::Range(10u, 3'600'000u));
+  setting(app, "WEBHOOK_BACKOFF_MAX_MS", w.webhook_backoff_max_ms, "Longest wait between attempts")
+      ->check(CLI::Range(10u, 86'400'000u));
+  setting(app, "WEBHOOK_LEASE_MS", w.webhook_lease_ms,
+          "With several instances: how long the sending instance's lease lasts unrenewed")
+      ->check(CLI::Range(1000u, 600'000u));
+  setting(app, "WEBHOOK_CA_FILE", c.webhooks.ca_file,
+          "Extra PEM CA certificates for an https WEBHOOK_URL");
+  setting(app, "ADMIN_TOKEN", c.admin_token,
+          "Bearer secret of the admin API (/api/admin/); unset = no admin API");
   setting(app, "LOG_LEVEL", c.log.level, "trace, debug, info, warn, error, critical or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   setting(app, "LOG_FORMAT", c.log.format, "text or json")->check(CLI::IsMember({"text", "json"}));

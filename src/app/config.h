@@ -13,6 +13,7 @@
 #include "store/sqlite/sqlite_store.h"
 #include "users/cached_user_directory.h"
 #include "users/user_search_client.h"
+#include "webhooks/webhook_options.h"
 
 namespace chatd::app {
 
@@ -43,6 +44,9 @@ struct Config {
   auth::TokenOptions tokens;                ///< Used when tokens.secret is set (SECRET_KEY).
   /// Set when REDIS_URL is: fan-out between instances.
   std::optional<fanout::redis::RedisFanoutOptions> redis;
+  webhooks::WebhookOptions webhooks;  ///< Used when webhooks.url is set (WEBHOOK_URL).
+  /// ADMIN_TOKEN: the bearer secret of /api/admin/; empty = no admin API.
+  std::string admin_token;
   LogOptions log;
 
   // `chatd import-legacy`: copy the old service's data into this store, then exit.

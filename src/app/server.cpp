@@ -16,6 +16,7 @@
 #include "users/observed_user_directory.h"
 #include "users/open_user_directory.h"
 #include "users/user_search_client.h"
+#include "webhooks/hooking_store.h"
 
 namespace chatd::app {
 namespace asio = boost::asio;
@@ -41,6 +42,10 @@ Server::Server(const Config& config)
       [this](std::span<const chat::MessagePtr> batch) {
         metrics_.messages_committed.inc(batch.size());
         fanout_->publish(batch);
+        if (webhooks_ && std::any_of(batch.begin(), batch.end(),
+                                     [](const auto& message) { return message->hooks != 0; })) {
+          webhooks_->wake();
+        }
       },
       [this](std::size_t messages, std::chrono::nanoseconds took, bool) {
         metrics_.batch_size.observe(static_cast<double>(messages));
@@ -51,6 +56,18 @@ Server::Server(const Config& config)
   } else {
     fanout_ = std::make_unique<fanout::redis::RedisFanout>(io_, hub_, *store_, metrics_registry_,
                                                            *config_.redis);
+  }
+
+  if (config_.webhooks.enabled()) {
+    hooking_store_ = std::make_unique<webhooks::HookingStore>(*store_, *fanout_,
+                                                              config_.webhooks.message_events);
+    try {
+      webhooks_ =
+          std::make_unique<webhooks::Dispatcher>(io_, *store_, config_.webhooks, metrics_registry_,
+                                                 "chatd-" + chat::make_message_id(chat::now_ms()));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(e.what());
+    }
   }
 
   const users::CachedUserDirectory* user_cache = nullptr;
@@ -84,10 +101,11 @@ Server::Server(const Config& config)
   const auto address = asio::ip::make_address(config_.host, error);
   if (error) throw std::runtime_error("HOST '" + config_.host + "' is not an IP address");
   register_gauges(user_cache);
-  services_.emplace(net::Services{hub_, *fanout_, *store_, *users_, registry_, connection_limits_,
-                                  config_.session, draining_, metrics_, tokens_.get(),
-                                  [this] { return metrics_registry_.render(); },
-                                  [this] { return users_ready(); }, rest_limits_});
+  store::Store& sessions_store = hooking_store_ ? *hooking_store_ : *store_;
+  services_.emplace(net::Services{
+      hub_, *fanout_, sessions_store, *users_, registry_, connection_limits_, config_.session,
+      draining_, metrics_, tokens_.get(), [this] { return metrics_registry_.render(); },
+      [this] { return users_ready(); }, rest_limits_, webhooks_.get(), config_.admin_token});
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 *services_);
@@ -178,6 +196,7 @@ int Server::run() {
   const unsigned threads = thread_count(config_);
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
   fanout_->start();
+  if (webhooks_) webhooks_->start();
   spdlog::info("chatd {} listening on http://{}:{} ({} I/O threads)", CHATD_VERSION,
                endpoint.address().to_string(), endpoint.port(), threads);
 
@@ -209,6 +228,7 @@ void Server::drain() {
   if (!registry_.wait_empty_until(deadline)) {
     spdlog::warn("drain: {} sessions still open at the deadline; closing them", registry_.size());
   }
+  if (webhooks_) webhooks_->stop();  // its POSTs in flight end on the I/O threads
   fanout_->stop();
   io_.stop();
   for (auto& thread : threads_) thread.join();

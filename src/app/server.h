@@ -19,6 +19,7 @@
 #include "store/store.h"
 #include "users/user_directory.h"
 #include "users/user_search_client.h"
+#include "webhooks/dispatcher.h"
 
 namespace chatd::net {
 class Listener;
@@ -73,6 +74,10 @@ class Server {
   net::CallerRateLimits rest_limits_;
   std::unique_ptr<fanout::Fanout> fanout_;
   std::unique_ptr<store::Store> store_;
+  /// With WEBHOOK_URL: the store as sessions see it (messages carry their
+  /// events), and the sender of the outbox.
+  std::unique_ptr<store::Store> hooking_store_;
+  std::unique_ptr<webhooks::Dispatcher> webhooks_;
   std::unique_ptr<users::UserSearchClient> user_source_;
   std::unique_ptr<users::ObservedUserDirectory> user_observer_;
   std::unique_ptr<users::UserDirectory> users_;

@@ -27,7 +27,10 @@ struct Message {
   std::string text;
   std::int64_t timestamp_ms = 0;  ///< Server time at commit, ms since the Unix epoch.
   std::string client_id;          ///< The sender's idempotency key; empty when none.
-  ConnectionId origin = 0;        ///< The local connection it came from; not stored.
+  /// Webhook events still to send for it (webhooks::EventBits); stored with it,
+  /// so that an event exists once its message is committed.
+  std::uint8_t hooks = 0;
+  ConnectionId origin = 0;  ///< The local connection it came from; not stored.
   /// When the frame was read, for the delivery-latency metric; not stored.
   std::chrono::steady_clock::time_point received_at{};
 };
@@ -42,6 +45,7 @@ struct PendingMessage {
   std::string client_id;
   ConnectionId origin = 0;
   std::chrono::steady_clock::time_point received_at{};
+  std::uint8_t hooks = 0;  ///< Webhook events to send once committed (Message::hooks).
 };
 
 /// A new message id: 4 bytes of seconds, 5 random bytes fixed per process and

@@ -14,6 +14,7 @@
 #include "chat/frames_v2.h"
 #include "chat/username.h"
 #include "metrics/chatd_metrics.h"
+#include "net/admin_api.h"
 #include "net/caller_rate_limits.h"
 #include "net/json_response.h"
 #include "net/store_replies.h"
@@ -227,6 +228,10 @@ void post_message(const Services& services, asio::any_io_executor executor,
 
 void RestApi::handle(const Services& services, asio::any_io_executor executor,
                      const Request& request, Done done) {
+  if (AdminApi::handles(request.target())) {
+    AdminApi::handle(services, std::move(executor), request, std::move(done));
+    return;
+  }
   const Call call{request.version(), request.keep_alive(), std::move(done)};
   const auto parsed = urls::parse_origin_form(request.target());
   if (!parsed) {

@@ -26,6 +26,9 @@ class TokenVerifier;
 namespace chatd::fanout {
 class Fanout;
 }
+namespace chatd::webhooks {
+class Dispatcher;
+}
 
 namespace chatd::net {
 
@@ -95,6 +98,10 @@ struct Services {
   std::function<std::string_view()> users_state;
   /// Messages a second per REST caller.
   CallerRateLimits& rest_limits;
+  /// Sends webhook events (WEBHOOK_URL); null = none.
+  webhooks::Dispatcher* webhooks = nullptr;
+  /// ADMIN_TOKEN; empty = no admin API.
+  std::string_view admin_token;
 };
 
 }  // namespace chatd::net

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "store/outbox.h"
 #include "store/store.h"
 
 namespace chatd::store {
@@ -52,6 +53,8 @@ class Backend {
   virtual std::unique_ptr<Committer> make_committer() = 0;
   /// Called once on each reader thread, `index` from 0.
   virtual std::unique_ptr<Reader> make_reader(std::size_t index) = 0;
+  /// Called on the webhook sender's thread, which owns what it returns.
+  virtual std::unique_ptr<Outbox> make_outbox() = 0;
   /// Whether the last database operation succeeded. Any thread.
   virtual bool ready() const = 0;
 };

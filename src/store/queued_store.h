@@ -67,6 +67,7 @@ class QueuedStore : public Store {
   void conversations(std::string user, std::size_t limit, ConversationsHandler handler) override;
   bool ready() const override { return backend_->ready(); }
   QueueStats queue_stats() const override;
+  std::unique_ptr<Outbox> make_outbox() override { return backend_->make_outbox(); }
   void drain() override;
 
  protected:

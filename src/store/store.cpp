@@ -24,6 +24,7 @@ std::shared_ptr<chat::Message> make_message(const chat::PendingMessage& pending,
   message->text = pending.text;
   message->timestamp_ms = timestamp_ms;
   message->client_id = pending.client_id;
+  message->hooks = pending.hooks;
   message->origin = pending.origin;
   message->received_at = pending.received_at;
   return message;

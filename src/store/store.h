@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "chat/message.h"
+#include "store/outbox.h"
 
 namespace chatd::store {
 
@@ -175,6 +176,10 @@ class Store {
 
   /// The depth of the store's queues and their refusals so far. Any thread.
   virtual QueueStats queue_stats() const = 0;
+
+  /// The webhook outbox, for the one thread that will use it (its own
+  /// connection to the database). Throws when the database cannot open one.
+  virtual std::unique_ptr<Outbox> make_outbox() = 0;
 
   /// Stops taking appends, commits and announces everything already taken,
   /// and returns when that is done. Idempotent.

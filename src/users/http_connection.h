@@ -7,20 +7,20 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <cstddef>
 #include <string>
 #include <variant>
 
 namespace chatd::users {
 
-/// One HTTP/1.1 client connection to the user-search service, plain TCP or TLS. Not
-/// thread-safe: one lookup uses it at a time (the pool hands it out) and makes every call,
-/// including close(), from that lookup's strand.
+/// One HTTP/1.1 client connection, plain TCP or TLS: to the user-search service, and to the
+/// webhook receiver. Not thread-safe: one request uses it at a time (a pool hands it out)
+/// and makes every call, including close(), from that request's strand.
 class HttpConnection {
  public:
-  using Request = boost::beast::http::request<boost::beast::http::empty_body>;
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
 
   struct Response {
     boost::beast::error_code error;

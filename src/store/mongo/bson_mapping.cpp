@@ -55,6 +55,37 @@ void append_message_document(bson_t* document, const chat::Message& message) {
   bson_append_date_time(document, "ts", -1, message.timestamp_ms);
   // Absent rather than empty, so the partial unique index only sees real ids.
   if (!message.client_id.empty()) append_utf8(document, "client_id", message.client_id);
+  // Absent when none, so the outbox index holds only messages with events.
+  if (message.hooks != 0) append_hooks(document, message.hooks);
+}
+
+void append_hooks(bson_t* document, std::uint8_t hooks) {
+  bson_t array;
+  bson_append_array_begin(document, kHooksField, -1, &array);
+  int index = 0;
+  for (const std::uint8_t bit : kHookBits) {
+    if ((hooks & bit) == 0) continue;
+    const std::string key = std::to_string(index++);
+    append_utf8(&array, key.c_str(), hook_name(bit));
+  }
+  bson_append_array_end(document, &array);
+}
+
+std::uint8_t hooks_of(const bson_t* document) {
+  bson_iter_t iter, item;
+  std::uint8_t hooks = 0;
+  if (!bson_iter_init_find(&iter, document, kHooksField) || !BSON_ITER_HOLDS_ARRAY(&iter) ||
+      !bson_iter_recurse(&iter, &item)) {
+    return 0;
+  }
+  while (bson_iter_next(&item)) {
+    if (!BSON_ITER_HOLDS_UTF8(&item)) continue;
+    const std::string_view name = bson_iter_utf8(&item, nullptr);
+    for (const std::uint8_t bit : kHookBits) {
+      if (name == hook_name(bit)) hooks |= bit;
+    }
+  }
+  return hooks;
 }
 
 chat::MessagePtr message_from_document(const bson_t* document) {
@@ -79,6 +110,7 @@ chat::MessagePtr message_from_document(const bson_t* document) {
     message->timestamp_ms = bson_iter_date_time(&iter);
   }
   message->client_id = utf8_field(document, "client_id").value_or("");
+  message->hooks = hooks_of(document);
   return message;
 }
 

@@ -3,10 +3,16 @@
 // How chatd's records look in MongoDB, in one place (SPEC §4):
 //
 //   messages  { _id: ObjectId(message id), chat: "5:alice:bob", seq: Int64,
-//               sender, text, ts: Date, client_id?: string }
+//               sender, text, ts: Date, client_id?: string,
+//               hooks?: ["created", "offline"] }     -- webhook events to send
 //             unique {chat: 1, seq: 1}                 -- one order per chat
 //             unique {chat: 1, sender: 1, client_id: 1}
 //                    where client_id exists             -- idempotent sends (v2)
+//             {hooks: 1}                               -- the webhook outbox
+//   webhook_failed { _id: event id, type, chat, seq, bit, attempts,
+//               last_error, failed: Date, body }     -- kept after the last attempt
+//             {failed: 1}
+//   webhook_lease  { _id: "sender", owner, until: Date } -- which instance sends
 //   chats     { _id: "5:alice:bob", participants: [alice, bob],
 //               last_seq: Int64, last_activity: Date }
 //             {participants: 1, last_activity: -1}     -- a user's conversations
@@ -31,6 +37,13 @@ namespace chatd::store::mongo {
 inline constexpr const char* kMessages = "messages";
 inline constexpr const char* kChats = "chats";
 inline constexpr const char* kReads = "reads";
+inline constexpr const char* kWebhookFailed = "webhook_failed";
+inline constexpr const char* kWebhookLease = "webhook_lease";
+inline constexpr const char* kHooksField = "hooks";
+
+/// {hooks: [names of the set bits]} (store::hook_name), and back.
+void append_hooks(bson_t* document, std::uint8_t hooks);
+std::uint8_t hooks_of(const bson_t* document);
 
 void append_utf8(bson_t* document, const char* key, std::string_view value);
 /// The string at `key`, or nullopt when absent or not a string.

@@ -203,6 +203,17 @@ bool create_indexes(mongoc_client_t* client, const std::string& database, bool& 
   bson_append_utf8(reads_by_chat.get(), "name", -1, "reads_chat", -1);
   if (!create_index(db.get(), kReads, reads_by_chat.get(), error)) return false;
 
+  // The webhook outbox: messages with events still to send (a multikey index
+  // on an array most messages lack), and the failures in the order listed.
+  Bson by_hooks;
+  append_key(by_hooks.get(), {{kHooksField, 1}});
+  bson_append_utf8(by_hooks.get(), "name", -1, "hooks", -1);
+  if (!create_index(db.get(), kMessages, by_hooks.get(), error)) return false;
+  Bson failures_by_time;
+  append_key(failures_by_time.get(), {{"failed", 1}});
+  bson_append_utf8(failures_by_time.get(), "name", -1, "failed", -1);
+  if (!create_index(db.get(), kWebhookFailed, failures_by_time.get(), error)) return false;
+
   // Only messages that carry a client id take part; v1 messages have none.
   Bson by_client_id;
   append_key(by_client_id.get(), {{"chat", 1}, {"sender", 1}, {"client_id", 1}});

@@ -92,6 +92,20 @@ class Bson {
   bson_t value_;
 };
 
+/// An owned bson_t* from BCON_NEW. (Not a unique_ptr: bson_t's alignment
+/// attribute is dropped on a template argument, which GCC warns about.)
+class BsonPtr {
+ public:
+  explicit BsonPtr(bson_t* document) : document_(document) {}
+  ~BsonPtr() { bson_destroy(document_); }
+  BsonPtr(const BsonPtr&) = delete;
+  BsonPtr& operator=(const BsonPtr&) = delete;
+  bson_t* get() const { return document_; }
+
+ private:
+  bson_t* document_;
+};
+
 /// The text of a driver error, e.g. "No suitable servers found ...".
 inline std::string_view message_of(const bson_error_t& error) {
   return error.message;

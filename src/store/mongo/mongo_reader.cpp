@@ -21,20 +21,6 @@ namespace chatd::store::mongo {
 
 namespace {
 
-/// An owned bson_t* from BCON_NEW. (Not a unique_ptr: bson_t's alignment
-/// attribute is dropped on a template argument, which GCC warns about.)
-class BsonPtr {
- public:
-  explicit BsonPtr(bson_t* document) : document_(document) {}
-  ~BsonPtr() { bson_destroy(document_); }
-  BsonPtr(const BsonPtr&) = delete;
-  BsonPtr& operator=(const BsonPtr&) = delete;
-  bson_t* get() const { return document_; }
-
- private:
-  bson_t* document_;
-};
-
 std::optional<std::int64_t> int_of(const bson_t* document, const char* key) {
   bson_iter_t iter;
   if (!bson_iter_init_find(&iter, document, key)) return std::nullopt;

@@ -6,6 +6,7 @@
 
 #include "store/mongo/batch_writer.h"
 #include "store/mongo/bson_mapping.h"
+#include "store/mongo/mongo_outbox.h"
 #include "store/mongo/mongo_reader.h"
 
 namespace chatd::store::mongo {
@@ -65,6 +66,10 @@ std::unique_ptr<Committer> MongoBackend::make_committer() {
 
 std::unique_ptr<Reader> MongoBackend::make_reader(std::size_t /*index*/) {
   return std::make_unique<MongoReader>(*this);
+}
+
+std::unique_ptr<Outbox> MongoBackend::make_outbox() {
+  return std::make_unique<MongoOutbox>(*this);
 }
 
 // ---------------------------------------------------------------------------

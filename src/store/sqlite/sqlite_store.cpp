@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "store/sqlite/sqlite_outbox.h"
 #include "store/sqlite/sqlite_reader.h"
 #include "store/sqlite/sqlite_writer.h"
 
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS messages (
   text      TEXT NOT NULL,
   ts_ms     INTEGER NOT NULL,
   client_id TEXT,
+  hooks     INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (chat_id, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
@@ -48,6 +50,34 @@ CREATE TABLE IF NOT EXISTS reads (
   PRIMARY KEY (chat_key, user)
 ) WITHOUT ROWID;
 )sql";
+
+// After kSchema, once the messages table has its `hooks` column (databases
+// made before webhooks get it added): the webhook outbox. The partial index
+// holds only messages with events still to send, so it stays as small as the
+// backlog, and covers the backlog's count and age.
+constexpr const char* kOutboxSchema = R"sql(
+CREATE INDEX IF NOT EXISTS messages_with_hooks
+  ON messages (chat_id, seq, ts_ms) WHERE hooks != 0;
+CREATE TABLE IF NOT EXISTS webhook_failed (
+  id         TEXT PRIMARY KEY,
+  type       TEXT NOT NULL,
+  chat_key   TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  bit        INTEGER NOT NULL,
+  attempts   INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  failed_ms  INTEGER NOT NULL,
+  body       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_failed_by_time ON webhook_failed (failed_ms);
+)sql";
+
+bool has_column(sqlite3* db, const char* table, const char* column) {
+  Statement info = prepare_or_throw(db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?");
+  bind_text(info.get(), 1, table);
+  bind_text(info.get(), 2, column);
+  return sqlite3_step(info.get()) == SQLITE_ROW;
+}
 
 // The database's path, once its directory exists.
 const std::string& with_directory(const std::string& db_path) {
@@ -74,6 +104,11 @@ SqliteBackend::SqliteBackend(const SqliteOptions& options)
   // A WAL that grew during a burst is cut back to this when it starts over.
   exec_or_throw(writer_db_.get(), "PRAGMA journal_size_limit=67108864");
   exec_or_throw(writer_db_.get(), kSchema);
+  if (!has_column(writer_db_.get(), "messages", "hooks")) {
+    exec_or_throw(writer_db_.get(),
+                  "ALTER TABLE messages ADD COLUMN hooks INTEGER NOT NULL DEFAULT 0");
+  }
+  exec_or_throw(writer_db_.get(), kOutboxSchema);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.reader_threads); ++i) {
     reader_dbs_.push_back(open_database(options_.path));
   }
@@ -116,6 +151,12 @@ std::unique_ptr<Committer> SqliteBackend::make_committer() {
 
 std::unique_ptr<Reader> SqliteBackend::make_reader(std::size_t index) {
   return std::make_unique<SqliteReader>(reader_dbs_.at(index).get());
+}
+
+std::unique_ptr<Outbox> SqliteBackend::make_outbox() {
+  Database db = open_database(options_.path);
+  sqlite3_wal_hook(db.get(), &SqliteBackend::on_wal_commit, this);
+  return std::make_unique<SqliteOutbox>(std::move(db));
 }
 
 // ---------------------------------------------------------------------------

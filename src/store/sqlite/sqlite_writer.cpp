@@ -31,7 +31,7 @@ SqliteWriter::SqliteWriter(sqlite3* db, std::atomic<bool>& ready, std::size_t ma
           prepare_or_throw(db, "UPDATE chats SET last_seq = ?, last_activity_ms = ? WHERE id = ?")),
       insert_message_(prepare_or_throw(db,
                                        "INSERT INTO messages (chat_id, seq, id, sender, text, "
-                                       "ts_ms, client_id) VALUES (?, ?, ?, ?, ?, ?, ?)")),
+                                       "ts_ms, client_id, hooks) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")),
       find_by_client_id_(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
                                                   " FROM messages WHERE chat_id = ? AND sender = "
                                                   "? AND client_id = ?")) {}
@@ -94,6 +94,7 @@ bool SqliteWriter::write_batch(std::span<const chat::PendingMessage> batch,
     } else {
       bind_text(insert, 7, message->client_id);
     }
+    sqlite3_bind_int(insert, 8, message->hooks);
     if (sqlite3_step(insert) != SQLITE_DONE) {
       spdlog::error("sqlite: cannot insert a message into chat {}: {}", pending.chat.str(),
                     sqlite3_errmsg(db_));

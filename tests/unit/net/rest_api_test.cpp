@@ -32,6 +32,7 @@
 #include "fanout/local_fanout.h"
 #include "metrics/chatd_metrics.h"
 #include "metrics/registry.h"
+#include "net/admin_api.h"
 #include "net/caller_rate_limits.h"
 #include "net/connection_limits.h"
 #include "net/session_registry.h"
@@ -233,7 +234,9 @@ class RestApiTest : public ::testing::Test {
                     tokens_.get(),
                     [this] { return metrics_registry_.render(); },
                     [] { return std::string_view("off"); },
-                    *rest_limits_};
+                    *rest_limits_,
+                    nullptr,
+                    admin_token_};
   }
 
   /// SECRET_KEY set: every call needs a token signed with kSecret.
@@ -368,6 +371,7 @@ class RestApiTest : public ::testing::Test {
   SessionOptions options_;
   std::atomic<bool> draining_{false};
   std::unique_ptr<auth::TokenVerifier> tokens_;  // null: no SECRET_KEY
+  std::string admin_token_;                      // empty: no admin API
   std::unique_ptr<CallerRateLimits> rest_limits_ =
       std::make_unique<CallerRateLimits>(options_.messages_per_second, options_.message_burst);
   std::unique_ptr<store::sqlite::SqliteStore> store_;  // last: destroyed first
@@ -854,6 +858,41 @@ TEST_F(RestApiTest, AnswersInTheRequestsHttpVersionAndKeepAlive) {
   const Response refused = call(std::move(closing));
   EXPECT_EQ(refused.result(), http::status::not_found);
   EXPECT_FALSE(refused.keep_alive());
+}
+
+// ---------------------------------------------------------------------------
+// /api/admin/ (ADMIN_TOKEN)
+// ---------------------------------------------------------------------------
+
+TEST_F(RestApiTest, TheAdminApiIsNotThereWithoutAdminToken) {
+  const auto answer = get("/api/admin/webhooks/failed", "Bearer anything");
+  EXPECT_EQ(answer.result(), http::status::not_found);
+}
+
+TEST_F(RestApiTest, TheAdminApiWantsTheAdminTokenAsBearer) {
+  admin_token_ = "s3cret-admin";
+  for (const std::string authorization :
+       {"", "Bearer wrong", "Bearer s3cret-admi", "Bearer s3cret-admin2", "Basic s3cret-admin",
+        "s3cret-admin"}) {
+    const auto answer = get("/api/admin/webhooks/failed", authorization);
+    EXPECT_EQ(answer.result(), http::status::unauthorized) << authorization;
+    EXPECT_EQ(answer[http::field::www_authenticate], "Bearer") << authorization;
+  }
+  // The right token, but webhooks are off here: the endpoint says so.
+  const auto answer = get("/api/admin/webhooks/failed", "Bearer s3cret-admin");
+  EXPECT_EQ(answer.result(), http::status::not_found);
+  EXPECT_EQ(json::parse(answer.body()).at("code"), "webhooks_off");
+  EXPECT_EQ(get("/api/admin/other", "bearer s3cret-admin").result(), http::status::not_found);
+}
+
+TEST(BearerMatches, OnlyTheExactTokenAfterTheScheme) {
+  EXPECT_TRUE(bearer_matches("Bearer abc", "abc"));
+  EXPECT_TRUE(bearer_matches("bearer abc", "abc"));
+  EXPECT_FALSE(bearer_matches("Bearer abcd", "abc"));
+  EXPECT_FALSE(bearer_matches("Bearer ab", "abc"));
+  EXPECT_FALSE(bearer_matches("Bearer  abc", "abc"));
+  EXPECT_FALSE(bearer_matches("abc", "abc"));
+  EXPECT_FALSE(bearer_matches("Bearer ", ""));
 }
 
 }  // namespace

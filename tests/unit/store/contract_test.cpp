@@ -104,6 +104,7 @@ class GatedBackend final : public Backend {
   std::unique_ptr<Reader> make_reader(std::size_t index) override {
     return std::make_unique<GatedReader>(inner_->make_reader(index), gate_);
   }
+  std::unique_ptr<Outbox> make_outbox() override { return inner_->make_outbox(); }
   bool ready() const override { return inner_->ready(); }
 
  private:
