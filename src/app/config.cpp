@@ -255,7 +255,8 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "WEBHOOK_EVENTS", w.webhook_events,
           "Comma-separated: message.offline, message.created, message.read");
   setting(app, "WEBHOOK_INCLUDE_TEXT", c.webhooks.include_text,
-          "Whether events carry the message text");
+          "Whether events carry the message text (true or false)")
+      ->default_str("true");
   setting(app, "WEBHOOK_TIMEOUT_MS", w.webhook_timeout_ms, "Time of one POST, answer included")
       ->check(CLI::Range(100u, 600'000u));
   setting(app, "WEBHOOK_MAX_IN_FLIGHT", c.webhooks.max_in_flight,

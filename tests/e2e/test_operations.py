@@ -686,7 +686,10 @@ def test_systemd_unit_stops_after_the_drain_deadline():
 
 
 def test_alert_rules_name_only_metrics_chatd_exports(chatd, user_search):
-    server = chatd(user_search=user_search)  # the user-lookup series exist only then
+    # The user-lookup series exist only with a user-search service, the webhook
+    # ones only with WEBHOOK_URL (an address nothing answers on is enough).
+    server = chatd("--webhook-url", "http://127.0.0.1:9/hook",
+                   "--webhook-secret", "0123456789abcdef", user_search=user_search)
     exported = scrape(server)
     families = set(exported.types)
     rules_text = (DEPLOY / "prometheus" / "chatd-alerts.yml").read_text(encoding="utf-8")
