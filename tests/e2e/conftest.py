@@ -42,6 +42,7 @@ from ferretdb import ferretdb  # noqa: F401  (the `ferretdb` fixture: a MongoDB-
 from ferretdb import session_mongo  # noqa: F401  (the store under CHATD_E2E_STORE=mongodb)
 from redis_server import redis, redis_servers  # noqa: F401  (redis-server for scale-out tests)
 from user_search_stub import UserSearchStub
+from webhook_receiver import webhook_receiver  # noqa: F401  (the receiver of chatd's webhooks)
 
 DEFAULT_TEST_TIMEOUT_S = 30.0
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -520,6 +521,137 @@ TYPED_TEST(StoreContract, DrainCommitsWhatItTookThenAnswersShuttingDown) {
   EXPECT_EQ(seqs_of(this->newest(*store, kAliceBob, 100).messages), range(1, 20))
       << "reads still work while draining";
   store->drain();  // idempotent
+}
+
+// ---------------------------------------------------------------------------
+// The webhook outbox
+// ---------------------------------------------------------------------------
+
+PendingMessage hooked(const ChatKey& chat, std::string sender, std::string text,
+                      std::uint8_t hooks) {
+  PendingMessage message = pending(chat, std::move(sender), std::move(text));
+  message.hooks = hooks;
+  return message;
+}
+
+TYPED_TEST(StoreContract, TheOutboxHoldsEveryCommittedEventUntilSettled) {
+  auto store = this->open();
+  // Messages without events (committed while webhooks were off) never show.
+  ASSERT_EQ(this->append(*store, kAliceBob, "alice", "before webhooks").error, StoreError::none);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(this->append(*store, hooked(kAliceBob, "alice", std::to_string(i),
+                                          kHookCreated | kHookOffline))
+                  .error,
+              StoreError::none);
+  }
+  ASSERT_EQ(this->append(*store, hooked(kAliceCarol, "carol", "hi", kHookCreated)).error,
+            StoreError::none);
+  auto outbox = store->make_outbox();
+  ASSERT_TRUE(outbox->hold_lease("one", std::chrono::seconds(10)));
+
+  auto page = outbox->pending(100);
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->size(), 4u);
+  std::map<std::string, std::vector<std::uint64_t>> by_chat;
+  for (const auto& message : *page) by_chat[message->chat.str()].push_back(message->seq);
+  EXPECT_EQ(by_chat[kAliceBob.str()], (std::vector<std::uint64_t>{2, 3, 4})) << "oldest first";
+  EXPECT_EQ(by_chat[kAliceCarol.str()], (std::vector<std::uint64_t>{1}));
+  for (const auto& message : *page) {
+    EXPECT_EQ(message->hooks,
+              message->chat == kAliceBob ? kHookCreated | kHookOffline : kHookCreated);
+  }
+  auto backlog = outbox->backlog();
+  ASSERT_TRUE(backlog);
+  EXPECT_EQ(backlog->events, 4u);
+  EXPECT_GT(backlog->oldest_ms, 0);
+
+  // One event of seq 2 delivered, the other kept as failed; seq 3 delivered whole.
+  const std::vector<SettledHook> delivered{
+      {kAliceBob, 2, kHookCreated}, {kAliceBob, 3, kHookCreated}, {kAliceBob, 3, kHookOffline}};
+  const std::vector<FailedEvent> failed{{.id = "evt_x_offline",
+                                         .type = "message.offline",
+                                         .chat = kAliceBob,
+                                         .seq = 2,
+                                         .bit = kHookOffline,
+                                         .attempts = 3,
+                                         .last_error = "HTTP 500",
+                                         .failed_ms = chat::now_ms(),
+                                         .body = "{}"}};
+  ASSERT_TRUE(outbox->settle(delivered, failed));
+  page = outbox->pending(100);
+  ASSERT_TRUE(page);
+  std::vector<std::pair<std::uint64_t, std::uint8_t>> left;
+  for (const auto& message : *page) {
+    if (message->chat == kAliceBob) left.emplace_back(message->seq, message->hooks);
+  }
+  EXPECT_EQ(
+      left,
+      (std::vector<std::pair<std::uint64_t, std::uint8_t>>{{4, kHookCreated | kHookOffline}}));
+
+  auto failures = outbox->failed(10);
+  ASSERT_TRUE(failures);
+  ASSERT_EQ(failures->size(), 1u);
+  EXPECT_EQ((*failures)[0].id, "evt_x_offline");
+  EXPECT_EQ((*failures)[0].attempts, 3u);
+  EXPECT_EQ((*failures)[0].last_error, "HTTP 500");
+  EXPECT_EQ(outbox->backlog()->failed, 1u);
+
+  // A retry makes the event pending again and takes it off the failed list.
+  EXPECT_EQ(outbox->retry("evt_unknown"), std::optional<bool>(false));
+  EXPECT_EQ(outbox->retry("evt_x_offline"), std::optional<bool>(true));
+  EXPECT_TRUE(outbox->failed(10)->empty());
+  page = outbox->pending(100);
+  ASSERT_TRUE(page);
+  bool again = false;
+  for (const auto& message : *page) {
+    again = again ||
+            (message->chat == kAliceBob && message->seq == 2 && message->hooks == kHookOffline);
+  }
+  EXPECT_TRUE(again) << "the retried event is pending again";
+
+  // History still shows every message, events or not.
+  EXPECT_EQ(seqs_of(this->newest(*store, kAliceBob, 100).messages), range(1, 4));
+}
+
+TYPED_TEST(StoreContract, TheOutboxTakesChatsInTurn) {
+  auto store = this->open();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(this->append(*store, hooked(kAliceBob, "alice", "ab", kHookCreated)).error,
+              StoreError::none);
+    ASSERT_EQ(this->append(*store, hooked(kAliceCarol, "alice", "ac", kHookCreated)).error,
+              StoreError::none);
+  }
+  auto outbox = store->make_outbox();
+  // A full page goes on after its last chat: the next one starts with the other chat.
+  const auto first = outbox->pending(3);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->size(), 3u);
+  const auto second = outbox->pending(3);
+  ASSERT_TRUE(second);
+  ASSERT_FALSE(second->empty());
+  EXPECT_NE(first->back()->chat, second->front()->chat) << "a busy chat must not starve others";
+}
+
+TYPED_TEST(StoreContract, OneInstanceHoldsTheLeaseUntilItRunsOut) {
+  auto store = this->open();
+  auto first = store->make_outbox();
+  auto second = store->make_outbox();
+  ASSERT_TRUE(first->hold_lease("first", std::chrono::milliseconds(1500)));
+  if (std::string(TypeParam::kName) == "Sqlite") {
+    // One instance per SQLite file (the lock file): the lease is always its own.
+    EXPECT_TRUE(second->hold_lease("second", std::chrono::milliseconds(1500)));
+    return;
+  }
+  EXPECT_FALSE(second->hold_lease("second", std::chrono::milliseconds(1500)));
+  EXPECT_TRUE(first->hold_lease("first", std::chrono::milliseconds(300))) << "renewed";
+  const auto deadline = std::chrono::steady_clock::now() + kTimeout;
+  bool taken = false;
+  while (!taken && std::chrono::steady_clock::now() < deadline) {
+    taken = second->hold_lease("second", std::chrono::milliseconds(1500));
+    if (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(taken) << "the lease ran out and the other instance took it";
+  EXPECT_FALSE(first->hold_lease("first", std::chrono::milliseconds(1500)));
 }
 
 }  // namespace
