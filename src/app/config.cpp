@@ -126,6 +126,7 @@ std::string finish(const Written& w, Config& c) {
   c.webhooks.backoff_max = std::chrono::milliseconds(w.webhook_backoff_max_ms);
   c.webhooks.lease = std::chrono::milliseconds(w.webhook_lease_ms);
   if (auto problem = webhooks::validate(c.webhooks)) return *problem;
+  c.sqlite.read_hooks = c.mongo.read_hooks = c.webhooks.enabled() && c.webhooks.read_events;
   return {};
 }
 

@@ -15,6 +15,8 @@ namespace chatd::store {
 /// The webhook events a message can carry (Message::hooks bits).
 inline constexpr std::uint8_t kHookCreated = 1;  ///< message.created
 inline constexpr std::uint8_t kHookOffline = 2;  ///< message.offline
+/// message.read: not a Message::hooks bit but a receipt's (Outbox::pending_reads).
+inline constexpr std::uint8_t kHookRead = 4;
 /// In the order a message's events are sent.
 inline constexpr std::uint8_t kHookBits[] = {kHookCreated, kHookOffline};
 
@@ -29,6 +31,16 @@ struct SettledHook {
   chat::ChatKey chat;
   std::uint64_t seq = 0;
   std::uint8_t bit = 0;
+  std::string reader;  ///< kHookRead: whose receipt.
+};
+
+/// A read receipt that moved forward with message.read on: `reader` has read
+/// `chat` up to `seq`, stored at `ts_ms`.
+struct PendingRead {
+  chat::ChatKey chat;
+  std::string reader;
+  std::uint64_t seq = 0;
+  std::int64_t ts_ms = 0;
 };
 
 /// An event kept after its last attempt failed, listed and retried through
@@ -38,7 +50,8 @@ struct FailedEvent {
   std::string type;
   chat::ChatKey chat;
   std::uint64_t seq = 0;
-  std::uint8_t bit = 0;  ///< The Message::hooks bit that a retry sets again.
+  std::uint8_t bit = 0;  ///< The Message::hooks bit that a retry sets again, or kHookRead.
+  std::string reader;    ///< kHookRead: whose receipt.
   std::uint32_t attempts = 0;
   std::string last_error;
   std::int64_t failed_ms = 0;
@@ -47,7 +60,7 @@ struct FailedEvent {
 
 /// Events waiting in the store, for /metrics.
 struct Backlog {
-  std::uint64_t events = 0;    ///< Messages with a pending event (each counted once).
+  std::uint64_t events = 0;    ///< Messages and receipts with an event to send (each once).
   std::int64_t oldest_ms = 0;  ///< Commit time of the oldest; 0 when none.
   std::uint64_t failed = 0;    ///< Events kept as failed.
 };
@@ -66,8 +79,15 @@ class Outbox {
   /// keep the others waiting.
   virtual std::optional<std::vector<chat::MessagePtr>> pending(std::size_t limit) = 0;
 
+  /// Up to `limit` receipts with a message.read event to send (backends store
+  /// one when a receipt moves forward and their options ask for it), in turn
+  /// as pending() takes chats. A receipt that moves on before its event was
+  /// settled is sent once, with its newest seq.
+  virtual std::optional<std::vector<PendingRead>> pending_reads(std::size_t limit) = 0;
+
   /// Clears the events' bits: they are delivered, or kept as failed (`failed`,
-  /// in the same write).
+  /// in the same write). A read event settles its receipt only if the receipt
+  /// has not moved on since (then the newer one is still to send).
   virtual bool settle(std::span<const SettledHook> delivered,
                       std::span<const FailedEvent> failed) = 0;
 

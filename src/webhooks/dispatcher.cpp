@@ -147,7 +147,7 @@ Dispatcher::Clock::time_point Dispatcher::pass(store::Outbox& outbox, bool woken
   }
   take_outcomes();
   settle(outbox);
-  if (leased_ && (woken || now >= poll_at_) && held_.size() <= kMaxHeld - kPage) {
+  if (leased_ && (woken || now >= poll_at_) && held_.size() <= kMaxHeld - 2 * kPage) {
     read_pending(outbox);
     poll_at_ = now + kPollInterval;
   }
@@ -165,15 +165,24 @@ Dispatcher::Clock::time_point Dispatcher::pass(store::Outbox& outbox, bool woken
 }
 
 void Dispatcher::read_pending(store::Outbox& outbox) {
-  const auto page = outbox.pending(kPage);
-  if (!page) return;  // the store failed; the next poll tries again
-  for (const auto& message : *page) {
-    for (const std::uint8_t bit : store::kHookBits) {
-      if ((message->hooks & bit) == 0) continue;
-      Event event = message_event(*message, bit, options_.include_text);
-      if (!held_.insert(event.id).second) continue;  // read before, not settled yet
-      chats_[message->chat.str()].events.push_back(Queued{std::move(event), 0});
+  auto queue = [this](Event event) {
+    if (!held_.insert(event.id).second) return;  // read before, not settled yet
+    const std::string key = event.chat.str();
+    chats_[key].events.push_back(Queued{std::move(event), 0});
+  };
+  if (options_.message_events != 0) {
+    const auto page = outbox.pending(kPage);
+    if (!page) return;  // the store failed; the next poll tries again
+    for (const auto& message : *page) {
+      for (const std::uint8_t bit : store::kHookBits) {
+        if ((message->hooks & bit) != 0) queue(message_event(*message, bit, options_.include_text));
+      }
     }
+  }
+  if (options_.read_events) {
+    const auto reads = outbox.pending_reads(kPage / 4);
+    if (!reads) return;
+    for (const auto& read : *reads) queue(read_event(read));
   }
 }
 
@@ -218,7 +227,8 @@ void Dispatcher::take_outcomes() {
     Queued& head = queue.events.front();
     if (outcome.attempt.delivered) {
       delivered_total_.inc();
-      delivered_.push_back(store::SettledHook{head.event.chat, head.event.seq, head.event.bit});
+      delivered_.push_back(
+          store::SettledHook{head.event.chat, head.event.seq, head.event.bit, head.event.reader});
       settling_ids_.push_back(head.event.id);
       queue.events.pop_front();
       queue.ready_at = now;
@@ -231,6 +241,7 @@ void Dispatcher::take_outcomes() {
                                            .chat = head.event.chat,
                                            .seq = head.event.seq,
                                            .bit = head.event.bit,
+                                           .reader = head.event.reader,
                                            .attempts = head.attempts,
                                            .last_error = outcome.attempt.error,
                                            .failed_ms = chat::now_ms(),

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 
 #include <boost/json.hpp>
 
@@ -13,7 +14,42 @@ namespace chatd::webhooks {
 namespace json = boost::json;
 
 std::string_view event_type(std::uint8_t bit) {
-  return bit == store::kHookCreated ? "message.created" : "message.offline";
+  return bit == store::kHookCreated ? "message.created"
+         : bit == store::kHookRead  ? "message.read"
+                                    : "message.offline";
+}
+
+Event read_event(const store::PendingRead& read) {
+  // The id names the receipt (chat, reader, seq): the same on every attempt,
+  // another once the receipt moves on.
+  const std::string identity =
+      read.chat.str() + '\n' + read.reader + '\n' + std::to_string(read.seq);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(identity.data()), identity.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id = "evt_read_";
+  for (int i = 0; i < 12; ++i) {
+    id.push_back(kHex[digest[i] >> 4]);
+    id.push_back(kHex[digest[i] & 0xf]);
+  }
+  const std::string& peer =
+      read.reader == read.chat.first() ? read.chat.second() : read.chat.first();
+  json::object body{
+      {"id", id},
+      {"type", "message.read"},
+      {"ts", chat::format_timestamp(read.ts_ms)},
+      {"data", json::object{{"chat", read.chat.str()},
+                            {"users", json::array{read.chat.first(), read.chat.second()}},
+                            {"reader", read.reader},
+                            {"peer", peer},
+                            {"seq", read.seq}}}};
+  return Event{.id = std::move(id),
+               .type = "message.read",
+               .chat = read.chat,
+               .seq = read.seq,
+               .bit = store::kHookRead,
+               .reader = read.reader,
+               .body = json::serialize(body)};
 }
 
 Event message_event(const chat::Message& message, std::uint8_t bit, bool include_text) {
@@ -22,6 +58,7 @@ Event message_event(const chat::Message& message, std::uint8_t bit, bool include
               .chat = message.chat,
               .seq = message.seq,
               .bit = bit,
+              .reader = {},
               .body = {}};
   json::object data = chat::message_object(message);
   if (!include_text) data.erase("text");

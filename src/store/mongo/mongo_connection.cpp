@@ -209,6 +209,10 @@ bool create_indexes(mongoc_client_t* client, const std::string& database, bool& 
   append_key(by_hooks.get(), {{kHooksField, 1}});
   bson_append_utf8(by_hooks.get(), "name", -1, "hooks", -1);
   if (!create_index(db.get(), kMessages, by_hooks.get(), error)) return false;
+  Bson reads_with_hooks;
+  append_key(reads_with_hooks.get(), {{"hook_seq", 1}});
+  bson_append_utf8(reads_with_hooks.get(), "name", -1, "hook_seq", -1);
+  if (!create_index(db.get(), kReads, reads_with_hooks.get(), error)) return false;
   Bson failures_by_time;
   append_key(failures_by_time.get(), {{"failed", 1}});
   bson_append_utf8(failures_by_time.get(), "name", -1, "failed", -1);

@@ -51,6 +51,7 @@ void append_failed_document(bson_t* document, const FailedEvent& event) {
   append_utf8(document, "chat", event.chat.str());
   bson_append_int64(document, "seq", -1, static_cast<std::int64_t>(event.seq));
   bson_append_int32(document, "bit", -1, event.bit);
+  append_utf8(document, "reader", event.reader);
   bson_append_int64(document, "attempts", -1, event.attempts);
   append_utf8(document, "last_error", event.last_error);
   bson_append_date_time(document, "failed", -1, event.failed_ms);
@@ -67,6 +68,7 @@ std::optional<FailedEvent> failed_from_document(const bson_t* document) {
                      .chat = std::move(*chat),
                      .seq = static_cast<std::uint64_t>(int_field(document, "seq")),
                      .bit = static_cast<std::uint8_t>(int_field(document, "bit")),
+                     .reader = utf8_field(document, "reader").value_or(""),
                      .attempts = static_cast<std::uint32_t>(int_field(document, "attempts")),
                      .last_error = utf8_field(document, "last_error").value_or(""),
                      .failed_ms = int_field(document, "failed"),
@@ -118,6 +120,47 @@ std::optional<std::vector<chat::MessagePtr>> MongoOutbox::pending(std::size_t li
   return page;
 }
 
+std::optional<std::vector<PendingRead>> MongoOutbox::pending_reads(std::size_t limit) {
+  if (!backend_.ready()) return std::nullopt;
+  const Collection reads = collection(kReads);
+  BsonPtr filter(after_read_chat_.empty()
+                     ? BCON_NEW("hook_seq", "{", "$gt", BCON_INT64(0), "}")
+                     : BCON_NEW("hook_seq", "{", "$gt", BCON_INT64(0), "}", "_id.chat", "{", "$gt",
+                                BCON_UTF8(after_read_chat_.c_str()), "}"));
+  BsonPtr options(BCON_NEW("sort", "{", "_id.chat", BCON_INT32(1), "_id.user", BCON_INT32(1), "}",
+                           "limit", BCON_INT64(static_cast<std::int64_t>(limit))));
+  Cursor cursor(
+      mongoc_collection_find_with_opts(reads.get(), filter.get(), options.get(), nullptr));
+  std::vector<PendingRead> page;
+  const bson_t* document = nullptr;
+  while (mongoc_cursor_next(cursor.get(), &document)) {
+    bson_iter_t iter, id;
+    if (!bson_iter_init_find(&iter, document, "_id") || !BSON_ITER_HOLDS_DOCUMENT(&iter) ||
+        !bson_iter_recurse(&iter, &id)) {
+      continue;
+    }
+    bson_t id_document;
+    std::uint32_t length = 0;
+    const std::uint8_t* data = nullptr;
+    bson_iter_document(&iter, &length, &data);
+    if (!bson_init_static(&id_document, data, length)) continue;
+    const auto key = utf8_field(&id_document, "chat");
+    auto reader = utf8_field(&id_document, "user");
+    auto chat = key ? chat::ChatKey::parse(*key) : std::nullopt;
+    if (!chat || !reader) continue;
+    page.push_back(PendingRead{std::move(*chat), std::move(*reader),
+                               static_cast<std::uint64_t>(int_field(document, "hook_seq")),
+                               int_field(document, "hook_ts")});
+  }
+  bson_error_t error;
+  if (mongoc_cursor_error(cursor.get(), &error)) {
+    failed_to("read the webhook outbox", error);
+    return std::nullopt;
+  }
+  after_read_chat_ = page.size() < limit || page.empty() ? std::string() : page.back().chat.str();
+  return page;
+}
+
 bool MongoOutbox::settle(std::span<const SettledHook> delivered,
                          std::span<const FailedEvent> failed) {
   bson_error_t error;
@@ -149,14 +192,25 @@ bool MongoOutbox::settle(std::span<const SettledHook> delivered,
     return mongoc_bulk_operation_update_one_with_opts(bulk.get(), selector.get(), update.get(),
                                                       nullptr, &error);
   };
+  const Collection reads = collection(kReads);
+  // A read event settles its receipt only if it has not moved on meanwhile.
+  auto settle_read = [&](const chat::ChatKey& chat, const std::string& reader, std::uint64_t seq) {
+    BsonPtr selector(BCON_NEW("_id", "{", "chat", BCON_UTF8(chat.str().c_str()), "user",
+                              BCON_UTF8(reader.c_str()), "}", "hook_seq",
+                              BCON_INT64(static_cast<std::int64_t>(seq))));
+    BsonPtr update(BCON_NEW("$set", "{", "hook_seq", BCON_INT64(0), "}"));
+    return mongoc_collection_update_one(reads.get(), selector.get(), update.get(), nullptr, nullptr,
+                                        &error);
+  };
   for (const auto& hook : delivered) {
-    if (!add(hook.chat, hook.seq, hook.bit))
-      return failed_to("settle webhook events", error), false;
+    const bool ok = hook.bit == kHookRead ? settle_read(hook.chat, hook.reader, hook.seq)
+                                          : add(hook.chat, hook.seq, hook.bit);
+    if (!ok) return failed_to("settle webhook events", error), false;
   }
   for (const auto& event : failed) {
-    if (!add(event.chat, event.seq, event.bit)) {
-      return failed_to("settle webhook events", error), false;
-    }
+    const bool ok = event.bit == kHookRead ? settle_read(event.chat, event.reader, event.seq)
+                                           : add(event.chat, event.seq, event.bit);
+    if (!ok) return failed_to("settle webhook events", error), false;
   }
   if (updates == 0) return true;
   Bson reply;
@@ -207,12 +261,26 @@ std::optional<bool> MongoOutbox::retry(const std::string& event_id) {
   if (!event) return false;
   // Pending again first, then no longer failed: a crash in between sends it
   // once more at worst.
-  const Collection messages = collection(kMessages);
-  Bson selector, update;
-  append_message_filter(selector.get(), event->chat, event->seq);
-  append_hook_update(update.get(), "$addToSet", event->bit);
-  if (!mongoc_collection_update_one(messages.get(), selector.get(), update.get(), nullptr, nullptr,
-                                    &error) ||
+  bool pending_again = false;
+  if (event->bit == kHookRead) {
+    // Unless the receipt has moved on and its newer event is pending already.
+    const Collection reads = collection(kReads);
+    BsonPtr selector(BCON_NEW("_id", "{", "chat", BCON_UTF8(event->chat.str().c_str()), "user",
+                              BCON_UTF8(event->reader.c_str()), "}", "hook_seq", BCON_INT64(0)));
+    BsonPtr update(BCON_NEW("$set", "{", "hook_seq",
+                            BCON_INT64(static_cast<std::int64_t>(event->seq)), "hook_ts",
+                            BCON_DATE_TIME(chat::now_ms()), "}"));
+    pending_again = mongoc_collection_update_one(reads.get(), selector.get(), update.get(), nullptr,
+                                                 nullptr, &error);
+  } else {
+    const Collection messages = collection(kMessages);
+    Bson selector, update;
+    append_message_filter(selector.get(), event->chat, event->seq);
+    append_hook_update(update.get(), "$addToSet", event->bit);
+    pending_again = mongoc_collection_update_one(messages.get(), selector.get(), update.get(),
+                                                 nullptr, nullptr, &error);
+  }
+  if (!pending_again ||
       !mongoc_collection_delete_one(failures.get(), filter.get(), nullptr, nullptr, &error)) {
     failed_to("retry a failed webhook event", error);
     return std::nullopt;
@@ -239,6 +307,29 @@ std::optional<Backlog> MongoOutbox::backlog() {
     if (mongoc_cursor_next(cursor.get(), &document)) backlog.oldest_ms = int_field(document, "ts");
     if (mongoc_cursor_error(cursor.get(), &error)) {
       return failed_to("read the oldest webhook event", error), std::nullopt;
+    }
+  }
+  {
+    const Collection reads = collection(kReads);
+    BsonPtr pending_reads(BCON_NEW("hook_seq", "{", "$gt", BCON_INT64(0), "}"));
+    const std::int64_t count = mongoc_collection_count_documents(reads.get(), pending_reads.get(),
+                                                                 nullptr, nullptr, nullptr, &error);
+    if (count < 0) return failed_to("count the webhook backlog", error), std::nullopt;
+    backlog.events += static_cast<std::uint64_t>(count);
+    if (count > 0) {
+      BsonPtr options(BCON_NEW("sort", "{", "hook_ts", BCON_INT32(1), "}", "limit", BCON_INT64(1)));
+      Cursor cursor(mongoc_collection_find_with_opts(reads.get(), pending_reads.get(),
+                                                     options.get(), nullptr));
+      const bson_t* document = nullptr;
+      if (mongoc_cursor_next(cursor.get(), &document)) {
+        const std::int64_t oldest = int_field(document, "hook_ts");
+        if (oldest != 0 && (backlog.oldest_ms == 0 || oldest < backlog.oldest_ms)) {
+          backlog.oldest_ms = oldest;
+        }
+      }
+      if (mongoc_cursor_error(cursor.get(), &error)) {
+        return failed_to("read the oldest webhook event", error), std::nullopt;
+      }
     }
   }
   const Collection failures = collection(kWebhookFailed);

@@ -15,6 +15,7 @@ class MongoOutbox final : public Outbox {
   explicit MongoOutbox(MongoBackend& backend);
 
   std::optional<std::vector<chat::MessagePtr>> pending(std::size_t limit) override;
+  std::optional<std::vector<PendingRead>> pending_reads(std::size_t limit) override;
   bool settle(std::span<const SettledHook> delivered, std::span<const FailedEvent> failed) override;
   std::optional<std::vector<FailedEvent>> failed(std::size_t limit) override;
   std::optional<bool> retry(const std::string& event_id) override;
@@ -28,7 +29,8 @@ class MongoOutbox final : public Outbox {
 
   MongoBackend& backend_;
   PooledClient client_;
-  std::string after_chat_;  ///< Where the last pending() stopped.
+  std::string after_chat_;       ///< Where the last pending() stopped.
+  std::string after_read_chat_;  ///< Where the last pending_reads() stopped.
 };
 
 }  // namespace chatd::store::mongo

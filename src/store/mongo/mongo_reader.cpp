@@ -32,6 +32,64 @@ std::optional<std::int64_t> int_of(const bson_t* document, const char* key) {
 
 }  // namespace
 
+namespace {
+
+/// {_id: {chat, user}} of one receipt.
+BsonPtr receipt_id(const chat::ChatKey& chat, const std::string& user) {
+  return BsonPtr(BCON_NEW("_id", "{", "chat", BCON_UTF8(chat.str().c_str()), "user",
+                          BCON_UTF8(user.c_str()), "}"));
+}
+
+}  // namespace
+
+// $max: the receipt only moves forward, however many instances write it.
+bool MongoReader::store_receipt(const Collection& reads, const chat::ChatKey& chat,
+                                const std::string& user, std::uint64_t seq, bson_error_t& error) {
+  BsonPtr selector = receipt_id(chat, user);
+  BsonPtr update(BCON_NEW("$max", "{", "seq", BCON_INT64(static_cast<std::int64_t>(seq)), "}"));
+  BsonPtr options(BCON_NEW("upsert", BCON_BOOL(true)));
+  return mongoc_collection_update_one(reads.get(), selector.get(), update.get(), options.get(),
+                                      nullptr, &error);
+}
+
+// With message.read on, a receipt that moves forward also records its event
+// (hook_seq, hook_ts), and one that does not changes nothing: first the
+// receipt if it is behind, else its creation; two instances creating it at
+// once collide on _id, and the loser moves it forward instead.
+bool MongoReader::store_receipt_with_hook(const Collection& reads, const chat::ChatKey& chat,
+                                          const std::string& user, std::uint64_t seq,
+                                          bson_error_t& error) {
+  const auto value = static_cast<std::int64_t>(seq);
+  const std::int64_t now = chat::now_ms();
+  for (int round = 0; round < 2; ++round) {
+    Bson reply;
+    BsonPtr behind(BCON_NEW("_id", "{", "chat", BCON_UTF8(chat.str().c_str()), "user",
+                            BCON_UTF8(user.c_str()), "}", "seq", "{", "$lt", BCON_INT64(value),
+                            "}"));
+    BsonPtr forward(BCON_NEW("$set", "{", "seq", BCON_INT64(value), "hook_seq", BCON_INT64(value),
+                             "hook_ts", BCON_DATE_TIME(now), "}"));
+    if (!mongoc_collection_update_one(reads.get(), behind.get(), forward.get(), nullptr,
+                                      reply.get(), &error)) {
+      return false;
+    }
+    bson_iter_t matched;
+    if (bson_iter_init_find(&matched, reply.get(), "matchedCount") &&
+        bson_iter_as_int64(&matched) > 0) {
+      return true;
+    }
+    BsonPtr id = receipt_id(chat, user);
+    BsonPtr create(BCON_NEW("$setOnInsert", "{", "seq", BCON_INT64(value), "hook_seq",
+                            BCON_INT64(value), "hook_ts", BCON_DATE_TIME(now), "}"));
+    BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
+    if (mongoc_collection_update_one(reads.get(), id.get(), create.get(), upsert.get(), nullptr,
+                                     &error)) {
+      return true;
+    }
+    if (error.code != static_cast<std::uint32_t>(kDuplicateKey)) return false;
+  }
+  return false;
+}
+
 MongoReader::MongoReader(MongoBackend& backend)
     : backend_(backend), client_(backend.connection().pool()) {}
 
@@ -82,17 +140,11 @@ ReadMarks MongoReader::write_read_mark(const chat::ChatKey& chat, const std::str
   const Collection reads = client_.collection(backend_.connection().database(), kReads);
   const std::string& key = chat.str();
   bson_error_t error;
-  if (seq != 0) {
-    BsonPtr selector(
-        BCON_NEW("_id", "{", "chat", BCON_UTF8(key.c_str()), "user", BCON_UTF8(user.c_str()), "}"));
-    BsonPtr update(BCON_NEW("$max", "{", "seq", BCON_INT64(static_cast<std::int64_t>(seq)), "}"));
-    BsonPtr options(BCON_NEW("upsert", BCON_BOOL(true)));
-    if (!mongoc_collection_update_one(reads.get(), selector.get(), update.get(), options.get(),
-                                      nullptr, &error)) {
-      spdlog::error("mongo: cannot store a read receipt in chat {}: {}", key, message_of(error));
-      if (is_connection_error(error)) backend_.mark_unreachable();
-      return ReadMarks{StoreError::unavailable};
-    }
+  if (seq != 0 && !(backend_.read_hooks() ? store_receipt_with_hook(reads, chat, user, seq, error)
+                                          : store_receipt(reads, chat, user, seq, error))) {
+    spdlog::error("mongo: cannot store a read receipt in chat {}: {}", key, message_of(error));
+    if (is_connection_error(error)) backend_.mark_unreachable();
+    return ReadMarks{StoreError::unavailable};
   }
   BsonPtr filter(BCON_NEW("_id.chat", BCON_UTF8(key.c_str())));
   Cursor cursor(mongoc_collection_find_with_opts(reads.get(), filter.get(), nullptr, nullptr));

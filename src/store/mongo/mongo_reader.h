@@ -23,6 +23,11 @@ class MongoReader final : public Reader {
  private:
   HistoryPage read_page(const chat::ChatKey& chat, const HistoryQuery& query);
   ReadMarks write_read_mark(const chat::ChatKey& chat, const std::string& user, std::uint64_t seq);
+  static bool store_receipt(const Collection& reads, const chat::ChatKey& chat,
+                            const std::string& user, std::uint64_t seq, bson_error_t& error);
+  static bool store_receipt_with_hook(const Collection& reads, const chat::ChatKey& chat,
+                                      const std::string& user, std::uint64_t seq,
+                                      bson_error_t& error);
   ConversationList list_conversations(const std::string& user, std::size_t limit);
 
   MongoBackend& backend_;

@@ -27,6 +27,9 @@ struct MongoOptions {
   /// Reconnect backoff: doubles from min to max while the server is away.
   std::chrono::milliseconds retry_min{250};
   std::chrono::milliseconds retry_max{5000};
+  /// WEBHOOK_EVENTS lists message.read: a receipt that moves forward is kept
+  /// as an event to send (reads.hook_seq).
+  bool read_hooks = false;
 };
 
 /// The MongoDB backend (libmongoc): one document per message, one per chat.
@@ -56,6 +59,7 @@ class MongoBackend final : public Backend {
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
 
   const Connection& connection() const { return connection_; }
+  bool read_hooks() const { return options_.read_hooks; }
   /// An operation found the server unreachable: not ready until a ping works.
   void mark_unreachable();
 

@@ -8,7 +8,7 @@ namespace chatd::store::sqlite {
 namespace {
 
 constexpr const char* kFailedColumns =
-    "id, type, chat_key, seq, bit, attempts, last_error, failed_ms, body";
+    "id, type, chat_key, seq, bit, reader, attempts, last_error, failed_ms, body";
 
 int step_once(const Statement& statement) {
   StatementReset reset(statement.get());
@@ -33,10 +33,20 @@ SqliteOutbox::SqliteOutbox(Database db)
       set_bit_(prepare_or_throw(db_.get(),
                                 "UPDATE messages SET hooks = hooks | ?3 WHERE chat_id = "
                                 "(SELECT id FROM chats WHERE chat_key = ?1) AND seq = ?2")),
+      pending_reads_(prepare_or_throw(db_.get(),
+                                      "SELECT chat_key, user, hook_seq, hook_ms FROM reads "
+                                      "WHERE hook_seq != 0 AND chat_key > ? "
+                                      "ORDER BY chat_key, user LIMIT ?")),
+      clear_read_(prepare_or_throw(db_.get(),
+                                   "UPDATE reads SET hook_seq = 0 WHERE chat_key = ?1 AND "
+                                   "user = ?2 AND hook_seq = ?3")),
+      set_read_(prepare_or_throw(db_.get(),
+                                 "UPDATE reads SET hook_seq = ?3, hook_ms = ?4 WHERE chat_key = "
+                                 "?1 AND user = ?2 AND hook_seq = 0")),
       insert_failed_(prepare_or_throw(db_.get(), std::string("INSERT OR REPLACE INTO "
                                                              "webhook_failed (") +
                                                      kFailedColumns +
-                                                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+                                                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
       list_failed_(prepare_or_throw(db_.get(), std::string("SELECT ") + kFailedColumns +
                                                    " FROM webhook_failed ORDER BY failed_ms, id "
                                                    "LIMIT ?")),
@@ -45,6 +55,8 @@ SqliteOutbox::SqliteOutbox(Database db)
       delete_failed_(prepare_or_throw(db_.get(), "DELETE FROM webhook_failed WHERE id = ?")),
       backlog_(prepare_or_throw(db_.get(),
                                 "SELECT count(*), min(ts_ms) FROM messages WHERE hooks != 0")),
+      backlog_reads_(prepare_or_throw(
+          db_.get(), "SELECT count(*), min(hook_ms) FROM reads WHERE hook_seq != 0")),
       count_failed_(prepare_or_throw(db_.get(), "SELECT count(*) FROM webhook_failed")) {}
 
 std::optional<std::vector<chat::MessagePtr>> SqliteOutbox::pending(std::size_t limit) {
@@ -70,6 +82,39 @@ std::optional<std::vector<chat::MessagePtr>> SqliteOutbox::pending(std::size_t l
   // A full page goes on after its last chat; a short one reached the end.
   after_chat_id_ = messages.size() < limit ? 0 : last_chat_id;
   return messages;
+}
+
+std::optional<std::vector<PendingRead>> SqliteOutbox::pending_reads(std::size_t limit) {
+  std::vector<PendingRead> reads;
+  sqlite3_stmt* select = pending_reads_.get();
+  StatementReset reset(select);
+  bind_text(select, 1, after_read_chat_);
+  sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(limit));
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+    auto chat = chat::ChatKey::parse(column_text(select, 0));
+    if (!chat) continue;
+    reads.push_back(PendingRead{std::move(*chat), column_text(select, 1),
+                                static_cast<std::uint64_t>(sqlite3_column_int64(select, 2)),
+                                sqlite3_column_int64(select, 3)});
+  }
+  if (rc != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot read the webhook outbox: {}", sqlite3_errmsg(db_.get()));
+    return std::nullopt;
+  }
+  after_read_chat_ = reads.size() < limit ? std::string() : reads.back().chat.str();
+  return reads;
+}
+
+bool SqliteOutbox::change_read(const Statement& statement, const chat::ChatKey& chat,
+                               const std::string& reader, std::uint64_t seq) {
+  sqlite3_stmt* update = statement.get();
+  StatementReset reset(update);
+  bind_text(update, 1, chat.str());
+  bind_text(update, 2, reader);
+  sqlite3_bind_int64(update, 3, static_cast<sqlite3_int64>(seq));
+  sqlite3_bind_int64(update, 4, chat::now_ms());  // set_read_ only
+  return sqlite3_step(update) == SQLITE_DONE;
 }
 
 bool SqliteOutbox::change_bit(const Statement& statement, const chat::ChatKey& chat,
@@ -98,7 +143,10 @@ bool SqliteOutbox::settle(std::span<const SettledHook> delivered,
                           std::span<const FailedEvent> failed) {
   return in_transaction("settle webhook events", [&] {
     for (const auto& hook : delivered) {
-      if (!change_bit(clear_bit_, hook.chat, hook.seq, hook.bit)) return false;
+      const bool ok = hook.bit == kHookRead
+                          ? change_read(clear_read_, hook.chat, hook.reader, hook.seq)
+                          : change_bit(clear_bit_, hook.chat, hook.seq, hook.bit);
+      if (!ok) return false;
     }
     for (const auto& event : failed) {
       sqlite3_stmt* insert = insert_failed_.get();
@@ -108,12 +156,16 @@ bool SqliteOutbox::settle(std::span<const SettledHook> delivered,
       bind_text(insert, 3, event.chat.str());
       sqlite3_bind_int64(insert, 4, static_cast<sqlite3_int64>(event.seq));
       sqlite3_bind_int(insert, 5, event.bit);
-      sqlite3_bind_int64(insert, 6, event.attempts);
-      bind_text(insert, 7, event.last_error);
-      sqlite3_bind_int64(insert, 8, event.failed_ms);
-      bind_text(insert, 9, event.body);
+      bind_text(insert, 6, event.reader);
+      sqlite3_bind_int64(insert, 7, event.attempts);
+      bind_text(insert, 8, event.last_error);
+      sqlite3_bind_int64(insert, 9, event.failed_ms);
+      bind_text(insert, 10, event.body);
       if (sqlite3_step(insert) != SQLITE_DONE) return false;
-      if (!change_bit(clear_bit_, event.chat, event.seq, event.bit)) return false;
+      const bool ok = event.bit == kHookRead
+                          ? change_read(clear_read_, event.chat, event.reader, event.seq)
+                          : change_bit(clear_bit_, event.chat, event.seq, event.bit);
+      if (!ok) return false;
     }
     return true;
   });
@@ -129,10 +181,11 @@ std::optional<FailedEvent> read_failed(sqlite3_stmt* row) {
                      .chat = std::move(*chat),
                      .seq = static_cast<std::uint64_t>(sqlite3_column_int64(row, 3)),
                      .bit = static_cast<std::uint8_t>(sqlite3_column_int(row, 4)),
-                     .attempts = static_cast<std::uint32_t>(sqlite3_column_int64(row, 5)),
-                     .last_error = column_text(row, 6),
-                     .failed_ms = sqlite3_column_int64(row, 7),
-                     .body = column_text(row, 8)};
+                     .reader = column_text(row, 5),
+                     .attempts = static_cast<std::uint32_t>(sqlite3_column_int64(row, 6)),
+                     .last_error = column_text(row, 7),
+                     .failed_ms = sqlite3_column_int64(row, 8),
+                     .body = column_text(row, 9)};
 }
 
 }  // namespace
@@ -167,7 +220,10 @@ std::optional<bool> SqliteOutbox::retry(const std::string& event_id) {
     }
     if (!event) return true;  // nothing to do: commit the empty transaction
     found = true;
-    if (!change_bit(set_bit_, event->chat, event->seq, event->bit)) return false;
+    const bool pending_again = event->bit == kHookRead
+                                   ? change_read(set_read_, event->chat, event->reader, event->seq)
+                                   : change_bit(set_bit_, event->chat, event->seq, event->bit);
+    if (!pending_again) return false;
     sqlite3_stmt* remove = delete_failed_.get();
     StatementReset reset(remove);
     bind_text(remove, 1, event_id);
@@ -185,6 +241,16 @@ std::optional<Backlog> SqliteOutbox::backlog() {
     if (sqlite3_step(select) != SQLITE_ROW) return std::nullopt;
     backlog.events = static_cast<std::uint64_t>(sqlite3_column_int64(select, 0));
     backlog.oldest_ms = sqlite3_column_int64(select, 1);  // NULL (no row) reads as 0
+  }
+  {
+    sqlite3_stmt* select = backlog_reads_.get();
+    StatementReset reset(select);
+    if (sqlite3_step(select) != SQLITE_ROW) return std::nullopt;
+    backlog.events += static_cast<std::uint64_t>(sqlite3_column_int64(select, 0));
+    const std::int64_t oldest_read = sqlite3_column_int64(select, 1);
+    if (oldest_read != 0 && (backlog.oldest_ms == 0 || oldest_read < backlog.oldest_ms)) {
+      backlog.oldest_ms = oldest_read;
+    }
   }
   sqlite3_stmt* count = count_failed_.get();
   StatementReset reset(count);

@@ -16,6 +16,7 @@ class SqliteOutbox final : public Outbox {
   explicit SqliteOutbox(Database db);
 
   std::optional<std::vector<chat::MessagePtr>> pending(std::size_t limit) override;
+  std::optional<std::vector<PendingRead>> pending_reads(std::size_t limit) override;
   bool settle(std::span<const SettledHook> delivered, std::span<const FailedEvent> failed) override;
   std::optional<std::vector<FailedEvent>> failed(std::size_t limit) override;
   std::optional<bool> retry(const std::string& event_id) override;
@@ -29,11 +30,16 @@ class SqliteOutbox final : public Outbox {
   bool in_transaction(const char* what, Write write);
   bool change_bit(const Statement& statement, const chat::ChatKey& chat, std::uint64_t seq,
                   std::uint8_t bit);
+  /// Settles (or, for a retry, sets again) a receipt's read event.
+  bool change_read(const Statement& statement, const chat::ChatKey& chat, const std::string& reader,
+                   std::uint64_t seq);
 
   Database db_;
-  Statement begin_, commit_, rollback_, pending_, clear_bit_, set_bit_, insert_failed_,
-      list_failed_, find_failed_, delete_failed_, backlog_, count_failed_;
+  Statement begin_, commit_, rollback_, pending_, clear_bit_, set_bit_, pending_reads_, clear_read_,
+      set_read_, insert_failed_, list_failed_, find_failed_, delete_failed_, backlog_,
+      backlog_reads_, count_failed_;
   std::int64_t after_chat_id_ = 0;  ///< Where the last pending() stopped.
+  std::string after_read_chat_;     ///< Where the last pending_reads() stopped.
 };
 
 }  // namespace chatd::store::sqlite

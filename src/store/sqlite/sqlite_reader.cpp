@@ -18,8 +18,9 @@ std::shared_ptr<chat::Message> read_message(sqlite3_stmt* row, const chat::ChatK
   return message;
 }
 
-SqliteReader::SqliteReader(sqlite3* db)
+SqliteReader::SqliteReader(sqlite3* db, bool read_hooks)
     : db_(db),
+      read_hooks_(read_hooks),
       newest_(prepare_or_throw(
           db, "SELECT " + std::string(kMessageColumns) +
                   " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
@@ -28,11 +29,16 @@ SqliteReader::SqliteReader(sqlite3* db)
           db, "SELECT " + std::string(kMessageColumns) +
                   " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
                   " AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?")),
-      // A receipt only moves forward.
+      // A receipt only moves forward; with read hooks (?4 = the seq) moving
+      // it also keeps its event to send (every SET sees the row before it).
       upsert_read_(prepare_or_throw(
           db,
-          "INSERT INTO reads (chat_key, user, seq) VALUES (?1, ?2, ?3)"
-          " ON CONFLICT (chat_key, user) DO UPDATE SET seq = max(seq, excluded.seq)")),
+          "INSERT INTO reads (chat_key, user, seq, hook_seq, hook_ms) VALUES (?1, ?2, ?3, ?4, ?5)"
+          " ON CONFLICT (chat_key, user) DO UPDATE SET seq = max(seq, excluded.seq),"
+          " hook_seq = CASE WHEN excluded.seq > seq AND excluded.hook_seq != 0"
+          " THEN excluded.hook_seq ELSE hook_seq END,"
+          " hook_ms = CASE WHEN excluded.seq > seq AND excluded.hook_seq != 0"
+          " THEN excluded.hook_ms ELSE hook_ms END")),
       select_reads_(prepare_or_throw(db, "SELECT user, seq FROM reads WHERE chat_key = ?")),
       select_chats_(
           prepare_or_throw(db,
@@ -79,6 +85,8 @@ ReadMarks SqliteReader::mark_read(const chat::ChatKey& chat, const std::string& 
     bind_text(upsert, 1, chat.str());
     bind_text(upsert, 2, user);
     sqlite3_bind_int64(upsert, 3, static_cast<sqlite3_int64>(seq));
+    sqlite3_bind_int64(upsert, 4, read_hooks_ ? static_cast<sqlite3_int64>(seq) : 0);
+    sqlite3_bind_int64(upsert, 5, read_hooks_ ? chat::now_ms() : 0);
     if (sqlite3_step(upsert) != SQLITE_DONE) {
       spdlog::error("sqlite: cannot store a read receipt in chat {}: {}", chat.str(),
                     sqlite3_errmsg(db_));

@@ -16,7 +16,8 @@ std::shared_ptr<chat::Message> read_message(sqlite3_stmt* row, const chat::ChatK
 class SqliteReader final : public Reader {
  public:
   /// Prepares the statements; throws SqliteError when the schema is wrong.
-  explicit SqliteReader(sqlite3* db);
+  /// `read_hooks`: a receipt that moves forward is kept as a message.read event.
+  SqliteReader(sqlite3* db, bool read_hooks);
 
   // Reader
   HistoryPage history(const chat::ChatKey& chat, const HistoryQuery& query) override;
@@ -26,6 +27,7 @@ class SqliteReader final : public Reader {
 
  private:
   sqlite3* db_;
+  const bool read_hooks_;
   Statement newest_, oldest_, upsert_read_, select_reads_, select_chats_, select_message_,
       count_unread_;
 };

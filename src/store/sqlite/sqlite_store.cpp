@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS reads (
   chat_key TEXT NOT NULL,
   user     TEXT NOT NULL,
   seq      INTEGER NOT NULL,
+  hook_seq INTEGER NOT NULL DEFAULT 0,
+  hook_ms  INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (chat_key, user)
 ) WITHOUT ROWID;
 )sql";
@@ -58,12 +60,15 @@ CREATE TABLE IF NOT EXISTS reads (
 constexpr const char* kOutboxSchema = R"sql(
 CREATE INDEX IF NOT EXISTS messages_with_hooks
   ON messages (chat_id, seq, ts_ms) WHERE hooks != 0;
+CREATE INDEX IF NOT EXISTS reads_with_hooks
+  ON reads (chat_key, user, hook_ms) WHERE hook_seq != 0;
 CREATE TABLE IF NOT EXISTS webhook_failed (
   id         TEXT PRIMARY KEY,
   type       TEXT NOT NULL,
   chat_key   TEXT NOT NULL,
   seq        INTEGER NOT NULL,
   bit        INTEGER NOT NULL,
+  reader     TEXT NOT NULL,
   attempts   INTEGER NOT NULL,
   last_error TEXT NOT NULL,
   failed_ms  INTEGER NOT NULL,
@@ -104,6 +109,11 @@ SqliteBackend::SqliteBackend(const SqliteOptions& options)
   // A WAL that grew during a burst is cut back to this when it starts over.
   exec_or_throw(writer_db_.get(), "PRAGMA journal_size_limit=67108864");
   exec_or_throw(writer_db_.get(), kSchema);
+  if (!has_column(writer_db_.get(), "reads", "hook_seq")) {
+    exec_or_throw(writer_db_.get(),
+                  "ALTER TABLE reads ADD COLUMN hook_seq INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE reads ADD COLUMN hook_ms INTEGER NOT NULL DEFAULT 0");
+  }
   if (!has_column(writer_db_.get(), "messages", "hooks")) {
     exec_or_throw(writer_db_.get(),
                   "ALTER TABLE messages ADD COLUMN hooks INTEGER NOT NULL DEFAULT 0");
@@ -126,7 +136,7 @@ SqliteBackend::SqliteBackend(const SqliteOptions& options)
   exec_or_throw(checkpoint_db_.get(), "PRAGMA journal_mode=WAL");
   // Statements are prepared here so a schema problem fails start-up.
   SqliteWriter check_writer(writer_db_.get(), ready_, options_.max_cached_chats);
-  SqliteReader check_reader(reader_dbs_.front().get());
+  SqliteReader check_reader(reader_dbs_.front().get(), options_.read_hooks);
   checkpointer_ = std::thread([this] { checkpoint_loop(); });
 }
 
@@ -150,7 +160,7 @@ std::unique_ptr<Committer> SqliteBackend::make_committer() {
 }
 
 std::unique_ptr<Reader> SqliteBackend::make_reader(std::size_t index) {
-  return std::make_unique<SqliteReader>(reader_dbs_.at(index).get());
+  return std::make_unique<SqliteReader>(reader_dbs_.at(index).get(), options_.read_hooks);
 }
 
 std::unique_ptr<Outbox> SqliteBackend::make_outbox() {

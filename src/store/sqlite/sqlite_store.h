@@ -45,6 +45,9 @@ struct SqliteOptions {
   /// setting: at about 150 bytes a chat it stays near 15 MB, and a miss costs
   /// less than the commit's fsync.
   std::size_t max_cached_chats = 100'000;
+  /// WEBHOOK_EVENTS lists message.read: a receipt that moves forward is kept
+  /// as an event to send (reads.hook_seq).
+  bool read_hooks = false;
 };
 
 /// The embedded backend: one SQLite file, one row per message.

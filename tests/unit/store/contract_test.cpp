@@ -56,10 +56,12 @@ struct SqliteContract {
     sqlite::SqliteOptions options;
     options.path = (dir / "chat.db").string();
     options.reader_threads = reader_threads;
+    options.read_hooks = read_hooks;
     return std::make_unique<sqlite::SqliteBackend>(options);
   }
 
   std::filesystem::path dir;
+  bool read_hooks = false;
 };
 
 struct MongoContract {
@@ -87,8 +89,10 @@ struct MongoContract {
     mongo::MongoOptions options;
     options.uri = uri;
     options.reader_threads = reader_threads;
+    options.read_hooks = read_hooks;
     return std::make_unique<mongo::MongoBackend>(options);
   }
+  bool read_hooks = false;
 
   std::string uri;
 };
@@ -566,13 +570,15 @@ TYPED_TEST(StoreContract, TheOutboxHoldsEveryCommittedEventUntilSettled) {
   EXPECT_GT(backlog->oldest_ms, 0);
 
   // One event of seq 2 delivered, the other kept as failed; seq 3 delivered whole.
-  const std::vector<SettledHook> delivered{
-      {kAliceBob, 2, kHookCreated}, {kAliceBob, 3, kHookCreated}, {kAliceBob, 3, kHookOffline}};
+  const std::vector<SettledHook> delivered{{kAliceBob, 2, kHookCreated, {}},
+                                           {kAliceBob, 3, kHookCreated, {}},
+                                           {kAliceBob, 3, kHookOffline, {}}};
   const std::vector<FailedEvent> failed{{.id = "evt_x_offline",
                                          .type = "message.offline",
                                          .chat = kAliceBob,
                                          .seq = 2,
                                          .bit = kHookOffline,
+                                         .reader = {},
                                          .attempts = 3,
                                          .last_error = "HTTP 500",
                                          .failed_ms = chat::now_ms(),
@@ -630,6 +636,47 @@ TYPED_TEST(StoreContract, TheOutboxTakesChatsInTurn) {
   ASSERT_TRUE(second);
   ASSERT_FALSE(second->empty());
   EXPECT_NE(first->back()->chat, second->front()->chat) << "a busy chat must not starve others";
+}
+
+TYPED_TEST(StoreContract, AReceiptMovingForwardIsAReadEventOnceSettled) {
+  this->contract_->read_hooks = true;
+  auto store = this->open();
+  ASSERT_EQ(this->append(*store, kAliceBob, "alice", "one").error, StoreError::none);
+  ASSERT_EQ(this->append(*store, kAliceBob, "alice", "two").error, StoreError::none);
+  auto outbox = store->make_outbox();
+  EXPECT_TRUE(outbox->pending_reads(10)->empty());
+
+  this->mark_read(*store, kAliceBob, "bob", 1);
+  auto reads = outbox->pending_reads(10);
+  ASSERT_TRUE(reads);
+  ASSERT_EQ(reads->size(), 1u);
+  EXPECT_EQ((*reads)[0].chat, kAliceBob);
+  EXPECT_EQ((*reads)[0].reader, "bob");
+  EXPECT_EQ((*reads)[0].seq, 1u);
+  EXPECT_GT((*reads)[0].ts_ms, 0);
+  EXPECT_EQ(outbox->backlog()->events, 1u);
+
+  // The receipt moves on before the event for seq 1 is settled: settling it
+  // leaves the newer one to send; a receipt going back changes nothing.
+  this->mark_read(*store, kAliceBob, "bob", 2);
+  this->mark_read(*store, kAliceBob, "bob", 1);
+  ASSERT_TRUE(outbox->settle(std::vector<SettledHook>{{kAliceBob, 1, kHookRead, "bob"}}, {}));
+  reads = outbox->pending_reads(10);
+  ASSERT_TRUE(reads);
+  ASSERT_EQ(reads->size(), 1u);
+  EXPECT_EQ((*reads)[0].seq, 2u);
+  ASSERT_TRUE(outbox->settle(std::vector<SettledHook>{{kAliceBob, 2, kHookRead, "bob"}}, {}));
+  EXPECT_TRUE(outbox->pending_reads(10)->empty());
+  this->mark_read(*store, kAliceBob, "bob", 2);  // not forward: no event
+  EXPECT_TRUE(outbox->pending_reads(10)->empty());
+  EXPECT_EQ(this->mark_read(*store, kAliceBob, "bob", 0).of(kAliceBob, "bob"), 2u);
+}
+
+TYPED_TEST(StoreContract, WithoutReadHooksAReceiptIsNoEvent) {
+  auto store = this->open();
+  ASSERT_EQ(this->append(*store, kAliceBob, "alice", "one").error, StoreError::none);
+  this->mark_read(*store, kAliceBob, "bob", 1);
+  EXPECT_TRUE(store->make_outbox()->pending_reads(10)->empty());
 }
 
 TYPED_TEST(StoreContract, OneInstanceHoldsTheLeaseUntilItRunsOut) {
