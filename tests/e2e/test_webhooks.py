@@ -275,11 +275,13 @@ async def test_offline_recipient_gets_exactly_one_message_offline(webhook_receiv
 async def test_no_message_offline_while_the_recipient_is_connected(webhook_receiver, chatd):
     receiver = webhook_receiver
     server = start(chatd, receiver)
-    bob = await ChatClient.open(server, "bob", "alice", "bob")
+    # A v2 hello comes once the connection has joined its chat: bob is online
+    # in it before alice connects (a v1 open returns at the upgrade, earlier).
+    bob = await V2Client.connect(server, "bob", "alice", "bob")
     alice = await V2Client.connect(server, "alice", "bob", "alice")
     assert alice.hello["peer_online"] is True, alice.hello
     m1 = await alice.send_and_ack("c-1", "m1: bob is here")
-    assert (await bob.recv_message("alice", "m1: bob is here"))["seq"] == m1["seq"]
+    assert (await bob.recv_frame("message"))["seq"] == m1["seq"]
 
     await bob.close()
     await wait_metrics(server, lambda m: m.value("chatd_connections_open") == 1,
@@ -337,6 +339,38 @@ async def test_no_message_offline_while_the_recipient_is_on_another_instance(
     await poll(lambda: [scrape(s).value("chatd_webhook_sender") for s in servers],
                lambda values: sorted(values) == [0, 1],
                "chatd_webhook_sender: exactly one instance holds the lease", timeout=15)
+
+
+@pytest.mark.skipif(E2E_STORE != "mongodb", reason="several instances need the MongoDB store: "
+                    "run by the CHATD_E2E_STORE=mongodb pass")
+@pytest.mark.e2e_timeout(45)
+async def test_when_the_sending_instance_dies_another_takes_over(webhook_receiver, ferretdb,
+                                                                 chatd):
+    from ferretdb import unique_database, wait_readyz
+    receiver = webhook_receiver
+    database = unique_database("chatd_webhook_lease")
+    servers = []
+    for _ in range(2):
+        server = start(chatd, receiver, "--webhook-lease-ms", "1500",
+                       env={"MONGO_URI": ferretdb.uri(database)})
+        wait_readyz(server, 200)
+        servers.append(server)
+    values = await poll(lambda: [scrape(s).value("chatd_webhook_sender") for s in servers],
+                        lambda found: sorted(found) == [0, 1],
+                        "exactly one instance holds the sender's lease", timeout=15)
+    sender, other = (servers[0], servers[1]) if values[0] == 1 else (servers[1], servers[0])
+    # The sender delivers what the other instance's users send.
+    alice = await V2Client.connect(other, "alice", "bob", "alice")
+    m1 = await alice.send_and_ack("c-1", "while the sender lives")
+    await receiver.until_event(offline_id(m1["id"]), answered=True, timeout=15)
+
+    sender.kill()
+    sender.stop()
+    m2 = await alice.send_and_ack("c-2", "after the sender died")
+    await wait_metrics(other, lambda m: m.value("chatd_webhook_sender") == 1,
+                       "the surviving instance took the lease over", timeout=15)
+    [event] = await receiver.until_event(offline_id(m2["id"]), answered=True, timeout=15)
+    assert event.message.get("seq") == m2["seq"], event.describe()
 
 
 # ---------------------------------------------------------------------- 2. retries
