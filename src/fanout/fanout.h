@@ -50,6 +50,10 @@ class Fanout {
   virtual void devices(const chat::ChatKey& chat, const std::string& user,
                        DevicesHandler handler) = 0;
 
+  /// Whether devices() answers at once, inside the call (one instance: the
+  /// hub's own count), so a caller need not wait for it.
+  virtual bool devices_answer_at_once() const { return false; }
+
   /// "off" (one instance), "ok" or "unavailable" (Redis), for /readyz.
   virtual std::string_view state() const = 0;
 };

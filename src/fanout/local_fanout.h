@@ -35,6 +35,8 @@ class LocalFanout final : public Fanout {
     handler(hub_.connections_of(chat, user));
   }
 
+  bool devices_answer_at_once() const override { return true; }
+
   std::string_view state() const override { return "off"; }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -73,11 +74,18 @@ class Outbox {
  public:
   virtual ~Outbox() = default;
 
-  /// Up to `limit` messages with pending events, each chat's oldest first,
-  /// chats taken in turn: a call continues after the chat where the last one
-  /// stopped, and starts over once it reached the end, so a busy chat cannot
-  /// keep the others waiting.
-  virtual std::optional<std::vector<chat::MessagePtr>> pending(std::size_t limit) = 0;
+  /// Messages with pending events: of up to `chats` chats, each chat's oldest
+  /// `per_chat`, in seq order. Chats are taken in turn: a call continues after
+  /// the last chat of the one before and starts over past the end, so a busy
+  /// chat cannot keep the others waiting (and a sender with one POST in
+  /// flight per chat finds many chats to work on at once).
+  ///
+  /// `after` tells, per chat, past which seq to read (what the caller holds
+  /// already), or nullopt to skip the chat this time (it has enough to do).
+  using ReadFrom = std::function<std::optional<std::uint64_t>(const chat::ChatKey&)>;
+  virtual std::optional<std::vector<chat::MessagePtr>> pending(std::size_t chats,
+                                                               std::size_t per_chat,
+                                                               const ReadFrom& after) = 0;
 
   /// Up to `limit` receipts with a message.read event to send (backends store
   /// one when a receipt moves forward and their options ask for it), in turn

@@ -7,8 +7,10 @@
 namespace chatd::webhooks {
 namespace {
 
-/// Events read from the outbox at once.
-constexpr std::size_t kPage = 256;
+/// Events read from the outbox at once: the oldest kPerChat of kPageChats chats.
+constexpr std::size_t kPageChats = 32;
+constexpr std::size_t kPerChat = 16;
+constexpr std::size_t kPage = kPageChats * kPerChat;
 /// How often the outbox is read without a wake-up: another instance's
 /// commits (MongoDB), retries that came due, a lost lease taken back.
 constexpr auto kPollInterval = std::chrono::seconds(1);
@@ -16,6 +18,13 @@ constexpr auto kPollInterval = std::chrono::seconds(1);
 constexpr auto kBacklogInterval = std::chrono::seconds(1);
 /// After a failed store call, the next try.
 constexpr auto kStoreRetry = std::chrono::milliseconds(500);
+/// Delivered events are settled in one write once this many are waiting, or
+/// once the oldest has waited kSettleDelay: a write per event would cost the
+/// store more than the POST. A crash before the write sends them again.
+constexpr std::size_t kSettleBatch = 128;
+constexpr auto kSettleDelay = std::chrono::milliseconds(20);
+/// While the outbox holds more than was read: the soonest next read.
+constexpr auto kReadAgain = std::chrono::milliseconds(10);
 
 const char* const kOutcomes[] = {"2xx", "4xx", "5xx", "timeout", "network"};
 
@@ -140,16 +149,22 @@ Dispatcher::Clock::time_point Dispatcher::pass(store::Outbox& outbox, bool woken
     if (held != leased_) {
       spdlog::info("webhooks: this instance {} the sender's lease", held ? "holds" : "lost");
       if (!held) forget_queues();
+      if (!held) queued_ = 0;
     }
     leased_ = held;
     sender_.set(held ? 1 : 0);
     lease_renew_at_ = now + (held ? options_.lease / 3 : kStoreRetry * 2);
   }
   take_outcomes();
-  settle(outbox);
-  if (leased_ && (woken || now >= poll_at_) && held_.size() <= kMaxHeld - 2 * kPage) {
+  const std::size_t to_settle = delivered_.size() + failed_.size();
+  if (to_settle >= kSettleBatch || (to_settle > 0 && now >= settle_at_)) settle(outbox);
+  // Read on soon while the last page was full and few events wait here (at
+  // most every kReadAgain: each read costs the store a query per chat).
+  const bool starving = more_pending_ && queued_ < kPage / 2 && now >= read_again_at_;
+  if (leased_ && (woken || starving || now >= poll_at_) && held_.size() <= kMaxHeld - 2 * kPage) {
     read_pending(outbox);
     poll_at_ = now + kPollInterval;
+    read_again_at_ = now + kReadAgain;
   }
   if (leased_) start_posts();
   if (now >= backlog_at_) {
@@ -157,7 +172,10 @@ Dispatcher::Clock::time_point Dispatcher::pass(store::Outbox& outbox, bool woken
     backlog_at_ = now + kBacklogInterval;
   }
   Clock::time_point next = std::min({lease_renew_at_, poll_at_, backlog_at_});
-  if (!delivered_.empty() || !failed_.empty()) next = std::min(next, now + kStoreRetry);
+  if (!delivered_.empty() || !failed_.empty()) next = std::min(next, settle_at_);
+  if (more_pending_ && queued_ < kPage / 2 && held_.size() <= kMaxHeld - 2 * kPage) {
+    next = std::min(next, read_again_at_);
+  }
   for (const auto& [key, queue] : chats_) {
     if (!queue.in_flight && !queue.events.empty()) next = std::min(next, queue.ready_at);
   }
@@ -165,14 +183,41 @@ Dispatcher::Clock::time_point Dispatcher::pass(store::Outbox& outbox, bool woken
 }
 
 void Dispatcher::read_pending(store::Outbox& outbox) {
-  auto queue = [this](Event event) {
+  std::size_t added = 0;
+  auto queue = [this, &added](Event event) {
     if (!held_.insert(event.id).second) return;  // read before, not settled yet
     const std::string key = event.chat.str();
+    if (event.bit != store::kHookRead) {
+      auto& high = read_up_to_[key];
+      high = std::max(high, event.seq);
+    }
     chats_[key].events.push_back(Queued{std::move(event), 0});
+    ++queued_;
+    ++added;
   };
+  // Per chat: read past what is held; skip a chat with enough queued already.
+  const store::Outbox::ReadFrom after =
+      [this](const chat::ChatKey& chat) -> std::optional<std::uint64_t> {
+    const std::string& key = chat.str();
+    if (const auto found = chats_.find(key);
+        found != chats_.end() && found->second.events.size() >= kPerChat) {
+      return std::nullopt;
+    }
+    const auto high = read_up_to_.find(key);
+    return high == read_up_to_.end() ? 0 : high->second;
+  };
+  more_pending_ = last_page_full_ = false;
   if (options_.message_events != 0) {
-    const auto page = outbox.pending(kPage);
+    const std::size_t chats = std::max(kPageChats, 2 * options_.max_in_flight);
+    const auto page = outbox.pending(chats, kPerChat, after);
     if (!page) return;  // the store failed; the next poll tries again
+    // As many chats as asked for, or a chat with as many events: there may be more.
+    std::map<std::string_view, std::size_t> per_chat;
+    for (const auto& message : *page) ++per_chat[message->chat.str()];
+    more_pending_ = last_page_full_ =
+        per_chat.size() >= chats ||
+        std::any_of(per_chat.begin(), per_chat.end(),
+                    [](const auto& entry) { return entry.second >= kPerChat; });
     for (const auto& message : *page) {
       for (const std::uint8_t bit : store::kHookBits) {
         if ((message->hooks & bit) != 0) queue(message_event(*message, bit, options_.include_text));
@@ -184,6 +229,7 @@ void Dispatcher::read_pending(store::Outbox& outbox) {
     if (!reads) return;
     for (const auto& read : *reads) queue(read_event(read));
   }
+  if (added == 0) more_pending_ = false;  // all of it held already: wait for settles
 }
 
 void Dispatcher::start_posts() {
@@ -195,12 +241,15 @@ void Dispatcher::start_posts() {
     ++head.attempts;
     queue.in_flight = true;
     ++in_flight_;
+    if (head.attempts == 1) --queued_;
     poster_.post(head.event, head.attempts, [this, chat = key](Attempt attempt) {
+      bool first = false;
       {
         std::lock_guard lock(mutex_);
+        first = outcomes_.empty() || stopping_;  // later ones find the thread woken already
         outcomes_.push_back(Outcome{chat, std::move(attempt)});
       }
-      changed_.notify_one();
+      if (first) changed_.notify_one();
     });
   }
 }
@@ -227,6 +276,7 @@ void Dispatcher::take_outcomes() {
     Queued& head = queue.events.front();
     if (outcome.attempt.delivered) {
       delivered_total_.inc();
+      if (delivered_.empty() && failed_.empty()) settle_at_ = now + kSettleDelay;
       delivered_.push_back(
           store::SettledHook{head.event.chat, head.event.seq, head.event.bit, head.event.reader});
       settling_ids_.push_back(head.event.id);
@@ -234,6 +284,7 @@ void Dispatcher::take_outcomes() {
       queue.ready_at = now;
     } else if (head.attempts >= options_.max_attempts) {
       failed_total_.inc();
+      if (delivered_.empty() && failed_.empty()) settle_at_ = now + kSettleDelay;
       spdlog::warn("webhooks: event {} failed after {} attempts ({}); kept as failed",
                    head.event.id, head.attempts, outcome.attempt.error);
       failed_.push_back(store::FailedEvent{.id = head.event.id,
@@ -261,8 +312,18 @@ void Dispatcher::take_outcomes() {
 
 void Dispatcher::settle(store::Outbox& outbox) {
   if (delivered_.empty() && failed_.empty()) return;
-  if (!outbox.settle(delivered_, failed_)) return;  // kept; tried again on the next pass
+  if (!outbox.settle(delivered_, failed_)) {  // kept; tried again a little later
+    settle_at_ = Clock::now() + kStoreRetry;
+    return;
+  }
   for (const auto& id : settling_ids_) held_.erase(id);
+  // A chat with nothing held any more is read from its oldest pending event
+  // again (an event retried through the admin API may be older).
+  for (auto it = read_up_to_.begin(); it != read_up_to_.end();) {
+    it = chats_.contains(it->first) ? std::next(it) : read_up_to_.erase(it);
+  }
+  // Room again: what the last full page left behind can be read now.
+  if (last_page_full_) more_pending_ = true;
   delivered_.clear();
   failed_.clear();
   settling_ids_.clear();
@@ -278,6 +339,7 @@ void Dispatcher::refresh_backlog(store::Outbox& outbox) {
 }
 
 void Dispatcher::forget_queues() {
+  read_up_to_.clear();
   // Another instance sends from now on; what is in flight still ends here.
   for (auto it = chats_.begin(); it != chats_.end();) {
     if (it->second.in_flight) {

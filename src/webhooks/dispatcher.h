@@ -12,6 +12,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -104,10 +105,17 @@ class Dispatcher {
   // The thread's own.
   std::map<std::string, ChatQueue> chats_;
   std::unordered_set<std::string> held_;  ///< Ids of events read and not yet settled.
+  /// Per chat with events held: the highest seq read, where the next read goes on.
+  std::unordered_map<std::string, std::uint64_t> read_up_to_;
   std::size_t in_flight_ = 0;
   std::vector<store::SettledHook> delivered_;  ///< To settle, and their ids:
   std::vector<store::FailedEvent> failed_;
   std::vector<std::string> settling_ids_;
+  std::size_t queued_ = 0;             ///< Events read and not attempted yet.
+  bool last_page_full_ = false;        ///< The outbox may hold more than was read.
+  bool more_pending_ = false;          ///< ... and reading it now would find something.
+  Clock::time_point settle_at_{};      ///< When what waits in delivered_/failed_ is written.
+  Clock::time_point read_again_at_{};  ///< The soonest read while more is pending.
   bool leased_ = false;
   Clock::time_point lease_renew_at_{};
   Clock::time_point poll_at_{};

@@ -54,17 +54,29 @@ void HookingStore::append(chat::PendingMessage message, AppendHandler handler) {
     inner_.append(std::move(message), std::move(handler));
     return;
   }
-  const chat::ChatKey chat = message.chat;
-  const std::string recipient = message.sender == chat.first() ? chat.second() : chat.first();
+  const auto recipient_of = [](const chat::PendingMessage& pending) -> const std::string& {
+    return pending.sender == pending.chat.first() ? pending.chat.second() : pending.chat.first();
+  };
+  if (fanout_.devices_answer_at_once()) {
+    // One instance: the hub's count, now; no other answer can pass this one.
+    std::size_t devices = 1;
+    fanout_.devices(message.chat, recipient_of(message),
+                    [&devices](std::size_t count) { devices = count; });
+    if (devices == 0) message.hooks |= store::kHookOffline;
+    inner_.append(std::move(message), std::move(handler));
+    return;
+  }
   auto append = std::make_shared<Waiting::Append>(
       Waiting::Append{std::move(message), std::move(handler), false});
+  const chat::ChatKey& chat = append->message.chat;  // the Append keeps it alive
   {
     std::lock_guard lock(waiting_->mutex);
     waiting_->chats[chat.str()].push_back(append);
   }
-  fanout_.devices(chat, recipient, [waiting = waiting_, append](std::size_t devices) {
-    waiting->answered(append, devices == 0);
-  });
+  fanout_.devices(chat, recipient_of(append->message),
+                  [waiting = waiting_, append](std::size_t devices) {
+                    waiting->answered(append, devices == 0);
+                  });
 }
 
 }  // namespace chatd::webhooks

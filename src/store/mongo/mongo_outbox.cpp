@@ -89,34 +89,73 @@ void MongoOutbox::failed_to(const char* what, const bson_error_t& error) {
   if (is_connection_error(error)) backend_.mark_unreachable();
 }
 
-std::optional<std::vector<chat::MessagePtr>> MongoOutbox::pending(std::size_t limit) {
+std::optional<std::vector<chat::MessagePtr>> MongoOutbox::pending(std::size_t chats,
+                                                                  std::size_t per_chat,
+                                                                  const ReadFrom& after) {
   if (!backend_.ready()) return std::nullopt;
   const Collection messages = collection(kMessages);
-  Bson filter;
-  append_pending_filter(filter.get());
-  if (!after_chat_.empty()) {
-    bson_t after;
-    bson_append_document_begin(filter.get(), "chat", -1, &after);
-    append_utf8(&after, "$gt", after_chat_);
-    bson_append_document_end(filter.get(), &after);
-  }
-  BsonPtr options(BCON_NEW("sort", "{", "chat", BCON_INT32(1), "seq", BCON_INT32(1), "}", "limit",
-                           BCON_INT64(static_cast<std::int64_t>(limit))));
-  Cursor cursor(
-      mongoc_collection_find_with_opts(messages.get(), filter.get(), options.get(), nullptr));
-  std::vector<chat::MessagePtr> page;
-  const bson_t* document = nullptr;
-  while (mongoc_cursor_next(cursor.get(), &document)) {
-    if (auto message = message_from_document(document); message && message->hooks != 0) {
-      page.push_back(std::move(message));
-    }
-  }
   bson_error_t error;
-  if (mongoc_cursor_error(cursor.get(), &error)) {
-    failed_to("read the webhook outbox", error);
-    return std::nullopt;
+  std::vector<chat::MessagePtr> page;
+  std::string cursor = after_chat_;
+  std::string first;  // the first chat of this call: met again, every chat was taken
+  for (std::size_t taken = 0; taken < chats;) {
+    // The next chat with an event to send, past the cursor.
+    std::optional<std::string> next;
+    {
+      Bson filter;
+      append_pending_filter(filter.get());
+      if (!cursor.empty()) {
+        bson_t past;
+        bson_append_document_begin(filter.get(), "chat", -1, &past);
+        append_utf8(&past, "$gt", cursor);
+        bson_append_document_end(filter.get(), &past);
+      }
+      BsonPtr options(BCON_NEW("sort", "{", "chat", BCON_INT32(1), "}", "limit", BCON_INT64(1),
+                               "projection", "{", "chat", BCON_INT32(1), "}"));
+      Cursor found(
+          mongoc_collection_find_with_opts(messages.get(), filter.get(), options.get(), nullptr));
+      const bson_t* document = nullptr;
+      if (mongoc_cursor_next(found.get(), &document)) next = utf8_field(document, "chat");
+      if (mongoc_cursor_error(found.get(), &error)) {
+        failed_to("read the webhook outbox", error);
+        return std::nullopt;
+      }
+    }
+    if (!next) {  // past the last chat: start over, once
+      if (cursor.empty()) break;
+      cursor.clear();
+      continue;
+    }
+    if (*next == first) break;
+    if (first.empty()) first = *next;
+    cursor = *next;
+    const auto key = chat::ChatKey::parse(*next);
+    const auto from = key ? after(*key) : std::nullopt;
+    if (!from) continue;  // skipped: not counted as taken
+    Bson filter;
+    append_utf8(filter.get(), "chat", *next);
+    append_pending_filter(filter.get());
+    bson_t seq_after;
+    bson_append_document_begin(filter.get(), "seq", -1, &seq_after);
+    bson_append_int64(&seq_after, "$gt", -1, static_cast<std::int64_t>(*from));
+    bson_append_document_end(filter.get(), &seq_after);
+    BsonPtr options(BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit",
+                             BCON_INT64(static_cast<std::int64_t>(per_chat))));
+    Cursor found(
+        mongoc_collection_find_with_opts(messages.get(), filter.get(), options.get(), nullptr));
+    const bson_t* document = nullptr;
+    while (mongoc_cursor_next(found.get(), &document)) {
+      if (auto message = message_from_document(document); message && message->hooks != 0) {
+        page.push_back(std::move(message));
+      }
+    }
+    if (mongoc_cursor_error(found.get(), &error)) {
+      failed_to("read the webhook outbox", error);
+      return std::nullopt;
+    }
+    ++taken;
   }
-  after_chat_ = page.size() < limit || page.empty() ? std::string() : page.back()->chat.str();
+  after_chat_ = cursor;
   return page;
 }
 

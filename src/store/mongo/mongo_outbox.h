@@ -14,7 +14,8 @@ class MongoOutbox final : public Outbox {
  public:
   explicit MongoOutbox(MongoBackend& backend);
 
-  std::optional<std::vector<chat::MessagePtr>> pending(std::size_t limit) override;
+  std::optional<std::vector<chat::MessagePtr>> pending(std::size_t chats, std::size_t per_chat,
+                                                       const ReadFrom& after) override;
   std::optional<std::vector<PendingRead>> pending_reads(std::size_t limit) override;
   bool settle(std::span<const SettledHook> delivered, std::span<const FailedEvent> failed) override;
   std::optional<std::vector<FailedEvent>> failed(std::size_t limit) override;

@@ -22,11 +22,15 @@ SqliteOutbox::SqliteOutbox(Database db)
       begin_(prepare_or_throw(db_.get(), "BEGIN IMMEDIATE")),
       commit_(prepare_or_throw(db_.get(), "COMMIT")),
       rollback_(prepare_or_throw(db_.get(), "ROLLBACK")),
+      next_chat_(prepare_or_throw(db_.get(),
+                                  "SELECT m.chat_id, c.chat_key FROM messages m JOIN chats c ON "
+                                  "c.id = m.chat_id WHERE m.hooks != 0 AND m.chat_id > ? "
+                                  "ORDER BY m.chat_id LIMIT 1")),
       pending_(prepare_or_throw(
           db_.get(),
           "SELECT m.seq, m.id, m.sender, m.text, m.ts_ms, m.client_id, m.hooks, "
           "m.chat_id, c.chat_key FROM messages m JOIN chats c ON c.id = m.chat_id "
-          "WHERE m.hooks != 0 AND m.chat_id > ? ORDER BY m.chat_id, m.seq LIMIT ?")),
+          "WHERE m.chat_id = ? AND m.hooks != 0 AND m.seq > ? ORDER BY m.seq LIMIT ?")),
       clear_bit_(prepare_or_throw(db_.get(),
                                   "UPDATE messages SET hooks = hooks & ~?3 WHERE chat_id = "
                                   "(SELECT id FROM chats WHERE chat_key = ?1) AND seq = ?2")),
@@ -59,28 +63,58 @@ SqliteOutbox::SqliteOutbox(Database db)
           db_.get(), "SELECT count(*), min(hook_ms) FROM reads WHERE hook_seq != 0")),
       count_failed_(prepare_or_throw(db_.get(), "SELECT count(*) FROM webhook_failed")) {}
 
-std::optional<std::vector<chat::MessagePtr>> SqliteOutbox::pending(std::size_t limit) {
+std::optional<std::vector<chat::MessagePtr>> SqliteOutbox::pending(std::size_t chats,
+                                                                   std::size_t per_chat,
+                                                                   const ReadFrom& after) {
   std::vector<chat::MessagePtr> messages;
-  sqlite3_stmt* select = pending_.get();
-  StatementReset reset(select);
-  sqlite3_bind_int64(select, 1, after_chat_id_);
-  sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(limit));
-  std::int64_t last_chat_id = 0;
-  int rc = SQLITE_ROW;
-  while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
-    auto chat = chat::ChatKey::parse(column_text(select, 8));
-    if (!chat) continue;  // not a key chatd made; never happens
-    auto message = read_message(select, *chat);
-    message->hooks = static_cast<std::uint8_t>(sqlite3_column_int(select, 6));
-    last_chat_id = sqlite3_column_int64(select, 7);
-    messages.push_back(std::move(message));
+  std::int64_t cursor = after_chat_id_;
+  std::int64_t first = 0;  // the first chat of this call: met again, every chat was taken
+  for (std::size_t taken = 0; taken < chats;) {
+    std::int64_t chat_id = 0;
+    std::optional<chat::ChatKey> key;
+    {
+      sqlite3_stmt* next = next_chat_.get();
+      StatementReset reset(next);
+      sqlite3_bind_int64(next, 1, cursor);
+      const int rc = sqlite3_step(next);
+      if (rc == SQLITE_ROW) {
+        chat_id = sqlite3_column_int64(next, 0);
+        key = chat::ChatKey::parse(column_text(next, 1));
+      } else if (rc != SQLITE_DONE) {
+        spdlog::error("sqlite: cannot read the webhook outbox: {}", sqlite3_errmsg(db_.get()));
+        return std::nullopt;
+      }
+    }
+    if (chat_id == 0) {  // past the last chat: start over, once
+      if (cursor == 0) break;
+      cursor = 0;
+      continue;
+    }
+    if (chat_id == first) break;
+    if (first == 0) first = chat_id;
+    cursor = chat_id;
+    const auto from = key ? after(*key) : std::nullopt;
+    if (!from) continue;  // skipped: not counted as taken
+    sqlite3_stmt* select = pending_.get();
+    StatementReset reset(select);
+    sqlite3_bind_int64(select, 1, chat_id);
+    sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(*from));
+    sqlite3_bind_int64(select, 3, static_cast<sqlite3_int64>(per_chat));
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+      auto chat = chat::ChatKey::parse(column_text(select, 8));
+      if (!chat) continue;  // not a key chatd made; never happens
+      auto message = read_message(select, *chat);
+      message->hooks = static_cast<std::uint8_t>(sqlite3_column_int(select, 6));
+      messages.push_back(std::move(message));
+    }
+    if (rc != SQLITE_DONE) {
+      spdlog::error("sqlite: cannot read the webhook outbox: {}", sqlite3_errmsg(db_.get()));
+      return std::nullopt;
+    }
+    ++taken;
   }
-  if (rc != SQLITE_DONE) {
-    spdlog::error("sqlite: cannot read the webhook outbox: {}", sqlite3_errmsg(db_.get()));
-    return std::nullopt;
-  }
-  // A full page goes on after its last chat; a short one reached the end.
-  after_chat_id_ = messages.size() < limit ? 0 : last_chat_id;
+  after_chat_id_ = cursor;
   return messages;
 }
 

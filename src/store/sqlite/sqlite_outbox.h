@@ -15,7 +15,8 @@ class SqliteOutbox final : public Outbox {
   /// Prepares the statements; throws SqliteError when the schema is wrong.
   explicit SqliteOutbox(Database db);
 
-  std::optional<std::vector<chat::MessagePtr>> pending(std::size_t limit) override;
+  std::optional<std::vector<chat::MessagePtr>> pending(std::size_t chats, std::size_t per_chat,
+                                                       const ReadFrom& after) override;
   std::optional<std::vector<PendingRead>> pending_reads(std::size_t limit) override;
   bool settle(std::span<const SettledHook> delivered, std::span<const FailedEvent> failed) override;
   std::optional<std::vector<FailedEvent>> failed(std::size_t limit) override;
@@ -35,8 +36,8 @@ class SqliteOutbox final : public Outbox {
                    std::uint64_t seq);
 
   Database db_;
-  Statement begin_, commit_, rollback_, pending_, clear_bit_, set_bit_, pending_reads_, clear_read_,
-      set_read_, insert_failed_, list_failed_, find_failed_, delete_failed_, backlog_,
+  Statement begin_, commit_, rollback_, next_chat_, pending_, clear_bit_, set_bit_, pending_reads_,
+      clear_read_, set_read_, insert_failed_, list_failed_, find_failed_, delete_failed_, backlog_,
       backlog_reads_, count_failed_;
   std::int64_t after_chat_id_ = 0;  ///< Where the last pending() stopped.
   std::string after_read_chat_;     ///< Where the last pending_reads() stopped.

@@ -102,10 +102,8 @@ const std::string& with_directory(const std::string& db_path) {
 
 SqliteBackend::SqliteBackend(const SqliteOptions& options)
     : options_(options), lock_(with_directory(options_.path)) {
-  writer_db_ = open_database(options_.path);
+  writer_db_ = open_connection();
   exec_or_throw(writer_db_.get(), "PRAGMA journal_mode=WAL");
-  exec_or_throw(writer_db_.get(), options_.sync == SyncMode::full ? "PRAGMA synchronous=FULL"
-                                                                  : "PRAGMA synchronous=NORMAL");
   // A WAL that grew during a burst is cut back to this when it starts over.
   exec_or_throw(writer_db_.get(), "PRAGMA journal_size_limit=67108864");
   exec_or_throw(writer_db_.get(), kSchema);
@@ -120,9 +118,9 @@ SqliteBackend::SqliteBackend(const SqliteOptions& options)
   }
   exec_or_throw(writer_db_.get(), kOutboxSchema);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.reader_threads); ++i) {
-    reader_dbs_.push_back(open_database(options_.path));
+    reader_dbs_.push_back(open_connection());
   }
-  checkpoint_db_ = open_database(options_.path);
+  checkpoint_db_ = open_connection();
   // Every connection that commits (the writer, and readers storing receipts)
   // hands checkpoints to the checkpoint thread instead of running them
   // inside its own commit, where the fsyncs would hold up every message.
@@ -159,12 +157,22 @@ std::unique_ptr<Committer> SqliteBackend::make_committer() {
   return std::make_unique<SqliteWriter>(writer_db_.get(), ready_, options_.max_cached_chats);
 }
 
+// synchronous is a connection's own setting: every connection that commits
+// (the writer, readers storing receipts, the outbox settling events) needs
+// SQLITE_SYNC's, or SQLite's default (FULL) fsyncs the WAL at each of its commits.
+Database SqliteBackend::open_connection() const {
+  Database db = open_database(options_.path);
+  exec_or_throw(db.get(), options_.sync == SyncMode::full ? "PRAGMA synchronous=FULL"
+                                                          : "PRAGMA synchronous=NORMAL");
+  return db;
+}
+
 std::unique_ptr<Reader> SqliteBackend::make_reader(std::size_t index) {
   return std::make_unique<SqliteReader>(reader_dbs_.at(index).get(), options_.read_hooks);
 }
 
 std::unique_ptr<Outbox> SqliteBackend::make_outbox() {
-  Database db = open_database(options_.path);
+  Database db = open_connection();
   sqlite3_wal_hook(db.get(), &SqliteBackend::on_wal_commit, this);
   return std::make_unique<SqliteOutbox>(std::move(db));
 }

@@ -73,6 +73,7 @@ class SqliteBackend final : public Backend {
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
 
  private:
+  Database open_connection() const;
   void checkpoint_loop();
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
 

@@ -531,6 +531,9 @@ TYPED_TEST(StoreContract, DrainCommitsWhatItTookThenAnswersShuttingDown) {
 // The webhook outbox
 // ---------------------------------------------------------------------------
 
+/// Every chat read from its oldest pending event.
+const Outbox::ReadFrom kFromOldest = [](const ChatKey&) { return std::optional<std::uint64_t>(0); };
+
 PendingMessage hooked(const ChatKey& chat, std::string sender, std::string text,
                       std::uint8_t hooks) {
   PendingMessage message = pending(chat, std::move(sender), std::move(text));
@@ -553,7 +556,7 @@ TYPED_TEST(StoreContract, TheOutboxHoldsEveryCommittedEventUntilSettled) {
   auto outbox = store->make_outbox();
   ASSERT_TRUE(outbox->hold_lease("one", std::chrono::seconds(10)));
 
-  auto page = outbox->pending(100);
+  auto page = outbox->pending(100, 100, kFromOldest);
   ASSERT_TRUE(page);
   ASSERT_EQ(page->size(), 4u);
   std::map<std::string, std::vector<std::uint64_t>> by_chat;
@@ -584,7 +587,7 @@ TYPED_TEST(StoreContract, TheOutboxHoldsEveryCommittedEventUntilSettled) {
                                          .failed_ms = chat::now_ms(),
                                          .body = "{}"}};
   ASSERT_TRUE(outbox->settle(delivered, failed));
-  page = outbox->pending(100);
+  page = outbox->pending(100, 100, kFromOldest);
   ASSERT_TRUE(page);
   std::vector<std::pair<std::uint64_t, std::uint8_t>> left;
   for (const auto& message : *page) {
@@ -606,7 +609,7 @@ TYPED_TEST(StoreContract, TheOutboxHoldsEveryCommittedEventUntilSettled) {
   EXPECT_EQ(outbox->retry("evt_unknown"), std::optional<bool>(false));
   EXPECT_EQ(outbox->retry("evt_x_offline"), std::optional<bool>(true));
   EXPECT_TRUE(outbox->failed(10)->empty());
-  page = outbox->pending(100);
+  page = outbox->pending(100, 100, kFromOldest);
   ASSERT_TRUE(page);
   bool again = false;
   for (const auto& message : *page) {
@@ -628,14 +631,32 @@ TYPED_TEST(StoreContract, TheOutboxTakesChatsInTurn) {
               StoreError::none);
   }
   auto outbox = store->make_outbox();
-  // A full page goes on after its last chat: the next one starts with the other chat.
-  const auto first = outbox->pending(3);
+  // One chat a call, three events each: the next call takes the other chat,
+  // then the first again (from its oldest: nothing was settled).
+  const auto first = outbox->pending(1, 3, kFromOldest);
   ASSERT_TRUE(first);
   ASSERT_EQ(first->size(), 3u);
-  const auto second = outbox->pending(3);
+  EXPECT_EQ(seqs_of(*first), range(1, 3));
+  const auto second = outbox->pending(1, 3, kFromOldest);
   ASSERT_TRUE(second);
-  ASSERT_FALSE(second->empty());
-  EXPECT_NE(first->back()->chat, second->front()->chat) << "a busy chat must not starve others";
+  ASSERT_EQ(second->size(), 3u);
+  EXPECT_NE(first->front()->chat, second->front()->chat) << "a busy chat must not starve others";
+  const auto third = outbox->pending(1, 3, kFromOldest);
+  ASSERT_TRUE(third);
+  ASSERT_FALSE(third->empty());
+  EXPECT_EQ(third->front()->chat, first->front()->chat) << "round and round";
+  // Both chats at once, and no chat twice in one call.
+  const auto both = outbox->pending(5, 2, kFromOldest);
+  ASSERT_TRUE(both);
+  EXPECT_EQ(both->size(), 4u);
+  // Past what the caller holds, and not at all from a chat it skips.
+  const auto past = outbox->pending(5, 10, [](const ChatKey& chat) -> std::optional<std::uint64_t> {
+    if (chat == kAliceBob) return 3;
+    return std::nullopt;
+  });
+  ASSERT_TRUE(past);
+  EXPECT_EQ(seqs_of(*past), range(4, 5));
+  for (const auto& message : *past) EXPECT_EQ(message->chat, kAliceBob);
 }
 
 TYPED_TEST(StoreContract, AReceiptMovingForwardIsAReadEventOnceSettled) {
