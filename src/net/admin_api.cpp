@@ -24,18 +24,7 @@ namespace {
 constexpr std::size_t kDefaultLimit = 100;
 constexpr std::size_t kMaxLimit = 1000;
 
-struct Answer {
-  unsigned version;
-  bool keep_alive;
-  RestApi::Done done;
-
-  void reply(http::status status, std::string body) const {
-    done(json_response(status, std::move(body), version, keep_alive));
-  }
-  void error(http::status status, std::string_view code, std::string_view message) const {
-    reply(status, error_body(code, message));
-  }
-};
+using Answer = RestApi::Call;
 
 json::object failed_object(const store::FailedEvent& event) {
   boost::system::error_code error;

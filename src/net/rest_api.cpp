@@ -31,19 +31,7 @@ namespace {
 
 using Response = RestApi::Response;
 
-/// One request being answered: what was parsed, and where the answer goes.
-struct Call {
-  unsigned version = 11;
-  bool keep_alive = true;
-  RestApi::Done done;
-
-  void reply(http::status status, std::string body) const {
-    done(json_response(status, std::move(body), version, keep_alive));
-  }
-  void error(http::status status, std::string_view code, std::string_view message) const {
-    reply(status, error_body(code, message));
-  }
-};
+using Call = RestApi::Call;
 
 /// `/api/chats/{user1}/{user2}/messages`, percent-decoded, with its query.
 struct MessagesPath {
@@ -225,6 +213,15 @@ void post_message(const Services& services, asio::any_io_executor executor,
 }
 
 }  // namespace
+
+void RestApi::Call::reply(http::status status, std::string body) const {
+  done(json_response(status, std::move(body), version, keep_alive));
+}
+
+void RestApi::Call::error(http::status status, std::string_view code,
+                          std::string_view message) const {
+  reply(status, error_body(code, message));
+}
 
 void RestApi::handle(const Services& services, asio::any_io_executor executor,
                      const Request& request, Done done) {

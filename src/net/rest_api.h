@@ -4,6 +4,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <functional>
+#include <string>
 #include <string_view>
 
 #include "net/services.h"
@@ -22,6 +23,18 @@ class RestApi {
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
   /// Called once with the response, on `executor`.
   using Done = std::function<void(Response)>;
+
+  /// One request being answered: its HTTP version and keep-alive, and where
+  /// the JSON answer goes.
+  struct Call {
+    unsigned version = 11;
+    bool keep_alive = true;
+    Done done;
+
+    void reply(boost::beast::http::status status, std::string body) const;
+    void error(boost::beast::http::status status, std::string_view code,
+               std::string_view message) const;
+  };
 
   static bool handles(std::string_view target) { return target.starts_with("/api/"); }
 

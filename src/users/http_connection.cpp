@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
@@ -11,6 +12,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <stdexcept>
 #include <utility>
 
 namespace chatd::users {
@@ -92,6 +94,21 @@ void HttpConnection::close() {
   beast::error_code ignored;
   socket().shutdown(tcp::socket::shutdown_both, ignored);
   socket().close(ignored);
+}
+
+void configure_client_tls(asio::ssl::context& tls, const std::string& ca_file,
+                          std::string_view who) {
+  tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                  asio::ssl::context::no_tlsv1_1);
+  tls.set_verify_mode(asio::ssl::verify_peer);
+  beast::error_code error;
+  tls.set_default_verify_paths(error);
+  if (error) spdlog::warn("{}: no system CA certificates: {}", who, error.message());
+  if (!ca_file.empty()) {
+    tls.load_verify_file(ca_file, error);
+    if (error) throw std::invalid_argument("cannot load CA file " + ca_file);
+  }
 }
 
 bool HttpConnection::reusable() {

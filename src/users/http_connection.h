@@ -11,6 +11,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <variant>
 
 namespace chatd::users {
@@ -62,5 +63,12 @@ class HttpConnection {
   std::variant<boost::asio::ip::tcp::socket, TlsStream> stream_;
   boost::beast::flat_buffer buffer_;
 };
+
+/// Sets up `tls` (a tls_client context) as every client connection of chatd's wants it:
+/// TLS 1.2 or later, the peer verified against the system's CAs and, when `ca_file` is set,
+/// the PEM certificates in it. `who` names the client in the warning logged when the system
+/// has no CA store; a `ca_file` that cannot be read throws std::invalid_argument.
+void configure_client_tls(boost::asio::ssl::context& tls, const std::string& ca_file,
+                          std::string_view who);
 
 }  // namespace chatd::users

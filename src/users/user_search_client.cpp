@@ -112,17 +112,7 @@ class UserSearchClient::Impl : public std::enable_shared_from_this<Impl> {
  private:
   void configure_tls() {
     tls_.emplace(asio::ssl::context::tls_client);
-    tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                      asio::ssl::context::no_tlsv1_1);
-    tls_->set_verify_mode(asio::ssl::verify_peer);
-    beast::error_code error;
-    tls_->set_default_verify_paths(error);
-    if (error) spdlog::warn("user-search: no system CA certificates: {}", error.message());
-    if (!options_.ca_file.empty()) {
-      tls_->load_verify_file(options_.ca_file, error);
-      if (error) throw std::invalid_argument("cannot load CA file " + options_.ca_file);
-    }
+    configure_client_tls(*tls_, options_.ca_file, "user-search");
   }
 
   // --- Admission: at most max_in_flight lookups run, the rest wait in FIFO order. ---

@@ -33,15 +33,10 @@ class Poster::Impl : public std::enable_shared_from_this<Impl> {
     if (target_.empty()) target_ = "/";
     if (endpoint_.tls) {
       tls_.emplace(asio::ssl::context::tls_client);
-      tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                        asio::ssl::context::no_tlsv1_1);
-      tls_->set_verify_mode(asio::ssl::verify_peer);
-      beast::error_code error;
-      tls_->set_default_verify_paths(error);
-      if (!ca_file.empty()) {
-        tls_->load_verify_file(ca_file, error);
-        if (error) throw std::invalid_argument("WEBHOOK_CA_FILE: cannot load " + ca_file);
+      try {
+        users::configure_client_tls(*tls_, ca_file, "webhooks");
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("WEBHOOK_CA_FILE: ") + e.what());
       }
     }
   }
