@@ -173,11 +173,15 @@ Dispatcher::Clock::time_point Dispatcher::pass(store::Outbox& outbox, bool woken
   }
   Clock::time_point next = std::min({lease_renew_at_, poll_at_, backlog_at_});
   if (!delivered_.empty() || !failed_.empty()) next = std::min(next, settle_at_);
-  if (more_pending_ && queued_ < kPage / 2 && held_.size() <= kMaxHeld - 2 * kPage) {
+  if (leased_ && more_pending_ && queued_ < kPage / 2 && held_.size() <= kMaxHeld - 2 * kPage) {
     next = std::min(next, read_again_at_);
   }
-  for (const auto& [key, queue] : chats_) {
-    if (!queue.in_flight && !queue.events.empty()) next = std::min(next, queue.ready_at);
+  // A chat's next attempt, once its backoff ends; at WEBHOOK_MAX_IN_FLIGHT an
+  // outcome wakes the thread instead (else it would spin on the ready ones).
+  if (leased_ && in_flight_ < options_.max_in_flight) {
+    for (const auto& [key, queue] : chats_) {
+      if (!queue.in_flight && !queue.events.empty()) next = std::min(next, queue.ready_at);
+    }
   }
   return next;
 }
