@@ -8,7 +8,7 @@
 //             unique {chat: 1, seq: 1}                 -- one order per chat
 //             unique {chat: 1, sender: 1, client_id: 1}
 //                    where client_id exists             -- idempotent sends (v2)
-//             {hooks: 1}                               -- the webhook outbox
+//             {hooks: 1, chat: 1, seq: 1}              -- the webhook outbox
 //   webhook_failed { _id: event id, type, chat, seq, bit, attempts,
 //               last_error, failed: Date, body }     -- kept after the last attempt
 //             {failed: 1}

@@ -206,8 +206,8 @@ bool create_indexes(mongoc_client_t* client, const std::string& database, bool& 
   // The webhook outbox: messages with events still to send (a multikey index
   // on an array most messages lack), and the failures in the order listed.
   Bson by_hooks;
-  append_key(by_hooks.get(), {{kHooksField, 1}});
-  bson_append_utf8(by_hooks.get(), "name", -1, "hooks", -1);
+  append_key(by_hooks.get(), {{kHooksField, 1}, {"chat", 1}, {"seq", 1}});
+  bson_append_utf8(by_hooks.get(), "name", -1, "hooks_chat_seq", -1);
   if (!create_index(db.get(), kMessages, by_hooks.get(), error)) return false;
   Bson reads_with_hooks;
   append_key(reads_with_hooks.get(), {{"hook_seq", 1}});

@@ -23,13 +23,15 @@ SqliteOutbox::SqliteOutbox(Database db)
       commit_(prepare_or_throw(db_.get(), "COMMIT")),
       rollback_(prepare_or_throw(db_.get(), "ROLLBACK")),
       next_chat_(prepare_or_throw(db_.get(),
-                                  "SELECT m.chat_id, c.chat_key FROM messages m JOIN chats c ON "
+                                  "SELECT m.chat_id, c.chat_key FROM messages m INDEXED BY "
+                                  "messages_with_hooks JOIN chats c ON "
                                   "c.id = m.chat_id WHERE m.hooks != 0 AND m.chat_id > ? "
                                   "ORDER BY m.chat_id LIMIT 1")),
       pending_(prepare_or_throw(
           db_.get(),
           "SELECT m.seq, m.id, m.sender, m.text, m.ts_ms, m.client_id, m.hooks, "
-          "m.chat_id, c.chat_key FROM messages m JOIN chats c ON c.id = m.chat_id "
+          "m.chat_id, c.chat_key FROM messages m INDEXED BY messages_with_hooks "
+          "JOIN chats c ON c.id = m.chat_id "
           "WHERE m.chat_id = ? AND m.hooks != 0 AND m.seq > ? ORDER BY m.seq LIMIT ?")),
       clear_bit_(prepare_or_throw(db_.get(),
                                   "UPDATE messages SET hooks = hooks & ~?3 WHERE chat_id = "
@@ -37,10 +39,11 @@ SqliteOutbox::SqliteOutbox(Database db)
       set_bit_(prepare_or_throw(db_.get(),
                                 "UPDATE messages SET hooks = hooks | ?3 WHERE chat_id = "
                                 "(SELECT id FROM chats WHERE chat_key = ?1) AND seq = ?2")),
-      pending_reads_(prepare_or_throw(db_.get(),
-                                      "SELECT chat_key, user, hook_seq, hook_ms FROM reads "
-                                      "WHERE hook_seq != 0 AND chat_key > ? "
-                                      "ORDER BY chat_key, user LIMIT ?")),
+      pending_reads_(prepare_or_throw(
+          db_.get(),
+          "SELECT chat_key, user, hook_seq, hook_ms FROM reads INDEXED BY reads_with_hooks "
+          "WHERE hook_seq != 0 AND chat_key > ? "
+          "ORDER BY chat_key, user LIMIT ?")),
       clear_read_(prepare_or_throw(db_.get(),
                                    "UPDATE reads SET hook_seq = 0 WHERE chat_key = ?1 AND "
                                    "user = ?2 AND hook_seq = ?3")),
@@ -57,10 +60,15 @@ SqliteOutbox::SqliteOutbox(Database db)
       find_failed_(prepare_or_throw(db_.get(), std::string("SELECT ") + kFailedColumns +
                                                    " FROM webhook_failed WHERE id = ?")),
       delete_failed_(prepare_or_throw(db_.get(), "DELETE FROM webhook_failed WHERE id = ?")),
+      // INDEXED BY: the partial indexes are what keeps each of these as small
+      // as the backlog; without it SQLite may pick the primary key and filter
+      // every settled row of a chat (or of every receipt).
       backlog_(prepare_or_throw(db_.get(),
-                                "SELECT count(*), min(ts_ms) FROM messages WHERE hooks != 0")),
-      backlog_reads_(prepare_or_throw(
-          db_.get(), "SELECT count(*), min(hook_ms) FROM reads WHERE hook_seq != 0")),
+                                "SELECT count(*), min(ts_ms) FROM messages INDEXED BY "
+                                "messages_with_hooks WHERE hooks != 0")),
+      backlog_reads_(prepare_or_throw(db_.get(),
+                                      "SELECT count(*), min(hook_ms) FROM reads INDEXED BY "
+                                      "reads_with_hooks WHERE hook_seq != 0")),
       count_failed_(prepare_or_throw(db_.get(), "SELECT count(*) FROM webhook_failed")) {}
 
 std::optional<std::vector<chat::MessagePtr>> SqliteOutbox::pending(std::size_t chats,
