@@ -7,7 +7,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
-#include <charconv>
 
 #include "chat/message.h"
 #include "net/json_response.h"
@@ -41,19 +40,12 @@ json::object failed_object(const store::FailedEvent& event) {
 
 void list_failed(const Services& services, asio::any_io_executor executor,
                  const urls::url_view& url, const Answer& answer) {
-  std::size_t limit = kDefaultLimit;
-  const auto params = url.params();
-  if (const auto found = params.find("limit"); found != params.end()) {
-    const std::string value = (*found).value;
-    std::size_t parsed = 0;
-    const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), parsed);
-    if (value.empty() || error != std::errc() || end != value.data() + value.size() ||
-        parsed == 0 || parsed > kMaxLimit) {
-      answer.error(http::status::bad_request, "invalid_query",
-                   "limit must be a whole number from 1 to " + std::to_string(kMaxLimit));
-      return;
-    }
-    limit = parsed;
+  bool bad = false;
+  const std::uint64_t limit = query_number(url, "limit", bad).value_or(kDefaultLimit);
+  if (bad || limit == 0 || limit > kMaxLimit) {
+    answer.error(http::status::bad_request, "invalid_query",
+                 "limit must be a whole number from 1 to " + std::to_string(kMaxLimit));
+    return;
   }
   services.webhooks->list_failed(
       limit + 1, [executor, answer, limit](webhooks::Dispatcher::FailedList events) {

@@ -40,18 +40,6 @@ struct MessagesPath {
   urls::url_view url;
 };
 
-std::optional<std::uint64_t> query_number(const urls::url_view& url, std::string_view key,
-                                          bool& bad) {
-  const auto params = url.params();
-  const auto found = params.find(key);
-  if (found == params.end()) return std::nullopt;
-  const std::string value = (*found).value;
-  std::uint64_t number = 0;
-  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
-  if (value.empty() || error != std::errc() || end != value.data() + value.size()) bad = true;
-  return number;
-}
-
 /// The token of a request: `?token=` or `Authorization: Bearer`; nullopt without SECRET_KEY.
 std::optional<std::string> request_token(const Services& services, const RestApi::Request& request,
                                          const urls::url_view& url) {
@@ -213,6 +201,18 @@ void post_message(const Services& services, asio::any_io_executor executor,
 }
 
 }  // namespace
+
+std::optional<std::uint64_t> query_number(const urls::url_view& url, std::string_view key,
+                                          bool& bad) {
+  const auto params = url.params();
+  const auto found = params.find(key);
+  if (found == params.end()) return std::nullopt;
+  const std::string value = (*found).value;
+  std::uint64_t number = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
+  if (value.empty() || error != std::errc() || end != value.data() + value.size()) bad = true;
+  return number;
+}
 
 void RestApi::Call::reply(http::status status, std::string body) const {
   done(json_response(status, std::move(body), version, keep_alive));

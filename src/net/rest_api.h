@@ -3,7 +3,10 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/url/url_view.hpp>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +20,11 @@ namespace chatd::net {
 /// The caller is "me" by the same rules as a WebSocket: the token's subject
 /// with SECRET_KEY (`Authorization: Bearer` or `?token=`), else user1 of the
 /// path. Every answer is JSON; errors are `{"code":…,"message":…}`.
+/// The number `key` of `url`'s query, nullopt when absent; `bad` is set when it is there
+/// but not a whole number.
+std::optional<std::uint64_t> query_number(const boost::urls::url_view& url, std::string_view key,
+                                          bool& bad);
+
 class RestApi {
  public:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;

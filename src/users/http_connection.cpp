@@ -111,6 +111,19 @@ void configure_client_tls(asio::ssl::context& tls, const std::string& ca_file,
   }
 }
 
+std::unique_ptr<HttpConnection> IdleConnections::take() {
+  std::lock_guard lock(mutex_);
+  if (idle_.empty()) return nullptr;
+  auto connection = std::move(idle_.back());
+  idle_.pop_back();
+  return connection;
+}
+
+void IdleConnections::give_back(std::unique_ptr<HttpConnection> connection) {
+  std::lock_guard lock(mutex_);
+  if (idle_.size() < max_) idle_.push_back(std::move(connection));
+}
+
 bool HttpConnection::reusable() {
   return socket().is_open() && buffer_.size() == 0;
 }

@@ -10,9 +10,12 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cstddef>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace chatd::users {
 
@@ -62,6 +65,24 @@ class HttpConnection {
 
   std::variant<boost::asio::ip::tcp::socket, TlsStream> stream_;
   boost::beast::flat_buffer buffer_;
+};
+
+/// Idle keep-alive connections kept for reuse, at most `max`; thread-safe. Last in, first
+/// out: the most recently used connection is the least likely to have been closed by the
+/// server's idle timeout, and the oldest ones are the first to be dropped.
+class IdleConnections {
+ public:
+  explicit IdleConnections(std::size_t max) : max_(max) {}
+
+  /// The most recently given back, or nullptr.
+  std::unique_ptr<HttpConnection> take();
+  /// Keeps `connection` unless `max` are kept already.
+  void give_back(std::unique_ptr<HttpConnection> connection);
+
+ private:
+  std::mutex mutex_;
+  const std::size_t max_;
+  std::vector<std::unique_ptr<HttpConnection>> idle_;  // guarded by mutex_
 };
 
 /// Sets up `tls` (a tls_client context) as every client connection of chatd's wants it:

@@ -167,7 +167,7 @@ class UserSearchClient::Impl : public std::enable_shared_from_this<Impl> {
     request.set(http::field::connection, "keep-alive");
 
     HttpConnection::Response response;
-    std::unique_ptr<HttpConnection> connection = take_idle();
+    std::unique_ptr<HttpConnection> connection = idle_.take();
     if (connection) {
       response = co_await exchange(*lookup, *connection, request);
       // A server may close an idle keep-alive connection at any moment; if the request died
@@ -191,7 +191,7 @@ class UserSearchClient::Impl : public std::enable_shared_from_this<Impl> {
     }
     if (connection && !response.error && response.keep_alive && !lookup->timed_out &&
         connection->reusable()) {
-      give_back(std::move(connection));
+      idle_.give_back(std::move(connection));
     }
     lookup->deadline.cancel();
     answer(*lookup, status);
@@ -218,23 +218,6 @@ class UserSearchClient::Impl : public std::enable_shared_from_this<Impl> {
     lookup.active = nullptr;
     if (error) co_return nullptr;
     co_return connection;
-  }
-
-  // --- The pool of idle keep-alive connections, reused last-in first-out. ---
-
-  // LIFO: the most recently used connection is the least likely to have been closed by the
-  // server's idle timeout, and the oldest ones are the first to be dropped.
-  std::unique_ptr<HttpConnection> take_idle() {
-    std::lock_guard lock(mutex_);
-    if (idle_.empty()) return nullptr;
-    auto connection = std::move(idle_.back());
-    idle_.pop_back();
-    return connection;
-  }
-
-  void give_back(std::unique_ptr<HttpConnection> connection) {
-    std::lock_guard lock(mutex_);
-    if (idle_.size() < options_.max_idle_connections) idle_.push_back(std::move(connection));
   }
 
   // --- Answering and reporting. ---
@@ -269,7 +252,7 @@ class UserSearchClient::Impl : public std::enable_shared_from_this<Impl> {
   std::mutex mutex_;
   std::size_t in_flight_ = 0;
   std::deque<std::shared_ptr<Lookup>> waiting_;
-  std::vector<std::unique_ptr<HttpConnection>> idle_;
+  IdleConnections idle_{options_.max_idle_connections};
 
   // Far enough in the past that the first failure warns, near enough that `now - last` cannot
   // overflow.

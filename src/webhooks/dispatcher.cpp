@@ -27,6 +27,7 @@ constexpr auto kSettleDelay = std::chrono::milliseconds(20);
 constexpr auto kReadAgain = std::chrono::milliseconds(10);
 
 const char* const kOutcomes[] = {"2xx", "4xx", "5xx", "timeout", "network"};
+constexpr const char* kDeliveriesHelp = "Webhook events by how their last attempt ended.";
 
 }  // namespace
 
@@ -37,14 +38,11 @@ Dispatcher::Dispatcher(boost::asio::io_context& io, store::Store& store, Webhook
       options_(std::move(options)),
       instance_(std::move(instance)),
       poster_(io, options_.url, options_.secret, options_.timeout, options_.ca_file),
-      delivered_total_(registry.counter("chatd_webhook_deliveries_total",
-                                        "Webhook events by how their last attempt ended.",
+      delivered_total_(registry.counter("chatd_webhook_deliveries_total", kDeliveriesHelp,
                                         {{"result", "delivered"}})),
-      retried_total_(registry.counter("chatd_webhook_deliveries_total",
-                                      "Webhook events by how their last attempt ended.",
+      retried_total_(registry.counter("chatd_webhook_deliveries_total", kDeliveriesHelp,
                                       {{"result", "retried"}})),
-      failed_total_(registry.counter("chatd_webhook_deliveries_total",
-                                     "Webhook events by how their last attempt ended.",
+      failed_total_(registry.counter("chatd_webhook_deliveries_total", kDeliveriesHelp,
                                      {{"result", "failed"}})),
       attempt_seconds_(registry.histogram("chatd_webhook_delivery_seconds",
                                           "Duration of one webhook POST, answer included.",
@@ -149,7 +147,6 @@ Dispatcher::Clock::time_point Dispatcher::pass(store::Outbox& outbox, bool woken
     if (held != leased_) {
       spdlog::info("webhooks: this instance {} the sender's lease", held ? "holds" : "lost");
       if (!held) forget_queues();
-      if (!held) queued_ = 0;
     }
     leased_ = held;
     sender_.set(held ? 1 : 0);
@@ -344,6 +341,7 @@ void Dispatcher::refresh_backlog(store::Outbox& outbox) {
 
 void Dispatcher::forget_queues() {
   read_up_to_.clear();
+  queued_ = 0;  // what is kept is in flight, attempted already
   // Another instance sends from now on; what is in flight still ends here.
   for (auto it = chats_.begin(); it != chats_.end();) {
     if (it->second.in_flight) {

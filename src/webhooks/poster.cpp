@@ -84,7 +84,7 @@ class Poster::Impl : public std::enable_shared_from_this<Impl> {
     });
 
     users::HttpConnection::Response response;
-    std::unique_ptr<users::HttpConnection> connection = take_idle();
+    std::unique_ptr<users::HttpConnection> connection = idle_.take();
     if (connection) {
       flight->active = connection.get();
       response = co_await connection->exchange(*request, kBodyLimit);
@@ -116,7 +116,7 @@ class Poster::Impl : public std::enable_shared_from_this<Impl> {
       attempt.outcome = attempt.delivered ? "2xx" : (status >= 400 && status < 500) ? "4xx" : "5xx";
       if (!attempt.delivered) attempt.error = "HTTP " + std::to_string(status);
       if (connection && response.keep_alive && connection->reusable()) {
-        give_back(std::move(connection));
+        idle_.give_back(std::move(connection));
       }
     }
     done(std::move(attempt));
@@ -137,27 +137,13 @@ class Poster::Impl : public std::enable_shared_from_this<Impl> {
     co_return connection;
   }
 
-  std::unique_ptr<users::HttpConnection> take_idle() {
-    std::lock_guard lock(mutex_);
-    if (idle_.empty()) return nullptr;
-    auto connection = std::move(idle_.back());
-    idle_.pop_back();
-    return connection;
-  }
-
-  void give_back(std::unique_ptr<users::HttpConnection> connection) {
-    std::lock_guard lock(mutex_);
-    if (idle_.size() < kMaxIdleConnections) idle_.push_back(std::move(connection));
-  }
-
   asio::io_context& io_;
   const users::SearchEndpoint endpoint_;
   const std::string secret_;
   const std::chrono::milliseconds timeout_;
   std::string target_;
   std::optional<asio::ssl::context> tls_;
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<users::HttpConnection>> idle_;
+  users::IdleConnections idle_{kMaxIdleConnections};
 };
 
 namespace {

@@ -4,8 +4,6 @@
 #include <limits>
 
 namespace chatd::store::mongo {
-namespace {
-
 std::optional<std::int64_t> integer_field(const bson_t* document, const char* key) {
   bson_iter_t iter;
   if (!bson_iter_init_find(&iter, document, key)) return std::nullopt;
@@ -15,6 +13,16 @@ std::optional<std::int64_t> integer_field(const bson_t* document, const char* ke
   }
   return bson_iter_as_int64(&iter);
 }
+
+std::optional<std::int64_t> date_field(const bson_t* document, const char* key) {
+  bson_iter_t iter;
+  if (!bson_iter_init_find(&iter, document, key) || !BSON_ITER_HOLDS_DATE_TIME(&iter)) {
+    return std::nullopt;
+  }
+  return bson_iter_date_time(&iter);
+}
+
+namespace {
 
 // The history query's bounds as the int64 the documents store.
 std::int64_t as_int64(std::uint64_t value) {

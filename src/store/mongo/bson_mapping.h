@@ -48,6 +48,10 @@ std::uint8_t hooks_of(const bson_t* document);
 void append_utf8(bson_t* document, const char* key, std::string_view value);
 /// The string at `key`, or nullopt when absent or not a string.
 std::optional<std::string> utf8_field(const bson_t* document, const char* key);
+/// The number (int32, int64 or double) at `key`, or nullopt.
+std::optional<std::int64_t> integer_field(const bson_t* document, const char* key);
+/// The Date at `key` in ms since the epoch, or nullopt.
+std::optional<std::int64_t> date_field(const bson_t* document, const char* key);
 
 /// The messages document of a committed message. `message.id` must be 24 hex
 /// digits (chat::make_message_id); it becomes the document's ObjectId `_id`.

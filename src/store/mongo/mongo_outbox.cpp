@@ -36,15 +36,6 @@ void append_hook_update(bson_t* update, const char* op, std::uint8_t bit) {
   bson_append_document_end(update, &inner);
 }
 
-std::int64_t int_field(const bson_t* document, const char* key) {
-  bson_iter_t iter;
-  if (!bson_iter_init_find(&iter, document, key)) return 0;
-  if (BSON_ITER_HOLDS_INT64(&iter)) return bson_iter_int64(&iter);
-  if (BSON_ITER_HOLDS_INT32(&iter)) return bson_iter_int32(&iter);
-  if (BSON_ITER_HOLDS_DATE_TIME(&iter)) return bson_iter_date_time(&iter);
-  return 0;
-}
-
 void append_failed_document(bson_t* document, const FailedEvent& event) {
   append_utf8(document, "_id", event.id);
   append_utf8(document, "type", event.type);
@@ -63,16 +54,17 @@ std::optional<FailedEvent> failed_from_document(const bson_t* document) {
   auto key = utf8_field(document, "chat");
   auto chat = key ? chat::ChatKey::parse(*key) : std::nullopt;
   if (!id || !chat) return std::nullopt;
-  return FailedEvent{.id = std::move(*id),
-                     .type = utf8_field(document, "type").value_or(""),
-                     .chat = std::move(*chat),
-                     .seq = static_cast<std::uint64_t>(int_field(document, "seq")),
-                     .bit = static_cast<std::uint8_t>(int_field(document, "bit")),
-                     .reader = utf8_field(document, "reader").value_or(""),
-                     .attempts = static_cast<std::uint32_t>(int_field(document, "attempts")),
-                     .last_error = utf8_field(document, "last_error").value_or(""),
-                     .failed_ms = int_field(document, "failed"),
-                     .body = utf8_field(document, "body").value_or("")};
+  return FailedEvent{
+      .id = std::move(*id),
+      .type = utf8_field(document, "type").value_or(""),
+      .chat = std::move(*chat),
+      .seq = static_cast<std::uint64_t>(integer_field(document, "seq").value_or(0)),
+      .bit = static_cast<std::uint8_t>(integer_field(document, "bit").value_or(0)),
+      .reader = utf8_field(document, "reader").value_or(""),
+      .attempts = static_cast<std::uint32_t>(integer_field(document, "attempts").value_or(0)),
+      .last_error = utf8_field(document, "last_error").value_or(""),
+      .failed_ms = date_field(document, "failed").value_or(0),
+      .body = utf8_field(document, "body").value_or("")};
 }
 
 }  // namespace
@@ -187,9 +179,10 @@ std::optional<std::vector<PendingRead>> MongoOutbox::pending_reads(std::size_t l
     auto reader = utf8_field(&id_document, "user");
     auto chat = key ? chat::ChatKey::parse(*key) : std::nullopt;
     if (!chat || !reader) continue;
-    page.push_back(PendingRead{std::move(*chat), std::move(*reader),
-                               static_cast<std::uint64_t>(int_field(document, "hook_seq")),
-                               int_field(document, "hook_ts")});
+    page.push_back(
+        PendingRead{std::move(*chat), std::move(*reader),
+                    static_cast<std::uint64_t>(integer_field(document, "hook_seq").value_or(0)),
+                    date_field(document, "hook_ts").value_or(0)});
   }
   bson_error_t error;
   if (mongoc_cursor_error(cursor.get(), &error)) {
@@ -343,7 +336,8 @@ std::optional<Backlog> MongoOutbox::backlog() {
     Cursor cursor(
         mongoc_collection_find_with_opts(messages.get(), filter.get(), options.get(), nullptr));
     const bson_t* document = nullptr;
-    if (mongoc_cursor_next(cursor.get(), &document)) backlog.oldest_ms = int_field(document, "ts");
+    if (mongoc_cursor_next(cursor.get(), &document))
+      backlog.oldest_ms = date_field(document, "ts").value_or(0);
     if (mongoc_cursor_error(cursor.get(), &error)) {
       return failed_to("read the oldest webhook event", error), std::nullopt;
     }
@@ -361,7 +355,7 @@ std::optional<Backlog> MongoOutbox::backlog() {
                                                      options.get(), nullptr));
       const bson_t* document = nullptr;
       if (mongoc_cursor_next(cursor.get(), &document)) {
-        const std::int64_t oldest = int_field(document, "hook_ts");
+        const std::int64_t oldest = date_field(document, "hook_ts").value_or(0);
         if (oldest != 0 && (backlog.oldest_ms == 0 || oldest < backlog.oldest_ms)) {
           backlog.oldest_ms = oldest;
         }

@@ -21,19 +21,6 @@ namespace chatd::store::mongo {
 
 namespace {
 
-std::optional<std::int64_t> int_of(const bson_t* document, const char* key) {
-  bson_iter_t iter;
-  if (!bson_iter_init_find(&iter, document, key)) return std::nullopt;
-  if (BSON_ITER_HOLDS_INT64(&iter)) return bson_iter_int64(&iter);
-  if (BSON_ITER_HOLDS_INT32(&iter)) return bson_iter_int32(&iter);
-  if (BSON_ITER_HOLDS_DOUBLE(&iter)) return static_cast<std::int64_t>(bson_iter_double(&iter));
-  return std::nullopt;
-}
-
-}  // namespace
-
-namespace {
-
 /// {_id: {chat, user}} of one receipt.
 BsonPtr receipt_id(const chat::ChatKey& chat, const std::string& user) {
   return BsonPtr(BCON_NEW("_id", "{", "chat", BCON_UTF8(chat.str().c_str()), "user",
@@ -158,7 +145,7 @@ ReadMarks MongoReader::write_read_mark(const chat::ChatKey& chat, const std::str
       continue;
     }
     const std::string_view reader = bson_iter_utf8(&id, nullptr);
-    const auto read_seq = int_of(document, "seq").value_or(0);
+    const auto read_seq = integer_field(document, "seq").value_or(0);
     (reader == chat.first() ? marks.first : marks.second) =
         static_cast<std::uint64_t>(std::max<std::int64_t>(read_seq, 0));
   }

@@ -155,7 +155,9 @@ bool SqliteOutbox::change_read(const Statement& statement, const chat::ChatKey& 
   bind_text(update, 1, chat.str());
   bind_text(update, 2, reader);
   sqlite3_bind_int64(update, 3, static_cast<sqlite3_int64>(seq));
-  sqlite3_bind_int64(update, 4, chat::now_ms());  // set_read_ only
+  if (sqlite3_bind_parameter_count(update) >= 4) {  // set_read_ stamps when it is pending again
+    sqlite3_bind_int64(update, 4, chat::now_ms());
+  }
   return sqlite3_step(update) == SQLITE_DONE;
 }
 
