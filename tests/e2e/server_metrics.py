@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import re
 import time
 from typing import Any, Callable
@@ -26,6 +27,20 @@ def http_get(server, path: str) -> tuple[int, dict[str, str], bytes]:
         return response.status, headers, body
     finally:
         connection.close()
+
+
+def chat_history(server, user1: str, user2: str) -> tuple[str, list[dict]]:
+    """(the chat's key, every message oldest first) through `server`'s REST API, paged."""
+    messages: list[dict] = []
+    while True:
+        after = messages[-1]["seq"] if messages else 0
+        status, _, body = http_get(server, f"/api/chats/{user1}/{user2}/messages"
+                                           f"?after={after}&limit=500")
+        assert status == 200, f"{server.label}: GET messages answered {status}: {body[:200]!r}"
+        page = json.loads(body)
+        messages += page["messages"]
+        if not page["has_more"]:
+            return page["chat"], messages
 
 
 async def poll(fetch: Callable[[], Any], predicate: Callable[[Any], bool], what: str,

@@ -44,7 +44,7 @@ import figures
 from chat_client import RECV_TIMEOUT_S, SILENCE_S, ChatClient, in_thread
 from chatd_process import E2E_STORE
 from ferretdb import free_port, unique_database, wait_readyz
-from server_metrics import http_get, poll, scrape
+from server_metrics import chat_history, http_get, poll, scrape
 from v2_client import V2Client, send_many
 
 pytestmark = pytest.mark.skipif(
@@ -168,16 +168,7 @@ def same_message(label: str, frame: dict, reference: dict) -> None:
 
 def history(server, user1: str = "alice", user2: str = "bob") -> list[dict]:
     """The whole chat as the REST API of `server` reads it (oldest first, paged)."""
-    messages: list[dict] = []
-    while True:
-        after = messages[-1]["seq"] if messages else 0
-        status, _, body = http_get(server, f"/api/chats/{user1}/{user2}/messages"
-                                           f"?after={after}&limit=500")
-        assert status == 200, f"{server.label}: GET messages answered {status}: {body[:200]!r}"
-        page = json.loads(body)
-        messages += page["messages"]
-        if not page["has_more"]:
-            return messages
+    return chat_history(server, user1, user2)[1]
 
 
 def summary(messages: list[dict]) -> list[tuple]:

@@ -43,7 +43,7 @@ import pytest
 import figures
 from chat_client import TS_PATTERN, ChatClient, in_thread, parse_ts
 from chatd_process import E2E_STORE, chatd_binary
-from server_metrics import Metrics, http_get, poll, scrape
+from server_metrics import Metrics, chat_history as history, poll, scrape
 from v2_client import V2Client, send_many
 from webhook_receiver import PATH, QUERY, WebhookReceiver, WebhookRequest, parse_signature, \
     sign, verify_signature
@@ -90,22 +90,6 @@ def created_id(message_id: str) -> str:
 
 
 # ---------------------------------------------------------------------- chatd's HTTP side
-
-def history(server, user1: str, user2: str) -> tuple[str, list[dict]]:
-    """(the chat's key, every message oldest first) through the REST API, paged."""
-    messages: list[dict] = []
-    chat = None
-    while True:
-        after = messages[-1]["seq"] if messages else 0
-        status, _, body = http_get(server, f"/api/chats/{user1}/{user2}/messages"
-                                           f"?after={after}&limit=500")
-        assert status == 200, f"{server.label}: GET messages answered {status}: {body[:200]!r}"
-        page = json.loads(body)
-        chat = page["chat"]
-        messages += page["messages"]
-        if not page["has_more"]:
-            return chat, messages
-
 
 def request(server, method: str, path: str, token: str | None = None,
             authorization: str | None = None) -> tuple[int, Any]:
