@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <iostream>
 #include <string_view>
@@ -80,6 +81,9 @@ struct Written {
   unsigned webhook_backoff_min_ms = count_of(webhooks::WebhookOptions{}.backoff_min);
   unsigned webhook_backoff_max_ms = count_of(webhooks::WebhookOptions{}.backoff_max);
   unsigned webhook_lease_ms = count_of(webhooks::WebhookOptions{}.lease);
+  unsigned edit_window_seconds = 0;  // 0 = no limit
+  double retention_days = 0;         // 0 = keep forever
+  unsigned retention_interval_seconds = 300;
 };
 
 // Puts what was written into `c`, the one place settings are converted.
@@ -125,6 +129,10 @@ std::string finish(const Written& w, Config& c) {
   c.webhooks.backoff_min = std::chrono::milliseconds(w.webhook_backoff_min_ms);
   c.webhooks.backoff_max = std::chrono::milliseconds(w.webhook_backoff_max_ms);
   c.webhooks.lease = std::chrono::milliseconds(w.webhook_lease_ms);
+  c.session.edit_window = std::chrono::seconds(w.edit_window_seconds);
+  c.retention.keep = std::chrono::milliseconds(
+      static_cast<std::int64_t>(std::llround(w.retention_days * 86'400'000.0)));
+  c.retention.interval = std::chrono::seconds(w.retention_interval_seconds);
   if (auto problem = webhooks::validate(c.webhooks)) return *problem;
   c.sqlite.read_hooks = c.mongo.read_hooks = c.webhooks.enabled() && c.webhooks.read_events;
   return {};
@@ -278,6 +286,19 @@ ConfigResult parse_config(int argc, char** argv) {
           "Extra PEM CA certificates for an https WEBHOOK_URL");
   setting(app, "ADMIN_TOKEN", c.admin_token,
           "Bearer secret of the admin API (/api/admin/); unset = no admin API");
+  setting(app, "EDIT_WINDOW_SECONDS", w.edit_window_seconds,
+          "How long after sending a message may be edited; 0 = no limit")
+      ->check(CLI::Range(0u, 100u * 365 * 86'400));
+  setting(app, "RETENTION_DAYS", w.retention_days,
+          "Messages older than this many days (a decimal number) are removed; unset or 0 = "
+          "kept forever")
+      ->check(CLI::Range(0.0, 100'000.0));
+  setting(app, "RETENTION_INTERVAL_SECONDS", w.retention_interval_seconds,
+          "Time between two retention passes")
+      ->check(CLI::Range(1u, 86'400u));
+  setting(app, "RETENTION_BATCH", c.retention.batch,
+          "Messages a retention pass removes per transaction")
+      ->check(CLI::Range(1u, 100'000u));
   setting(app, "LOG_LEVEL", c.log.level, "trace, debug, info, warn, error, critical or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   setting(app, "LOG_FORMAT", c.log.format, "text or json")->check(CLI::IsMember({"text", "json"}));

@@ -13,6 +13,7 @@
 #include "store/sqlite/sqlite_store.h"
 #include "users/cached_user_directory.h"
 #include "users/user_search_client.h"
+#include "store/maintainer.h"
 #include "webhooks/webhook_options.h"
 
 namespace chatd::app {
@@ -47,6 +48,8 @@ struct Config {
   webhooks::WebhookOptions webhooks;  ///< Used when webhooks.url is set (WEBHOOK_URL).
   /// ADMIN_TOKEN: the bearer secret of /api/admin/; empty = no admin API.
   std::string admin_token;
+  /// RETENTION_DAYS, RETENTION_INTERVAL_SECONDS, RETENTION_BATCH.
+  store::RetentionOptions retention;
   LogOptions log;
 
   // `chatd import-legacy`: copy the old service's data into this store, then exit.

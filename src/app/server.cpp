@@ -102,10 +102,18 @@ Server::Server(const Config& config)
   if (error) throw std::runtime_error("HOST '" + config_.host + "' is not an IP address");
   register_gauges(user_cache);
   store::Store& sessions_store = hooking_store_ ? *hooking_store_ : *store_;
+  maintainer_ = std::make_unique<store::Maintainer>(
+      sessions_store, config_.retention,
+      [this](std::size_t removed) { metrics_.retention_purged.inc(removed); });
+  if (config_.retention.keep.count() > 0) {
+    spdlog::info("retention: messages older than {} s are removed",
+                 config_.retention.keep.count() / 1000);
+  }
   services_.emplace(net::Services{
       hub_, *fanout_, sessions_store, *users_, registry_, connection_limits_, config_.session,
       draining_, metrics_, tokens_.get(), [this] { return metrics_registry_.render(); },
-      [this] { return users_ready(); }, rest_limits_, webhooks_.get(), config_.admin_token});
+      [this] { return users_ready(); }, rest_limits_, webhooks_.get(), config_.admin_token,
+      maintainer_.get()});
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 *services_);

@@ -4,6 +4,8 @@
 #include <boost/asio/io_context.hpp>
 #include <memory>
 #include <optional>
+
+#include "store/maintainer.h"
 #include <thread>
 #include <vector>
 
@@ -78,6 +80,8 @@ class Server {
   /// events), and the sender of the outbox.
   std::unique_ptr<store::Store> hooking_store_;
   std::unique_ptr<webhooks::Dispatcher> webhooks_;
+  /// Retention, and the admin API's erasures and exports.
+  std::unique_ptr<store::Maintainer> maintainer_;
   std::unique_ptr<users::UserSearchClient> user_source_;
   std::unique_ptr<users::ObservedUserDirectory> user_observer_;
   std::unique_ptr<users::UserDirectory> users_;

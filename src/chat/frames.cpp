@@ -40,15 +40,68 @@ std::string message_frame(const Message& message) {
   return json::serialize(message_object(message));
 }
 
-json::object message_object(const Message& message) {
+namespace {
+
+std::string_view change_type(EntryKind kind) {
+  switch (kind) {
+    case EntryKind::message:
+      return "message";
+    case EntryKind::edit:
+      return "edited";
+    case EntryKind::remove:
+      return "deleted";
+    case EntryKind::erase:
+      return "erased";
+    case EntryKind::block:
+    case EntryKind::unblock:
+      return "blocked";
+  }
+  return "message";
+}
+
+// A change (v2 only: docs/protocol.md, "A chat's order").
+json::object change_object(const Message& change) {
   json::object frame;
-  frame.reserve(6);
+  frame.reserve(7);
+  frame.emplace("type", change_type(change.kind));
+  frame.emplace("seq", change.seq);
+  switch (change.kind) {
+    case EntryKind::edit:
+    case EntryKind::remove:
+      frame.emplace("target", change.target);
+      frame.emplace("id", change.target_id);
+      frame.emplace("sender", change.sender);
+      if (change.kind == EntryKind::edit) frame.emplace("text", change.text);
+      break;
+    case EntryKind::erase:
+      frame.emplace("user", change.sender);
+      break;
+    case EntryKind::block:
+    case EntryKind::unblock:
+      frame.emplace("user", change.sender);
+      frame.emplace("blocked", change.kind == EntryKind::block);
+      break;
+    case EntryKind::message:
+      break;
+  }
+  frame.emplace("ts", format_timestamp(change.timestamp_ms));
+  return frame;
+}
+
+}  // namespace
+
+json::object message_object(const Message& message) {
+  if (is_change(message.kind)) return change_object(message);
+  json::object frame;
+  frame.reserve(8);
   frame.emplace("sender", message.sender);
   frame.emplace("text", message.text);
   frame.emplace("type", "message");
   frame.emplace("id", message.id);
   frame.emplace("seq", message.seq);
   frame.emplace("ts", format_timestamp(message.timestamp_ms));
+  if (message.edited_ms != 0) frame.emplace("edited_ts", format_timestamp(message.edited_ms));
+  if (message.deleted) frame.emplace("deleted", true);
   return frame;
 }
 

@@ -51,6 +51,59 @@ std::variant<Send, Refusal> parse_send(const json::object& object, const FrameLi
   return Send{std::move(id), std::string(body)};
 }
 
+std::optional<Refusal> check_text(const json::object& object, const FrameLimits& limits,
+                                  std::string& text, const std::string& client_id) {
+  const json::value* value = object.if_contains("text");
+  if (value == nullptr || !value->is_string()) {
+    return refuse("invalid_text", "\"text\" must be a string", client_id);
+  }
+  const std::string_view body = value->get_string();
+  if (body.empty()) return refuse("empty_text", "\"text\" must not be empty", client_id);
+  if (body.size() > limits.max_text_bytes) {
+    return refuse("text_too_long",
+                  "\"text\" is longer than " + std::to_string(limits.max_text_bytes) + " bytes",
+                  client_id);
+  }
+  text = std::string(body);
+  return std::nullopt;
+}
+
+/// An edit or delete: a client id (optional when `client_id_required` is
+/// false, as in the REST API), the target by seq or id, an edit's text.
+std::variant<Change, Refusal> parse_change(const json::object& object, EntryKind kind,
+                                           const FrameLimits& limits, bool client_id_required,
+                                           bool target_required) {
+  Change change;
+  change.kind = kind;
+  const json::value* client_id = object.if_contains("client_id");
+  if (client_id != nullptr || client_id_required) {
+    if (client_id == nullptr || !client_id->is_string() || client_id->get_string().empty() ||
+        client_id->get_string().size() > kMaxClientIdBytes) {
+      return refuse("invalid_client_id", "\"client_id\" must be a string of 1 to " +
+                                             std::to_string(kMaxClientIdBytes) + " bytes");
+    }
+    change.client_id = std::string(client_id->get_string());
+  }
+  if (target_required) {
+    const auto seq = unsigned_field(object, "seq", 0);
+    const json::value* id = object.if_contains("id");
+    const bool id_ok = id != nullptr && id->is_string() && id->get_string().size() == 24;
+    if (!seq || (*seq == 0 && !id_ok)) {
+      return refuse("invalid_target",
+                    "name the message by \"seq\" (a positive integer) or \"id\" (24 hex digits)",
+                    change.client_id);
+    }
+    change.seq = *seq;
+    if (*seq == 0) change.id = std::string(id->get_string());
+  }
+  if (kind == EntryKind::edit) {
+    if (auto refusal = check_text(object, limits, change.text, change.client_id)) {
+      return std::move(*refusal);
+    }
+  }
+  return change;
+}
+
 }  // namespace
 
 std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
@@ -60,7 +113,7 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
   if (object == nullptr) return Refusal{parsed.error(), {}};
   const json::value* type = object->if_contains("type");
   if (type == nullptr || !type->is_string()) {
-    return refuse("invalid_type", "\"type\" must be a string (send, history, typing, read, ping)");
+    return refuse("invalid_type", "\"type\" must be a string (send, history, typing, read, ping, edit, delete, block, unblock)");
   }
   const std::string_view kind = type->get_string();
   if (kind == "send") {
@@ -90,6 +143,13 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
     return Read{*seq};
   }
   if (kind == "ping") return Ping{};
+  if (kind == "edit" || kind == "delete") {
+    auto change = parse_change(*object, kind == "edit" ? EntryKind::edit : EntryKind::remove,
+                               limits, true, true);
+    if (auto* refusal = std::get_if<Refusal>(&change)) return std::move(*refusal);
+    return std::get<Change>(std::move(change));
+  }
+  if (kind == "block" || kind == "unblock") return Block{kind == "block"};
   return refuse("unknown_type", "unknown frame type \"" + std::string(kind).substr(0, 32) + "\"");
 }
 
@@ -98,6 +158,13 @@ std::variant<Send, Refusal> parse_send_body(std::string_view body, const FrameLi
   const json::object* object = parsed.get();
   if (object == nullptr) return Refusal{parsed.error(), {}};
   return parse_send(*object, limits);
+}
+
+std::variant<Change, Refusal> parse_edit_body(std::string_view body, const FrameLimits& limits) {
+  const JsonObject parsed(body, "body");
+  const json::object* object = parsed.get();
+  if (object == nullptr) return Refusal{parsed.error(), {}};
+  return parse_change(*object, EntryKind::edit, limits, false, false);
 }
 
 std::string hello_frame(const Hello& hello) {
@@ -112,6 +179,9 @@ std::string hello_frame(const Hello& hello) {
   frame.emplace("last_seq", hello.last_seq);
   frame.emplace("my_read_seq", hello.my_read_seq);
   frame.emplace("peer_read_seq", hello.peer_read_seq);
+  frame.emplace("first_seq", hello.first_seq);
+  frame.emplace("blocking", hello.blocking);
+  frame.emplace("blocked", hello.blocked);
   if (hello.resuming) frame.emplace("resume_after", hello.resume_after);
   return json::serialize(frame);
 }
@@ -157,6 +227,7 @@ std::string ack_frame(const Message& message, bool duplicate) {
   frame.emplace("client_id", message.client_id);
   frame.emplace("id", message.id);
   frame.emplace("seq", message.seq);
+  if (message.target != 0) frame.emplace("target", message.target);
   frame.emplace("ts", format_timestamp(message.timestamp_ms));
   frame.emplace("duplicate", duplicate);
   return json::serialize(frame);

@@ -47,8 +47,21 @@ struct Read {
 };
 /// `{"type":"ping"}`: answered with `{"type":"pong"}` (an application-level liveness check).
 struct Ping {};
+/// `{"type":"edit","client_id":…,"seq":40,"text":…}` or `{"type":"delete",…}`: a change
+/// to one of "me"'s messages, named by `seq` or, when seq is 0, by `id`.
+struct Change {
+  EntryKind kind = EntryKind::edit;  ///< edit or remove
+  std::string client_id;
+  std::uint64_t seq = 0;
+  std::string id;
+  std::string text;  ///< An edit's new text.
+};
+/// `{"type":"block"}` / `{"type":"unblock"}`: "me" blocks (unblocks) the peer.
+struct Block {
+  bool block = true;
+};
 
-using ClientFrame = std::variant<Send, HistoryRequest, Typing, Read, Ping>;
+using ClientFrame = std::variant<Send, HistoryRequest, Typing, Read, Ping, Change, Block>;
 
 /// A refused client frame. `client_id` is the send's id when it had a readable one, so
 /// the client can tell which message failed.
@@ -66,6 +79,10 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
 /// (the body of the REST API's POST), checked as a v2 send is.
 std::variant<Send, Refusal> parse_send_body(std::string_view body, const FrameLimits& limits);
 
+/// An edit as a JSON object `{"text":…,"client_id":…}` (client_id optional), the body
+/// of the REST API's PATCH, checked as a v2 edit is.
+std::variant<Change, Refusal> parse_edit_body(std::string_view body, const FrameLimits& limits);
+
 /// What the hello frame says about the chat.
 struct Hello {
   std::string_view chat;  ///< The chat key, e.g. "5:alice:bob".
@@ -77,6 +94,9 @@ struct Hello {
   bool resuming = false;
   std::uint64_t my_read_seq = 0;    ///< How far "me" has read (on any device).
   std::uint64_t peer_read_seq = 0;  ///< How far the peer has read.
+  std::uint64_t first_seq = 0;      ///< The oldest kept entry (retention), 0 = none.
+  bool blocking = false;            ///< "me" blocks the peer.
+  bool blocked = false;             ///< The peer blocks "me".
 };
 
 std::string hello_frame(const Hello& hello);

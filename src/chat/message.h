@@ -15,8 +15,24 @@ namespace chatd::chat {
 /// message that arrived from another instance or through the REST API).
 using ConnectionId = std::uint64_t;
 
-/// A message the store has committed. Immutable once made: it is shared by
-/// every receiver as a `shared_ptr<const Message>`.
+/// What an entry of a chat's order is (docs/protocol.md, "A chat's order"):
+/// a message, or a change to the chat, which takes a seq of its own.
+enum class EntryKind : std::uint8_t {
+  message = 0,
+  edit = 1,     ///< `target`'s text is now `text`.
+  remove = 2,   ///< `target` is deleted (a tombstone keeps its seq).
+  erase = 3,    ///< Every earlier message `sender` sent is a tombstone (an operator's erasure).
+  block = 4,    ///< `sender` blocks the chat's other user.
+  unblock = 5,  ///< `sender` no longer blocks the other user.
+};
+
+/// Whether the entry is a change rather than a message.
+inline bool is_change(EntryKind kind) {
+  return kind != EntryKind::message;
+}
+
+/// An entry the store has committed: a message or a change. Immutable once
+/// made: it is shared by every receiver as a `shared_ptr<const Message>`.
 struct Message {
   explicit Message(ChatKey chat_key) : chat(std::move(chat_key)) {}
 
@@ -27,6 +43,14 @@ struct Message {
   std::string text;
   std::int64_t timestamp_ms = 0;  ///< Server time at commit, ms since the Unix epoch.
   std::string client_id;          ///< The sender's idempotency key; empty when none.
+  EntryKind kind = EntryKind::message;
+  /// A change: the seq of the message it changes (edit, remove); 0 otherwise.
+  std::uint64_t target = 0;
+  /// A message: when it was last edited (0: never); a change of one: the
+  /// changed message's id in `target_id`.
+  std::int64_t edited_ms = 0;
+  bool deleted = false;   ///< A message: it is a tombstone (its text is gone).
+  std::string target_id;  ///< An edit or remove: the id of the message it changes.
   /// Webhook events still to send for it (webhooks::EventBits); stored with it,
   /// so that an event exists once its message is committed.
   std::uint8_t hooks = 0;
@@ -37,7 +61,8 @@ struct Message {
 
 using MessagePtr = std::shared_ptr<const Message>;
 
-/// A message a connection has read and validated, not yet committed.
+/// A message (or a change) a connection has read and validated, not yet
+/// committed.
 struct PendingMessage {
   ChatKey chat;
   std::string sender;
@@ -46,6 +71,12 @@ struct PendingMessage {
   ConnectionId origin = 0;
   std::chrono::steady_clock::time_point received_at{};
   std::uint8_t hooks = 0;  ///< Webhook events to send once committed (Message::hooks).
+  EntryKind kind = EntryKind::message;
+  /// An edit or remove: the message it changes, by seq, or by id when seq is 0.
+  std::uint64_t target = 0;
+  std::string target_id;
+  /// An edit: refused when the message is older than this (0: no limit).
+  std::int64_t edit_window_ms = 0;
 };
 
 /// A new message id: 4 bytes of seconds, 5 random bytes fixed per process and

@@ -41,6 +41,16 @@ ChatdMetrics::ChatdMetrics(Registry& r)
       user_lookup_seconds(r.histogram("chatd_user_lookup_seconds",
                                       "Duration of one request to the user-search service.",
                                       exponential_buckets(0.0005, 2, 14))),
+      retention_purged(r.counter("chatd_retention_purged_messages_total",
+                                 "Messages and changes removed as older than RETENTION_DAYS.")),
+      admin_erasures(r.counter("chatd_admin_actions_total", "Admin API actions, by action.",
+                               {{"action", "erase"}})),
+      admin_exports(r.counter("chatd_admin_actions_total", "Admin API actions, by action.",
+                              {{"action", "export"}})),
+      erased_messages(r.counter("chatd_erased_messages_total",
+                                "Messages and edits whose text an admin erasure removed.")),
+      exported_messages(r.counter("chatd_exported_messages_total",
+                                  "Messages sent in admin API exports.")),
       rejected_other_(r.counter(kRejected, kRejectedHelp, {{"code", "other"}})),
       closed_other_(r.counter(kClosed, kClosedHelp, {{"code", "other"}})) {
   for (std::size_t i = 0; i < kRejectCodes.size(); ++i) {

@@ -27,6 +27,11 @@ class ChatdMetrics {
   Histogram& batch_size;           ///< Messages per commit.
   Histogram& delivery_seconds;     ///< From frame read to the peer's write completing.
   Histogram& user_lookup_seconds;  ///< One request to the user-search service.
+  Counter& retention_purged;       ///< Entries removed by RETENTION_DAYS.
+  Counter& admin_erasures;         ///< Admin API erasures of a user.
+  Counter& admin_exports;          ///< Admin API export pages of a user.
+  Counter& erased_messages;        ///< Messages and edits made tombstones by erasures.
+  Counter& exported_messages;      ///< Messages sent in exports.
 
   /// Rejected sends, by error code (invalid_json, sender_not_participant, ...).
   void rejected(std::string_view code);
@@ -37,7 +42,7 @@ class ChatdMetrics {
   // The codes a client can cause; anything else is counted as "other", so a
   // label's values stay a small fixed set.
   // v1's and v2's (chat/frames.cpp, chat/frames_v2.cpp) and the session's.
-  static constexpr std::array<const char*, 19> kRejectCodes{"rate_limited",
+  static constexpr std::array<const char*, 25> kRejectCodes{"rate_limited",
                                                             "invalid_json",
                                                             "invalid_frame",
                                                             "invalid_sender",
@@ -55,7 +60,13 @@ class ChatdMetrics {
                                                             "invalid_type",
                                                             "invalid_typing",
                                                             "unknown_type",
-                                                            "sender_not_authenticated"};
+                                                            "sender_not_authenticated",
+                                                            "invalid_target",
+                                                            "blocked",
+                                                            "message_not_found",
+                                                            "not_your_message",
+                                                            "message_deleted",
+                                                            "edit_window_passed"};
   static constexpr std::array<unsigned, 12> kCloseCodes{1000, 1001, 1006, 1008, 1009, 1011,
                                                         1013, 4400, 4401, 4403, 4404, 4429};
 

@@ -8,7 +8,13 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
+#include <charconv>
+
+#include "chat/frames.h"
 #include "chat/message.h"
+#include "chat/username.h"
+#include "metrics/chatd_metrics.h"
+#include "store/maintainer.h"
 #include "net/json_response.h"
 #include "webhooks/dispatcher.h"
 
@@ -84,6 +90,158 @@ void retry_failed(const Services& services, asio::any_io_executor executor, std:
   });
 }
 
+/// Rows an erasure changes per statement: a chat's write lock is held that long.
+constexpr std::size_t kEraseBatch = 500;
+constexpr std::size_t kChatsPerRead = 100;
+constexpr std::size_t kDefaultExportLimit = 1000;
+constexpr std::size_t kMaxExportLimit = 5000;
+
+/// POST /api/admin/users/{user}/erase: every text the user sent, gone.
+void erase_user(const Services& services, asio::any_io_executor executor, std::string user,
+                const Answer& answer) {
+  store::Store& store = services.store;
+  metrics::ChatdMetrics& metrics = services.metrics;
+  services.maintainer->post([&store, &metrics, executor, answer,
+                             user](store::Maintenance* maintenance) {
+    if (maintenance == nullptr) {
+      asio::post(executor, [answer] {
+        answer.error(http::status::service_unavailable, "store_unavailable",
+                     "the store failed; try again");
+      });
+      return;
+    }
+    std::size_t chats = 0;
+    std::size_t erased = 0;
+    std::size_t receipts = 0;
+    try {
+      std::string after;
+      for (;;) {
+        const auto page = maintenance->chats_of(user, after, kChatsPerRead);
+        for (const auto& chat : page) {
+          std::size_t in_chat = 0;
+          while (const std::size_t n = maintenance->erase(chat, user, kEraseBatch)) in_chat += n;
+          erased += in_chat;
+          ++chats;
+          // The chat's connections and resuming clients learn it in order.
+          chat::PendingMessage entry{chat, user, {}, {}, 0, std::chrono::steady_clock::now()};
+          entry.kind = chat::EntryKind::erase;
+          store.append(std::move(entry), [](store::AppendResult) {});
+        }
+        if (page.size() < kChatsPerRead) break;
+        after = page.back().str();
+      }
+      receipts = maintenance->forget_user(user);
+    } catch (const store::MaintenanceError& error) {
+      spdlog::error("admin: erasure of {} stopped after {} messages: {}", user, erased,
+                    error.what());
+      asio::post(executor, [answer] {
+        answer.error(http::status::service_unavailable, "store_unavailable",
+                     "the store failed; the erasure is partial, run it again");
+      });
+      return;
+    }
+    metrics.admin_erasures.inc();
+    metrics.erased_messages.inc(erased);
+    spdlog::info("admin audit: erased user {}: {} messages in {} chats, {} receipts", user, erased,
+                 chats, receipts);
+    asio::post(executor, [answer, user, chats, erased, receipts] {
+      answer.reply(http::status::ok, json::serialize(json::object{{"user", user},
+                                                                  {"chats", chats},
+                                                                  {"messages_erased", erased},
+                                                                  {"receipts_removed", receipts}}));
+    });
+  });
+}
+
+/// GET /api/admin/users/{user}/export?cursor=…&limit=…: one page of
+/// everything the user sent and received, in chat-key then seq order; `next`
+/// is the cursor of the following page (null: the last page).
+void export_user(const Services& services, asio::any_io_executor executor, std::string user,
+                 const urls::url_view& url, const Answer& answer) {
+  bool bad = false;
+  const std::uint64_t limit = query_number(url, "limit", bad).value_or(kDefaultExportLimit);
+  if (bad || limit == 0 || limit > kMaxExportLimit) {
+    answer.error(http::status::bad_request, "invalid_query",
+                 "limit must be a whole number from 1 to " + std::to_string(kMaxExportLimit));
+    return;
+  }
+  // The cursor: "<chat key> <seq>", the last message of the page before.
+  std::string chat_after;
+  std::uint64_t seq_after = 0;
+  const auto params = url.params();
+  if (const auto found = params.find("cursor"); found != params.end()) {
+    const std::string cursor = (*found).value;
+    const auto space = cursor.rfind(' ');
+    const auto parsed = space == std::string::npos ? std::nullopt
+                                                   : chat::ChatKey::parse(cursor.substr(0, space));
+    const char* digits = cursor.data() + (space == std::string::npos ? 0 : space + 1);
+    const auto [end, error] = std::from_chars(digits, cursor.data() + cursor.size(), seq_after);
+    if (!parsed || !parsed->has_participant(user) || error != std::errc() ||
+        end != cursor.data() + cursor.size()) {
+      answer.error(http::status::bad_request, "invalid_query",
+                   "cursor must be the `next` of the page before");
+      return;
+    }
+    chat_after = parsed->str();
+  }
+  metrics::ChatdMetrics& metrics = services.metrics;
+  services.maintainer->post([&metrics, executor, answer, user, limit, chat_after,
+                             seq_after](store::Maintenance* maintenance) mutable {
+    if (maintenance == nullptr) {
+      asio::post(executor, [answer] {
+        answer.error(http::status::service_unavailable, "store_unavailable",
+                     "the store failed; try again");
+      });
+      return;
+    }
+    json::array chats;
+    std::size_t count = 0;
+    std::optional<std::string> next;
+    try {
+      // The chat the cursor is in first, then those after it.
+      std::vector<chat::ChatKey> keys;
+      if (!chat_after.empty()) keys.push_back(*chat::ChatKey::parse(chat_after));
+      std::string listed_after = chat_after;
+      std::size_t index = 0;
+      while (count < limit) {
+        if (index == keys.size()) {
+          keys = maintenance->chats_of(user, listed_after, kChatsPerRead);
+          index = 0;
+          if (keys.empty()) break;
+          listed_after = keys.back().str();
+        }
+        const chat::ChatKey& chat = keys[index++];
+        const bool resumed = chat.str() == chat_after;
+        const auto messages = maintenance->messages(chat, resumed ? seq_after : 0, limit - count);
+        if (messages.empty()) continue;
+        json::array list;
+        for (const auto& message : messages) list.emplace_back(chat::message_object(*message));
+        count += messages.size();
+        if (count >= limit) {
+          next = chat.str() + ' ' + std::to_string(messages.back()->seq);
+        }
+        chats.emplace_back(json::object{
+            {"chat", chat.str()}, {"peer", chat.peer_of(user)}, {"messages", std::move(list)}});
+      }
+    } catch (const store::MaintenanceError& error) {
+      spdlog::error("admin: export of {} failed: {}", user, error.what());
+      asio::post(executor, [answer] {
+        answer.error(http::status::service_unavailable, "store_unavailable",
+                     "the store failed; try again");
+      });
+      return;
+    }
+    metrics.admin_exports.inc();
+    metrics.exported_messages.inc(count);
+    spdlog::info("admin audit: exported user {}: {} messages", user, count);
+    json::object page{{"user", user}, {"chats", std::move(chats)}};
+    page.emplace("next", next ? json::value(*next) : json::value(nullptr));
+    asio::post(executor, [answer, body = json::serialize(page)] {
+      answer.reply(http::status::ok, body);
+    });
+  });
+}
+
 }  // namespace
 
 bool bearer_matches(std::string_view authorization, std::string_view token) {
@@ -123,12 +281,31 @@ void AdminApi::handle(const Services& services, asio::any_io_executor executor,
   }
   std::vector<std::string> parts;
   for (const auto& segment : parsed->encoded_segments()) parts.push_back(segment.decode());
+  if (parts.size() == 5 && parts[2] == "users" && (parts[4] == "erase" || parts[4] == "export")) {
+    if (auto error = chat::validate_username(parts[3])) {
+      answer.error(http::status::bad_request, "invalid_username", *error);
+      return;
+    }
+    const bool erase = parts[4] == "erase";
+    if (request.method() != (erase ? http::verb::post : http::verb::get)) {
+      answer.error(http::status::method_not_allowed, "method_not_allowed",
+                   erase ? "POST only" : "GET only");
+      return;
+    }
+    if (erase) {
+      erase_user(services, std::move(executor), parts[3], answer);
+    } else {
+      export_user(services, std::move(executor), parts[3], *parsed, answer);
+    }
+    return;
+  }
   const bool failed_list = parts.size() == 4 && parts[2] == "webhooks" && parts[3] == "failed";
   const bool retry =
       parts.size() == 6 && parts[2] == "webhooks" && parts[3] == "failed" && parts[5] == "retry";
   if (!failed_list && !retry) {
     answer.error(http::status::not_found, "not_found",
-                 "no such endpoint; see /api/admin/webhooks/failed");
+                 "no such endpoint; see /api/admin/webhooks/failed and "
+                 "/api/admin/users/{user}/erase, /api/admin/users/{user}/export");
     return;
   }
   if (services.webhooks == nullptr) {

@@ -151,6 +151,11 @@ void append_message(const Services& services, asio::any_io_executor executor,
   services.metrics.messages_received.inc();
   services.store.append(
       std::move(pending), asio::bind_executor(executor, [call](store::AppendResult result) {
+        if (result.error == store::StoreError::none && result.refusal != store::Refusal::none) {
+          call.error(http::status::forbidden, store::to_string(result.refusal),
+                     refusal_message(result.refusal));
+          return;
+        }
         if (result.error == store::StoreError::none) {
           call.reply(result.duplicate ? http::status::ok : http::status::created,
                      chat::v2::ack_frame(*result.message, result.duplicate));
@@ -200,6 +205,172 @@ void post_message(const Services& services, asio::any_io_executor executor,
       }));
 }
 
+/// The HTTP status of a change the chat's rules refused.
+http::status refusal_status(store::Refusal refusal) {
+  switch (refusal) {
+    case store::Refusal::blocked:
+    case store::Refusal::not_your_message:
+      return http::status::forbidden;
+    case store::Refusal::not_found:
+      return http::status::not_found;
+    case store::Refusal::deleted:
+    case store::Refusal::edit_window_passed:
+      return http::status::conflict;
+    case store::Refusal::none:
+      break;
+  }
+  return http::status::internal_server_error;
+}
+
+/// Verifies both users of `pending`'s chat, appends it, and answers with
+/// `answer(result)` once committed (errors answered here).
+template <typename Answer>
+void verify_and_append(const Services& services, asio::any_io_executor executor,
+                       chat::PendingMessage pending, const Call& call, Answer answer) {
+  auto shared = std::make_shared<chat::PendingMessage>(std::move(pending));
+  const std::string first = shared->chat.first();
+  const std::string second = shared->chat.second();
+  users::verify_chat_users(
+      services.users, first, second,
+      asio::bind_executor(executor, [&services, executor, call, shared,
+                                     answer](users::ChatUsers users) {
+        switch (users.status) {
+          case users::UserStatus::unavailable:
+            call.error(http::status::service_unavailable, "user_search_unavailable",
+                       "user-search service unavailable; try again");
+            return;
+          case users::UserStatus::not_found:
+            call.error(http::status::not_found, "unknown_user", "unknown user: " + users.unknown);
+            return;
+          case users::UserStatus::found:
+            break;
+        }
+        services.store.append(
+            std::move(*shared),
+            asio::bind_executor(executor, [call, answer](store::AppendResult result) {
+              if (result.error != store::StoreError::none) {
+                const StoreReply reply = store_reply(result.error, "nothing changed");
+                call.error(http::status::service_unavailable, reply.code, reply.message);
+              } else if (result.refusal != store::Refusal::none) {
+                call.error(refusal_status(result.refusal), store::to_string(result.refusal),
+                           refusal_message(result.refusal));
+              } else {
+                answer(result);
+              }
+            }));
+      }));
+}
+
+/// PATCH or DELETE /api/chats/{user1}/{user2}/messages/{seq or id}.
+void change_message(const Services& services, asio::any_io_executor executor,
+                    const RestApi::Request& request, const MessagesPath& path,
+                    const std::string& ref, std::string me, const Call& call) {
+  const bool edit = request.method() == http::verb::patch;
+  chat::v2::Change change;
+  change.kind = edit ? chat::EntryKind::edit : chat::EntryKind::remove;
+  if (edit) {
+    const chat::FrameLimits limits{services.options.max_text_bytes};
+    auto parsed = chat::v2::parse_edit_body(request.body(), limits);
+    if (auto* refusal = std::get_if<chat::v2::Refusal>(&parsed)) {
+      services.metrics.rejected(refusal->error.code);
+      call.error(http::status::bad_request, refusal->error.code, refusal->error.message);
+      return;
+    }
+    change = std::get<chat::v2::Change>(std::move(parsed));
+  } else {
+    const auto params = path.url.params();
+    if (const auto id = params.find("client_id"); id != params.end()) {
+      change.client_id = (*id).value;
+      if (change.client_id.empty() || change.client_id.size() > chat::v2::kMaxClientIdBytes) {
+        call.error(http::status::bad_request, "invalid_client_id",
+                   "client_id must be 1 to 128 bytes");
+        return;
+      }
+    }
+  }
+  std::uint64_t seq = 0;
+  const auto [end, error] = std::from_chars(ref.data(), ref.data() + ref.size(), seq);
+  const bool is_seq = error == std::errc() && end == ref.data() + ref.size() && seq > 0;
+  const bool is_id = ref.size() == 24 && ref.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!is_seq && !is_id) {
+    call.error(http::status::bad_request, "invalid_target",
+               "name the message by its seq (a positive integer) or its id (24 hex digits)");
+    return;
+  }
+  if (!services.rest_limits.try_take(me)) {
+    services.metrics.rejected("rate_limited");
+    call.error(http::status::too_many_requests, "rate_limited",
+               "too many changes; nothing changed, slow down (MESSAGES_PER_SECOND)");
+    return;
+  }
+  chat::PendingMessage pending{chat::ChatKey::of(path.user1, path.user2), std::move(me),
+                               std::move(change.text), std::move(change.client_id), 0,
+                               std::chrono::steady_clock::now()};
+  pending.kind = change.kind;
+  if (is_id && ref.size() == 24 && !is_seq) {
+    pending.target_id = ref;
+  } else {
+    pending.target = seq;
+  }
+  pending.edit_window_ms = services.options.edit_window.count();
+  verify_and_append(services, std::move(executor), std::move(pending), call,
+                    [call](const store::AppendResult& result) {
+                      call.reply(http::status::ok,
+                                 chat::v2::ack_frame(*result.message, result.duplicate));
+                    });
+}
+
+/// GET /api/users/{user}/blocks; PUT or DELETE /api/users/{user}/blocks/{other}.
+void handle_blocks(const Services& services, asio::any_io_executor executor,
+                   const RestApi::Request& request, const urls::url_view& url, std::string user,
+                   std::optional<std::string> other, const Call& call) {
+  if (!identify(services, request, url, user, user, call, "a token changes only its own blocks")) {
+    return;
+  }
+  if (!other) {
+    if (request.method() != http::verb::get) {
+      call.error(http::status::method_not_allowed, "method_not_allowed", "GET only");
+      return;
+    }
+    services.store.blocks(user, asio::bind_executor(executor, [call, user](store::BlockList list) {
+      if (list.error != store::StoreError::none) {
+        const StoreReply answer = store_reply(list.error, "try again");
+        call.error(http::status::service_unavailable, answer.code, answer.message);
+        return;
+      }
+      json::array users;
+      for (auto& blocked : list.users) users.emplace_back(std::move(blocked));
+      call.reply(http::status::ok,
+                 json::serialize(json::object{{"user", user}, {"blocks", std::move(users)}}));
+    }));
+    return;
+  }
+  const bool block = request.method() == http::verb::put;
+  if (!block && request.method() != http::verb::delete_) {
+    call.error(http::status::method_not_allowed, "method_not_allowed",
+               "PUT to block, DELETE to unblock");
+    return;
+  }
+  if (auto error = chat::validate_username(*other)) {
+    call.error(http::status::bad_request, "invalid_username", *error);
+    return;
+  }
+  if (*other == user) {
+    call.error(http::status::bad_request, "invalid_username", "a user cannot block themselves");
+    return;
+  }
+  chat::PendingMessage pending{chat::ChatKey::of(user, *other), user, {}, {}, 0,
+                               std::chrono::steady_clock::now()};
+  pending.kind = block ? chat::EntryKind::block : chat::EntryKind::unblock;
+  verify_and_append(services, std::move(executor), std::move(pending), call,
+                    [call, user, other = *other, block](const store::AppendResult&) {
+                      call.reply(http::status::ok,
+                                 json::serialize(json::object{{"user", user},
+                                                              {"blocked_user", other},
+                                                              {"blocked", block}}));
+                    });
+}
+
 }  // namespace
 
 std::optional<std::uint64_t> query_number(const urls::url_view& url, std::string_view key,
@@ -238,6 +409,18 @@ void RestApi::handle(const Services& services, asio::any_io_executor executor,
   const auto segments = parsed->encoded_segments();
   std::vector<std::string> parts;
   for (const auto& segment : segments) parts.push_back(segment.decode());
+  if ((parts.size() == 4 || parts.size() == 5) && parts[0] == "api" && parts[1] == "users" &&
+      parts[3] == "blocks") {
+    if (auto error = chat::validate_username(parts[2])) {
+      call.error(http::status::bad_request, "invalid_username", *error);
+      return;
+    }
+    std::optional<std::string> other;
+    if (parts.size() == 5) other = parts[4];
+    handle_blocks(services, std::move(executor), request, *parsed, parts[2], std::move(other),
+                  call);
+    return;
+  }
   if (parts.size() == 4 && parts[0] == "api" && parts[1] == "users" &&
       parts[3] == "conversations") {
     if (auto error = chat::validate_username(parts[2])) {
@@ -249,7 +432,9 @@ void RestApi::handle(const Services& services, asio::any_io_executor executor,
     }
     return;
   }
-  if (parts.size() != 5 || parts[0] != "api" || parts[1] != "chats" || parts[4] != "messages") {
+  const bool one_message = parts.size() == 6;
+  if ((parts.size() != 5 && !one_message) || parts[0] != "api" || parts[1] != "chats" ||
+      parts[4] != "messages") {
     call.error(http::status::not_found, "not_found",
                "no such endpoint; see /api/chats/{user1}/{user2}/messages and "
                "/api/users/{user}/conversations");
@@ -264,6 +449,18 @@ void RestApi::handle(const Services& services, asio::any_io_executor executor,
   }
   if (services.draining.load(std::memory_order_relaxed)) {
     call.error(http::status::service_unavailable, "shutting_down", "server is shutting down");
+    return;
+  }
+  if (one_message) {
+    if (request.method() != http::verb::patch && request.method() != http::verb::delete_) {
+      call.error(http::status::method_not_allowed, "method_not_allowed",
+                 "PATCH to edit the message, DELETE to delete it");
+      return;
+    }
+    const auto me = identify(services, request, path.url, path.user1, path.user2, call,
+                             "token subject is not a user of this chat");
+    if (!me) return;
+    change_message(services, std::move(executor), request, path, parts[5], *me, call);
     return;
   }
   const bool is_get = request.method() == http::verb::get;

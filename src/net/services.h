@@ -13,6 +13,7 @@ class Hub;
 }
 namespace chatd::store {
 class Store;
+class Maintainer;
 }
 namespace chatd::users {
 class UserDirectory;
@@ -73,6 +74,8 @@ struct SessionOptions {
   std::chrono::milliseconds handshake_timeout{10'000};
   /// A connection silent this long is pinged once and closed if still silent.
   std::chrono::milliseconds idle_timeout{60'000};
+  /// EDIT_WINDOW_SECONDS: how long after sending a message may be edited; 0 = always.
+  std::chrono::milliseconds edit_window{0};
   /// Origins allowed to open WebSockets; empty = any (see docs/security.md).
   std::vector<std::string> allowed_origins;
 };
@@ -102,6 +105,8 @@ struct Services {
   webhooks::Dispatcher* webhooks = nullptr;
   /// ADMIN_TOKEN; empty = no admin API.
   std::string_view admin_token;
+  /// Runs erasure and export for the admin API (and retention on its own).
+  store::Maintainer* maintainer = nullptr;
 };
 
 }  // namespace chatd::net

@@ -19,4 +19,8 @@ struct StoreReply {
 /// and answers as `unavailable` would (a caller's bug, never a crash).
 StoreReply store_reply(store::StoreError error, std::string_view consequence);
 
+/// The words for a change (or send) the chat's rules refused; its code is
+/// store::to_string(refusal).
+std::string refusal_message(store::Refusal refusal);
+
 }  // namespace chatd::net

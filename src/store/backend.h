@@ -11,7 +11,11 @@
 
 namespace chatd::store {
 
-/// The writer thread's part of a backend: commits one group at a time.
+/// The writer thread's part of a backend: commits one group at a time. A
+/// group holds messages and changes (PendingMessage::kind) in the order they
+/// came; the committer applies each change with the chat's rules (the sender
+/// is not blocked, an edit is the sender's own, ...) and gives it the chat's
+/// next seq, as to a message, or refuses it (AppendResult::refusal).
 class Committer {
  public:
   virtual ~Committer() = default;
@@ -38,6 +42,7 @@ class Reader {
   virtual ReadMarks mark_read(const chat::ChatKey& chat, const std::string& user,
                               std::uint64_t seq) = 0;
   virtual ConversationList conversations(const std::string& user, std::size_t limit) = 0;
+  virtual BlockList blocks(const std::string& user) = 0;
 };
 
 /// What a database must provide to be a chatd store; QueuedStore supplies the
@@ -55,6 +60,8 @@ class Backend {
   virtual std::unique_ptr<Reader> make_reader(std::size_t index) = 0;
   /// Called on the webhook sender's thread, which owns what it returns.
   virtual std::unique_ptr<Outbox> make_outbox() = 0;
+  /// Called on the maintenance thread, which owns what it returns.
+  virtual std::unique_ptr<Maintenance> make_maintenance() = 0;
   /// Whether the last database operation succeeded. Any thread.
   virtual bool ready() const = 0;
 };

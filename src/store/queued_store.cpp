@@ -102,6 +102,10 @@ void QueuedStore::conversations(std::string user, std::size_t limit, Conversatio
   reads_.push(ListConversations{std::move(user), limit, std::move(handler)});
 }
 
+void QueuedStore::blocks(std::string user, BlocksHandler handler) {
+  reads_.push(ListBlocks{std::move(user), std::move(handler)});
+}
+
 void QueuedStore::reader_loop(std::size_t index) {
   const std::unique_ptr<Reader> reader = backend_->make_reader(index);
   while (std::optional<ReadJob> job = reads_.pop()) {
@@ -110,9 +114,11 @@ void QueuedStore::reader_loop(std::size_t index) {
     } else if (auto* mark = std::get_if<MarkRead>(&*job)) {
       util::post_result(std::move(mark->handler),
                         reader->mark_read(mark->chat, mark->user, mark->seq));
+    } else if (auto* list = std::get_if<ListConversations>(&*job)) {
+      util::post_result(std::move(list->handler), reader->conversations(list->user, list->limit));
     } else {
-      auto& list = std::get<ListConversations>(*job);
-      util::post_result(std::move(list.handler), reader->conversations(list.user, list.limit));
+      auto& blocks = std::get<ListBlocks>(*job);
+      util::post_result(std::move(blocks.handler), reader->blocks(blocks.user));
     }
   }
 }

@@ -67,7 +67,9 @@ class QueuedStore : public Store {
   void conversations(std::string user, std::size_t limit, ConversationsHandler handler) override;
   bool ready() const override { return backend_->ready(); }
   QueueStats queue_stats() const override;
+  void blocks(std::string user, BlocksHandler handler) override;
   std::unique_ptr<Outbox> make_outbox() override { return backend_->make_outbox(); }
+  std::unique_ptr<Maintenance> make_maintenance() override { return backend_->make_maintenance(); }
   void drain() override;
 
  protected:

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "chat/message.h"
+#include "store/maintenance.h"
 #include "store/outbox.h"
 
 namespace chatd::store {
@@ -24,10 +25,26 @@ enum class StoreError {
 
 std::string_view to_string(StoreError error);
 
+/// Why the store refused a message or a change by the chat's rules (the
+/// database is fine; nothing was stored). Its to_string() is the error code
+/// clients get (docs/protocol.md).
+enum class Refusal {
+  none,
+  blocked,             ///< The chat's other user blocks the sender.
+  not_found,           ///< No message with that seq or id in the chat.
+  not_your_message,    ///< Only the sender edits or deletes a message.
+  deleted,             ///< The message is a tombstone already.
+  edit_window_passed,  ///< Older than EDIT_WINDOW_SECONDS.
+};
+
+std::string_view to_string(Refusal refusal);
+
 struct AppendResult {
   StoreError error = StoreError::none;
   chat::MessagePtr message;  ///< The committed message when error is none.
   bool duplicate = false;    ///< The client id was seen before; `message` is the original.
+  /// Set (with error none and no message) when the chat's rules refused it.
+  Refusal refusal = Refusal::none;
 };
 
 struct HistoryQuery {
@@ -42,6 +59,10 @@ struct HistoryQuery {
   /// and `has_more` says the rest is still there; 0 = no such bound. A session
   /// asks for what its send queue has room for.
   std::size_t max_bytes = 0;
+  /// Messages only (a history page), or every entry, changes too (a resume).
+  bool messages_only = true;
+  /// Leaves tombstones out (a v1 history).
+  bool skip_deleted = false;
 };
 
 /// What one message adds to a page beyond its text and sender: its frame's
@@ -86,15 +107,33 @@ class PageFill {
   std::size_t bytes_ = 0;
 };
 
-/// How far each user of a chat has read (read receipts), 0 = nothing yet.
+/// How far each user of a chat has read (read receipts), 0 = nothing yet,
+/// and who blocks whom; what a connection learns of its chat when it opens.
 struct ReadMarks {
   StoreError error = StoreError::none;
   std::uint64_t first = 0;   ///< The chat key's first user.
   std::uint64_t second = 0;  ///< The chat key's second user.
+  bool first_blocks = false;   ///< The first user blocks the second.
+  bool second_blocks = false;  ///< The second user blocks the first.
+  /// The chat's oldest kept entry (retention removes older ones), 0 = none.
+  std::uint64_t first_seq = 0;
+  /// The chat's newest entry as far as the store knows (it may lag behind a
+  /// commit in progress, never run ahead), 0 = none.
+  std::uint64_t last_seq = 0;
 
   std::uint64_t of(const chat::ChatKey& chat, std::string_view user) const {
     return user == chat.first() ? first : second;
   }
+  /// Whether `user` blocks the chat's other user.
+  bool blocks(const chat::ChatKey& chat, std::string_view user) const {
+    return user == chat.first() ? first_blocks : second_blocks;
+  }
+};
+
+/// The users one user blocks, sorted.
+struct BlockList {
+  StoreError error = StoreError::none;
+  std::vector<std::string> users;
 };
 
 /// One chat of a user's conversation list.
@@ -124,6 +163,16 @@ struct QueueStats {
 std::shared_ptr<chat::Message> make_message(const chat::PendingMessage& pending,
                                             std::int64_t timestamp_ms);
 
+/// Whether `change` (an edit or remove by its sender) may change `target`
+/// (nullptr: no such entry), at `now_ms`: the rules every backend applies.
+Refusal check_change(const chat::Message* target, const chat::PendingMessage& change,
+                     std::int64_t now_ms);
+/// Whether an entry of this kind is refused from a user the other blocks:
+/// messages and edits are; deletes, blocks and unblocks are not.
+bool refused_when_blocked(chat::EntryKind kind);
+/// The answer to an append the chat's rules refused.
+AppendResult refused(Refusal refusal);
+
 /// The answer to a send whose client id is stored already: a copy of the
 /// original, told to the connection that sent it again.
 AppendResult duplicate_of(const chat::Message& original, chat::ConnectionId origin);
@@ -148,12 +197,15 @@ class Store {
   using HistoryHandler = boost::asio::any_completion_handler<void(HistoryPage)>;
   using ReadMarksHandler = boost::asio::any_completion_handler<void(ReadMarks)>;
   using ConversationsHandler = boost::asio::any_completion_handler<void(ConversationList)>;
+  using BlocksHandler = boost::asio::any_completion_handler<void(BlockList)>;
 
   virtual ~Store() = default;
 
   /// Queues a message for the next group commit. It gets the next sequence
   /// number of its chat, is handed to the commit listener, and only then
-  /// is `handler` told.
+  /// is `handler` told. A change (edit, remove, block, ...) is an append too:
+  /// the writer applies it with the chat's rules and it takes the next seq
+  /// (AppendResult::refusal when a rule refuses it).
   virtual void append(chat::PendingMessage message, AppendHandler handler) = 0;
 
   /// Reads messages of a chat. Sees every message committed before the call.
@@ -171,6 +223,9 @@ class Store {
   /// `limit`, each with its last message and the user's unread count.
   virtual void conversations(std::string user, std::size_t limit, ConversationsHandler handler) = 0;
 
+  /// The users `user` blocks.
+  virtual void blocks(std::string user, BlocksHandler handler) = 0;
+
   /// Whether the last database operation succeeded.
   virtual bool ready() const = 0;
 
@@ -180,6 +235,10 @@ class Store {
   /// The webhook outbox, for the one thread that will use it (its own
   /// connection to the database). Throws when the database cannot open one.
   virtual std::unique_ptr<Outbox> make_outbox() = 0;
+
+  /// The operators' side (retention, erasure, export), for the one thread
+  /// that will use it. Throws when the database cannot open one.
+  virtual std::unique_ptr<Maintenance> make_maintenance() = 0;
 
   /// Stops taking appends, commits and announces everything already taken,
   /// and returns when that is done. Idempotent.

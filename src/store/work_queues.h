@@ -46,8 +46,15 @@ struct ListConversations {
   Store::ConversationsHandler handler;
 };
 
+/// The users one user blocks.
+struct ListBlocks {
+  using Result = BlockList;
+  std::string user;
+  Store::BlocksHandler handler;
+};
+
 /// What the reader threads do.
-using ReadJob = std::variant<Read, MarkRead, ListConversations>;
+using ReadJob = std::variant<Read, MarkRead, ListConversations, ListBlocks>;
 
 /// What the two queues below share: jobs waiting for a store thread, at most
 /// `max_queued` of them, and a count of the jobs refused past that bound.

@@ -49,6 +49,20 @@ HookingStore::~HookingStore() {
 }
 
 void HookingStore::append(chat::PendingMessage message, AppendHandler handler) {
+  if (chat::is_change(message.kind)) {
+    // A change sends no event; it keeps its place behind the chat's messages
+    // still waiting for their presence answer.
+    message.hooks = 0;
+    std::lock_guard lock(waiting_->mutex);
+    const auto found = waiting_->chats.find(message.chat.str());
+    if (found == waiting_->chats.end()) {
+      inner_.append(std::move(message), std::move(handler));
+    } else {
+      found->second.push_back(std::make_shared<Waiting::Append>(
+          Waiting::Append{std::move(message), std::move(handler), true}));
+    }
+    return;
+  }
   message.hooks = events_ & store::kHookCreated;
   if ((events_ & store::kHookOffline) == 0) {
     inner_.append(std::move(message), std::move(handler));

@@ -36,7 +36,13 @@ class HookingStore final : public store::Store {
   }
   bool ready() const override { return inner_.ready(); }
   store::QueueStats queue_stats() const override { return inner_.queue_stats(); }
+  void blocks(std::string user, BlocksHandler handler) override {
+    inner_.blocks(std::move(user), std::move(handler));
+  }
   std::unique_ptr<store::Outbox> make_outbox() override { return inner_.make_outbox(); }
+  std::unique_ptr<store::Maintenance> make_maintenance() override {
+    return inner_.make_maintenance();
+  }
   void drain() override { inner_.drain(); }
 
  private:

@@ -1,6 +1,7 @@
 #include "net/websocket/protocol_v1.h"
 
 #include "chat/frames.h"
+#include "net/store_replies.h"
 #include "net/websocket/replay.h"
 #include "net/websocket/session.h"
 
@@ -33,6 +34,8 @@ void ProtocolV1::committed(const store::AppendResult& result, std::string_view c
   // No echo: the chat's other connections already have it.
   if (result.error != store::StoreError::none) {
     session_.reject_store_error(result.error, "message not stored", client_id);
+  } else if (result.refusal != store::Refusal::none) {
+    session_.reject(store::to_string(result.refusal), refusal_message(result.refusal), client_id);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "net/websocket/protocol_v2.h"
 
 #include "chat/frames_v2.h"
+#include "net/store_replies.h"
 #include "net/websocket/replay.h"
 #include "net/websocket/session.h"
 
@@ -50,6 +51,12 @@ void ProtocolV2::handle(std::string_view payload) {
                        history->limit != 0 ? history->limit : services.options.history_limit));
   } else if (auto* read = std::get_if<chat::v2::Read>(&frame)) {
     mark_read(read->seq);
+  } else if (auto* change = std::get_if<chat::v2::Change>(&frame)) {
+    session_.commit_change(change->kind, std::move(change->client_id), change->seq,
+                           std::move(change->id), std::move(change->text));
+  } else if (auto* block = std::get_if<chat::v2::Block>(&frame)) {
+    session_.commit_change(block->block ? chat::EntryKind::block : chat::EntryKind::unblock, {},
+                           0, {}, {});
   } else {
     session_.reply(chat::v2::pong_frame());
   }
@@ -58,6 +65,17 @@ void ProtocolV2::handle(std::string_view payload) {
 void ProtocolV2::committed(const store::AppendResult& result, std::string_view client_id) {
   if (result.error != store::StoreError::none) {
     session_.reject_store_error(result.error, "message not stored", client_id);
+    return;
+  }
+  if (result.refusal != store::Refusal::none) {
+    session_.reject(store::to_string(result.refusal), refusal_message(result.refusal), client_id);
+    return;
+  }
+  const chat::Message& entry = *result.message;
+  if (entry.kind == chat::EntryKind::block || entry.kind == chat::EntryKind::unblock) {
+    // The answer is the change itself (seq 0 when nothing changed).
+    if (entry.seq != 0) session_.queue().acked(entry.seq);
+    session_.reply(chat::message_frame(entry));
     return;
   }
   session_.queue().acked(result.message->seq);

@@ -54,6 +54,9 @@ asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
     store::HistoryQuery query;
     query.after_seq = cursor;
     query.oldest_first = true;
+    // v2 resumes get every entry, changes too; v1 sees messages, no tombstones.
+    query.messages_only = session.is_v1();
+    query.skip_deleted = session.is_v1();
     query.max_bytes = session.queue().room();
     query.limit = average_bytes == 0 ? kSliceMessages
                                      : std::clamp<std::size_t>(query.max_bytes / average_bytes + 1,
@@ -66,9 +69,10 @@ asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
       average_bytes = std::max<std::size_t>(bytes / page->messages.size(), 1);
     }
     for (const auto& message : page->messages) {
+      cursor = message->seq;
+      if (!session.shows(*message)) continue;
       const bool sent = co_await session.send_paced(chat::message_frame(*message), message->seq);
       if (!sent) co_return false;
-      cursor = message->seq;
     }
     if (page->has_more) continue;
     // Read to the end. The live messages buffered meanwhile follow, unless
@@ -78,10 +82,11 @@ asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
   }
 }
 
-/// The newest message's seq, 0 when the chat has none.
+/// The newest entry's seq (a message or a change), 0 when the chat has none.
 asio::awaitable<std::optional<std::uint64_t>> last_seq(Session& session) {
   store::HistoryQuery newest;
   newest.limit = 1;
+  newest.messages_only = false;
   const auto page = co_await read_page(session, newest);
   if (!page) co_return std::nullopt;
   co_return page->messages.empty() ? 0 : page->messages.back()->seq;
@@ -90,8 +95,9 @@ asio::awaitable<std::optional<std::uint64_t>> last_seq(Session& session) {
 }  // namespace
 
 asio::awaitable<bool> replay_v1(Session& session) {
-  // The last HISTORY_LIMIT messages are those past last - HISTORY_LIMIT:
-  // a chat's seqs have no gaps (docs/architecture.md, "Ordering").
+  // The messages among the last HISTORY_LIMIT seqs: a chat's seqs have no
+  // gaps (docs/architecture.md, "Ordering"); changes and tombstones among
+  // them are not shown to v1.
   const auto last = co_await last_seq(session);
   if (!last) co_return false;
   const std::uint64_t limit = session.services().options.history_limit;
@@ -103,17 +109,24 @@ asio::awaitable<bool> replay_v2(Session& session) {
   const std::optional<std::uint64_t> after = session.path().after_seq;
   // Both paths read the newest messages first: a fresh client shows them, a
   // resuming one learns the chat's last seq for the hello.
-  store::HistoryQuery newest;
-  newest.limit = after ? 1 : services.options.history_limit;
-  newest.max_bytes = session.queue().room();
-  auto page = co_await read_page(session, newest);
-  if (!page) co_return false;
+  // The marks first: the chat's last seq they give is then at most what the
+  // page read after them shows (a change between the two reaches the
+  // client live, and applying it twice changes nothing).
   const store::ReadMarks marks =
       co_await store::async_read_marks(services.store, session.chat(), use_awaitable);
   if (marks.error != store::StoreError::none) {
     session.close(kTryAgainLater, "message store unavailable");
     co_return false;
   }
+  // Set before any later block or unblock reaches deliver(), which then wins.
+  const bool blocked = marks.blocks(session.chat(), session.peer());
+  session.set_peer_blocks_me(blocked);
+  store::HistoryQuery newest;
+  newest.limit = after ? 1 : services.options.history_limit;
+  newest.max_bytes = session.queue().room();
+  newest.messages_only = !after;
+  auto page = co_await read_page(session, newest);
+  if (!page) co_return false;
   chat::v2::Hello hello;
   hello.my_read_seq = marks.of(session.chat(), session.user());
   hello.peer_read_seq = marks.of(session.chat(), session.peer());
@@ -123,7 +136,13 @@ asio::awaitable<bool> replay_v2(Session& session) {
   // On every instance, with Redis; the peer's connections here without it.
   hello.peer_devices = co_await fanout::async_devices(services.fanout, session.chat(),
                                                       session.peer(), use_awaitable);
-  hello.last_seq = page->messages.empty() ? 0 : page->messages.back()->seq;
+  if (blocked) hello.peer_devices = 0;  // the peer's presence is not shown
+  hello.blocked = blocked;
+  hello.blocking = marks.blocks(session.chat(), session.user());
+  hello.first_seq = marks.first_seq;
+  // The newest page holds messages only; the chat may end with changes.
+  hello.last_seq = std::max(page->messages.empty() ? 0 : page->messages.back()->seq,
+                            after ? 0 : marks.last_seq);
   hello.resuming = after.has_value();
   hello.resume_after = after.value_or(0);
   const bool greeted = co_await session.send_paced(chat::v2::hello_frame(hello), 0);

@@ -124,6 +124,8 @@ asio::awaitable<bool> Session::open(std::unique_ptr<Request> request) {
   user_ = std::move(admitted.user);
   ticket_ = std::move(admitted.ticket);
   chat_ = chat::ChatKey::of(path_.user1, path_.user2);
+  v1_ = version == ProtocolVersion::v1;
+  peer_needle_ = "\"user\":\"" + peer() + "\"";
 
   const bool verified = co_await verify_users();
   if (!verified) co_return true;
@@ -303,6 +305,29 @@ void Session::commit(std::string sender, std::string text, std::string client_id
                          }));
 }
 
+void Session::commit_change(chat::EntryKind kind, std::string client_id, std::uint64_t target,
+                            std::string target_id, std::string text) {
+  chat::PendingMessage pending{*chat_, user_, std::move(text), client_id, id_,
+                               std::chrono::steady_clock::now()};
+  pending.kind = kind;
+  pending.target = target;
+  pending.target_id = std::move(target_id);
+  pending.edit_window_ms = services_.options.edit_window.count();
+  services_.store.append(std::move(pending),
+                         store_call([this, id = std::move(client_id)](store::AppendResult result) {
+                           protocol_->committed(result, id);
+                         }));
+}
+
+bool Session::shows(const chat::Message& entry) const {
+  if (!chat::is_change(entry.kind)) return true;
+  if (v1_) return false;
+  if (entry.kind == chat::EntryKind::block || entry.kind == chat::EntryKind::unblock) {
+    return entry.sender == user_;
+  }
+  return true;
+}
+
 void Session::publish_event(std::string frame) {
   services_.fanout.publish_event(*chat_, id_,
                                  std::make_shared<const std::string>(std::move(frame)));
@@ -372,10 +397,19 @@ bool Session::finish_replay() {
 
 void Session::deliver(const chat::MessagePtr& message,
                       const std::shared_ptr<const std::string>& frame) {
+  if (message->kind == chat::EntryKind::block || message->kind == chat::EntryKind::unblock) {
+    if (message->sender != user_) set_peer_blocks_me(message->kind == chat::EntryKind::block);
+  }
+  if (!shows(*message)) return;
   pushed(queue_.deliver(message, frame), false);
 }
 
 void Session::notify(const std::shared_ptr<const std::string>& frame) {
+  // The peer's typing, presence and receipts, while it blocks "me".
+  if (peer_blocks_me_.load(std::memory_order_relaxed) &&
+      frame->find(peer_needle_) != std::string::npos) {
+    return;
+  }
   const SendQueue::Result result = queue_.notify(frame);  // v1: the queue never opens events
   if (result.status == SendQueue::Status::dropped) services_.metrics.events_dropped.inc();
   pushed(result, false);

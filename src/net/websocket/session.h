@@ -8,6 +8,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -84,6 +85,16 @@ class Session final : public chat::Subscriber,
   bool take_rate_token(std::string_view client_id = {});
   /// Hands a message to the store; the protocol hears of its commit.
   void commit(std::string sender, std::string text, std::string client_id);
+  /// Hands a change (edit, remove, block, unblock) by "me" to the store.
+  void commit_change(chat::EntryKind kind, std::string client_id, std::uint64_t target,
+                     std::string target_id, std::string text);
+  bool is_v1() const { return v1_; }
+  /// Whether this connection is shown `entry`: v1 never sees changes, and a
+  /// block is shown to the blocker's connections only (any thread).
+  bool shows(const chat::Message& entry) const;
+  /// The peer blocks "me" (the hello's read, then each block or unblock):
+  /// the peer's typing, presence and receipts are not shown. Any thread.
+  void set_peer_blocks_me(bool blocks) { peer_blocks_me_.store(blocks); }
   /// Carries an event frame (v2) to the chat's other connections.
   void publish_event(std::string frame);
 
@@ -176,6 +187,9 @@ class Session final : public chat::Subscriber,
   bool joined_ = false;                // in the hub (presence is announced on leaving)
   bool ready_ = false;                 // open() done: frames are handled
   bool read_paused_ = false;
+  bool v1_ = false;  // set in open(), before the join
+  std::atomic<bool> peer_blocks_me_{false};
+  std::string peer_needle_;  // `"user":"<peer>"`, how the peer's events name it
 };
 
 }  // namespace chatd::net::websocket

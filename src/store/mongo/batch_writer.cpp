@@ -34,14 +34,21 @@ bool BatchWriter::write(std::span<const chat::PendingMessage> batch,
   results.assign(batch.size(), AppendResult{StoreError::unavailable, nullptr, false});
   if (last_seq_.size() > kMaxCachedChats) last_seq_.clear();
   if (!find_originals(batch, results)) return !unreachable_;
+  if (!load_chats(batch, results)) return !unreachable_;
 
   const std::int64_t timestamp = chat::now_ms();
-  std::vector<Insert> inserts;
+  std::vector<Insert> run;  // the messages since the last change, for one bulk insert
   std::unordered_map<std::string, std::size_t> first_with_client_id;
   std::vector<std::pair<std::size_t, std::size_t>> repeats;  // (index, index of the first)
-  for (std::size_t i = 0; i < batch.size(); ++i) {
+  bool ok = true;
+  for (std::size_t i = 0; ok && i < batch.size(); ++i) {
     const chat::PendingMessage& pending = batch[i];
-    if (results[i].duplicate) continue;  // stored before this batch
+    if (results[i].duplicate) {  // stored before this batch
+      // An edit or delete stored without its effect (a failed write) gets it now.
+      if (chat::is_change(pending.kind)) ok = apply_to_target(*results[i].message, true);
+      if (!ok) results[i] = AppendResult{StoreError::unavailable, nullptr, false};
+      continue;
+    }
     if (!pending.client_id.empty()) {
       const auto [first, fresh] = first_with_client_id.emplace(client_key(pending), i);
       if (!fresh) {  // the same send twice in one batch: the first one counts
@@ -49,17 +56,27 @@ bool BatchWriter::write(std::span<const chat::PendingMessage> batch,
         continue;
       }
     }
-    inserts.push_back(Insert{i, make_message(pending, timestamp)});
-  }
-
-  if (!inserts.empty() && load_last_seqs(inserts)) {
-    insert_all(inserts, batch, results);
-    update_chats(results, timestamp);  // for what was committed, even in part
-  }
-  for (const auto& [index, first] : repeats) {
-    if (results[first].error == StoreError::none) {
-      results[index] = duplicate_of(*results[first].message, batch[index].origin);
+    // blocks_ holds every chat of the batch (load_chats) as of this entry.
+    if (refused_when_blocked(pending.kind) &&
+        blocks_[pending.chat.str()].blocks(pending.chat, pending.chat.peer_of(pending.sender))) {
+      results[i] = refused(Refusal::blocked);
+      continue;
     }
+    if (pending.kind == chat::EntryKind::message) {
+      run.push_back(Insert{i, make_message(pending, timestamp)});
+      continue;
+    }
+    // A change comes after the messages before it, in its chat's order.
+    ok = insert_all(run, batch, results) && apply_change(i, batch, results, timestamp);
+    run.clear();
+  }
+  if (ok) insert_all(run, batch, results);
+  update_chats(results, timestamp);  // for what was committed, even in part
+  for (const auto& [index, first] : repeats) {
+    const AppendResult& original = results[first];
+    if (original.error != StoreError::none) continue;
+    results[index] = original.message ? duplicate_of(*original.message, batch[index].origin)
+                                      : original;  // refused by the chat's rules: so is this
   }
   return !unreachable_;
 }
@@ -89,23 +106,34 @@ bool BatchWriter::find_originals(std::span<const chat::PendingMessage> batch,
   return true;
 }
 
-// Fills the seq cache for the batch's chats it does not know, in one query.
-bool BatchWriter::load_last_seqs(const std::vector<Insert>& inserts) {
-  std::vector<std::string> missing;
-  for (const auto& insert : inserts) {
-    const std::string& key = insert.message->chat.str();
-    if (!last_seq_.contains(key) &&
-        std::find(missing.begin(), missing.end(), key) == missing.end()) {
-      missing.push_back(key);
-    }
+// One query for the batch's chats: their last_seq (the seq cache may lag
+// behind other instances', and retention may have removed the entries that
+// would make the unique index catch it) and who blocks whom.
+//
+// Blocks are read here, before the batch's inserts, and not re-read between
+// them: a send that another instance commits while this batch is in flight
+// may therefore still be stored after a block that instance committed
+// meanwhile (with a later seq); every batch that starts after the block is
+// committed refuses it. MongoDB has no cheaper way to make an insert depend
+// on another document (FerretDB has no transactions), and a block is rare.
+bool BatchWriter::load_chats(std::span<const chat::PendingMessage> batch,
+                             const std::vector<AppendResult>& results) {
+  blocks_.clear();
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const std::string& key = batch[i].chat.str();
+    if (results[i].duplicate || std::find(keys.begin(), keys.end(), key) != keys.end()) continue;
+    keys.push_back(key);
+    blocks_[key] = BlockState{};
   }
-  if (missing.empty()) return true;
+  if (keys.empty()) return true;
 
   Bson filter, options;
-  append_chats_filter(filter.get(), missing);
+  append_chats_filter(filter.get(), keys);
   bson_t projection;
   bson_append_document_begin(options.get(), "projection", -1, &projection);
   bson_append_int32(&projection, "last_seq", -1, 1);
+  bson_append_int32(&projection, kBlockedBy, -1, 1);
   bson_append_document_end(options.get(), &projection);
 
   std::unordered_map<std::string, std::uint64_t> found;
@@ -113,13 +141,22 @@ bool BatchWriter::load_last_seqs(const std::vector<Insert>& inserts) {
       mongoc_collection_find_with_opts(chats_.get(), filter.get(), options.get(), nullptr));
   const bson_t* document = nullptr;
   while (mongoc_cursor_next(cursor.get(), &document)) {
-    if (auto key = utf8_field(document, "_id")) found[*key] = last_seq_of(document);
+    const auto key = utf8_field(document, "_id");
+    const auto chat = key ? chat::ChatKey::parse(*key) : std::nullopt;
+    if (!chat) continue;
+    found[*key] = last_seq_of(document);
+    blocks_[*key] = block_state_of(document, *chat);
   }
   bson_error_t error;
   if (mongoc_cursor_error(cursor.get(), &error)) return failed(error, "read chats");
   // A chat without a document starts at 0; a stale last_seq (its update
   // failed after the messages were stored) is corrected by the unique index.
-  for (const auto& key : missing) last_seq_[key] = found.contains(key) ? found[key] : 0;
+  for (const auto& key : keys) {
+    auto& last = last_seq_[key];
+    if (const auto stored = found.find(key); stored != found.end()) {
+      last = std::max(last, stored->second);
+    }
+  }
   return true;
 }
 
@@ -143,9 +180,13 @@ bool BatchWriter::insert_all(std::vector<Insert>& inserts,
     return false;
   };
 
+  if (inserts.empty()) return true;
   {
-    std::unordered_map<std::string, std::uint64_t> next = last_seq_;
-    for (auto& insert : inserts) insert.message->seq = ++next[insert.message->chat.str()];
+    std::unordered_map<std::string, std::uint64_t> next;
+    for (auto& insert : inserts) {
+      const std::string& key = insert.message->chat.str();
+      insert.message->seq = ++next.try_emplace(key, last_seq_[key]).first->second;
+    }
   }
   std::size_t start = 0;
   for (std::size_t round = 0; start < inserts.size(); ++round) {
@@ -202,16 +243,23 @@ bool BatchWriter::execute_bulk_insert(const std::vector<Insert>& inserts, std::s
 // a failed update only leaves `chats` behind until the chat's next message.
 void BatchWriter::update_chats(const std::vector<AppendResult>& results,
                                std::int64_t timestamp_ms) {
-  std::vector<std::pair<const chat::ChatKey*, std::uint64_t>> touched;
+  struct Touched {
+    const chat::ChatKey* chat;
+    std::uint64_t last_seq;
+    bool message;  ///< A message, not only changes: the chat has new activity.
+  };
+  std::vector<Touched> touched;
   for (const auto& result : results) {
-    if (result.error != StoreError::none || result.duplicate) continue;
+    if (result.error != StoreError::none || result.duplicate || !result.message) continue;
     const chat::Message& message = *result.message;
-    const auto same = [&](const auto& entry) { return *entry.first == message.chat; };
+    const bool is_message = message.kind == chat::EntryKind::message;
+    const auto same = [&](const Touched& entry) { return *entry.chat == message.chat; };
     if (const auto found = std::find_if(touched.begin(), touched.end(), same);
         found != touched.end()) {
-      found->second = std::max(found->second, message.seq);
+      found->last_seq = std::max(found->last_seq, message.seq);
+      found->message = found->message || is_message;
     } else {
-      touched.emplace_back(&message.chat, message.seq);
+      touched.push_back(Touched{&message.chat, message.seq, is_message});
     }
   }
   if (touched.empty()) return;
@@ -220,10 +268,11 @@ void BatchWriter::update_chats(const std::vector<AppendResult>& results,
   bson_append_bool(upsert.get(), "upsert", -1, true);
   Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(chats_.get(), bulk_options.get()));
   bson_error_t error;
-  for (const auto& [chat, last_seq] : touched) {
+  for (const auto& [chat, last_seq, message] : touched) {
     Bson selector, update;
     append_utf8(selector.get(), "_id", chat->str());
-    append_chat_update(update.get(), *chat, last_seq, timestamp_ms);
+    append_chat_update(update.get(), *chat, last_seq,
+                       message ? std::optional(timestamp_ms) : std::nullopt);
     if (!mongoc_bulk_operation_update_one_with_opts(bulk.get(), selector.get(), update.get(),
                                                     upsert.get(), &error)) {
       failed(error, "build the chats update");

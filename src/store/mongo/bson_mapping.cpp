@@ -1,5 +1,6 @@
 #include "store/mongo/bson_mapping.h"
 
+#include <algorithm>
 #include <cassert>
 #include <limits>
 
@@ -23,6 +24,14 @@ std::optional<std::int64_t> date_field(const bson_t* document, const char* key) 
 }
 
 namespace {
+
+// The kind a document names; nullopt for a kind this chatd does not know.
+std::optional<chat::EntryKind> entry_kind(std::int64_t value) {
+  if (value < 0 || value > static_cast<std::int64_t>(chat::EntryKind::unblock)) {
+    return std::nullopt;
+  }
+  return static_cast<chat::EntryKind>(value);
+}
 
 // The history query's bounds as the int64 the documents store.
 std::int64_t as_int64(std::uint64_t value) {
@@ -65,6 +74,15 @@ void append_message_document(bson_t* document, const chat::Message& message) {
   if (!message.client_id.empty()) append_utf8(document, "client_id", message.client_id);
   // Absent when none, so the outbox index holds only messages with events.
   if (message.hooks != 0) append_hooks(document, message.hooks);
+  // A message's document stays as it was before changes existed: each field
+  // below is there only when it says something.
+  if (chat::is_change(message.kind)) {
+    bson_append_int32(document, "kind", -1, static_cast<std::int32_t>(message.kind));
+  }
+  if (message.target != 0) bson_append_int64(document, "target", -1, as_int64(message.target));
+  if (!message.target_id.empty()) append_utf8(document, "target_id", message.target_id);
+  if (message.edited_ms != 0) bson_append_date_time(document, "edited_at", -1, message.edited_ms);
+  if (message.deleted) bson_append_bool(document, "deleted", -1, true);
 }
 
 void append_hooks(bson_t* document, std::uint8_t hooks) {
@@ -119,6 +137,15 @@ chat::MessagePtr message_from_document(const bson_t* document) {
   }
   message->client_id = utf8_field(document, "client_id").value_or("");
   message->hooks = hooks_of(document);
+  const auto kind = entry_kind(integer_field(document, "kind").value_or(0));
+  if (!kind) return nullptr;  // a newer chatd's entry: not one this one can show
+  message->kind = *kind;
+  message->target = static_cast<std::uint64_t>(std::max<std::int64_t>(
+      integer_field(document, "target").value_or(0), 0));
+  message->target_id = utf8_field(document, "target_id").value_or("");
+  message->edited_ms = date_field(document, "edited_at").value_or(0);
+  message->deleted = bson_iter_init_find(&iter, document, "deleted") &&
+                     BSON_ITER_HOLDS_BOOL(&iter) && bson_iter_bool(&iter);
   return message;
 }
 
@@ -172,6 +199,23 @@ void append_chats_filter(bson_t* filter, const std::vector<std::string>& chat_ke
   bson_append_document_end(filter, &id);
 }
 
+void append_messages_only(bson_t* filter) {
+  bson_t condition, kinds;
+  bson_append_document_begin(filter, "kind", -1, &condition);
+  bson_append_array_begin(&condition, "$in", -1, &kinds);
+  bson_append_null(&kinds, "0", -1);  // matches an absent kind too
+  bson_append_int32(&kinds, "1", -1, static_cast<std::int32_t>(chat::EntryKind::message));
+  bson_append_array_end(&condition, &kinds);
+  bson_append_document_end(filter, &condition);
+}
+
+void append_not_deleted(bson_t* filter) {
+  bson_t condition;
+  bson_append_document_begin(filter, "deleted", -1, &condition);
+  bson_append_bool(&condition, "$ne", -1, true);
+  bson_append_document_end(filter, &condition);
+}
+
 void append_history_filter(bson_t* filter, const chat::ChatKey& chat, const HistoryQuery& query) {
   append_utf8(filter, "chat", chat.str());
   bson_t range;
@@ -179,6 +223,8 @@ void append_history_filter(bson_t* filter, const chat::ChatKey& chat, const Hist
   bson_append_int64(&range, "$gt", -1, as_int64(query.after_seq));
   if (query.before_seq != 0) bson_append_int64(&range, "$lt", -1, as_int64(query.before_seq));
   bson_append_document_end(filter, &range);
+  if (query.messages_only) append_messages_only(filter);
+  if (query.skip_deleted) append_not_deleted(filter);
 }
 
 void append_history_options(bson_t* options, const HistoryQuery& query) {
@@ -191,7 +237,7 @@ void append_history_options(bson_t* options, const HistoryQuery& query) {
 }
 
 void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t last_seq,
-                        std::int64_t timestamp_ms) {
+                        std::optional<std::int64_t> message_ms) {
   bson_t set_on_insert, participants, max;
   bson_append_document_begin(update, "$setOnInsert", -1, &set_on_insert);
   bson_append_array_begin(&set_on_insert, "participants", -1, &participants);
@@ -201,8 +247,29 @@ void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t
   bson_append_document_end(update, &set_on_insert);
   bson_append_document_begin(update, "$max", -1, &max);
   bson_append_int64(&max, "last_seq", -1, as_int64(last_seq));
-  bson_append_date_time(&max, "last_activity", -1, timestamp_ms);
+  if (message_ms) bson_append_date_time(&max, "last_activity", -1, *message_ms);
   bson_append_document_end(update, &max);
+  if (message_ms) {
+    bson_t unset;
+    bson_append_document_begin(update, "$unset", -1, &unset);
+    append_utf8(&unset, kHiddenFor, "");
+    bson_append_document_end(update, &unset);
+  }
+}
+
+BlockState block_state_of(const bson_t* chat_document, const chat::ChatKey& chat) {
+  BlockState state;
+  bson_iter_t iter, user;
+  if (!bson_iter_init_find(&iter, chat_document, kBlockedBy) || !BSON_ITER_HOLDS_ARRAY(&iter) ||
+      !bson_iter_recurse(&iter, &user)) {
+    return state;
+  }
+  while (bson_iter_next(&user)) {
+    if (!BSON_ITER_HOLDS_UTF8(&user)) continue;
+    const std::string_view name = bson_iter_utf8(&user, nullptr);
+    if (chat.has_participant(name)) state.set(chat, name, true);
+  }
+  return state;
 }
 
 BulkOutcome parse_bulk_reply(const bson_t* reply) {

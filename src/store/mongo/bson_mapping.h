@@ -4,19 +4,28 @@
 //
 //   messages  { _id: ObjectId(message id), chat: "5:alice:bob", seq: Int64,
 //               sender, text, ts: Date, client_id?: string,
-//               hooks?: ["created", "offline"] }     -- webhook events to send
+//               hooks?: ["created", "offline"],      -- webhook events to send
+//               kind?: Int32,                         -- a change (chat::EntryKind);
+//                                                        absent: a message
+//               target?: Int64, target_id?: string,   -- an edit's or delete's message
+//               edited_at?: Date, deleted?: true }    -- a message's current state
 //             unique {chat: 1, seq: 1}                 -- one order per chat
 //             unique {chat: 1, sender: 1, client_id: 1}
 //                    where client_id exists             -- idempotent sends (v2)
 //             {hooks: 1, chat: 1, seq: 1}              -- the webhook outbox
+//             {ts: 1}                                  -- retention, oldest first
 //   webhook_failed { _id: event id, type, chat, seq, bit, attempts,
 //               last_error, failed: Date, body }     -- kept after the last attempt
 //             {failed: 1}
 //   webhook_lease  { _id: "sender", owner, until: Date } -- which instance sends
 //   chats     { _id: "5:alice:bob", participants: [alice, bob],
-//               last_seq: Int64, last_activity: Date }
+//               last_seq: Int64,                      -- of any entry, messages and changes
+//               last_activity: Date,                  -- of the last message
+//               blocked_by?: [alice],                 -- alice blocks bob
+//               hidden_for?: [bob] }                  -- not in bob's conversation list
 //             {participants: 1, last_activity: -1}     -- a user's conversations
 //
+// Legacy documents (no kind, edited_at or deleted) are messages as they were.
 // The chat key string is chatd's unambiguous key (chat::ChatKey), never the
 // old service's "a_b". These functions only build and read documents; they
 // do no I/O, so the unit tests cover them without a server.
@@ -40,6 +49,8 @@ inline constexpr const char* kReads = "reads";
 inline constexpr const char* kWebhookFailed = "webhook_failed";
 inline constexpr const char* kWebhookLease = "webhook_lease";
 inline constexpr const char* kHooksField = "hooks";
+inline constexpr const char* kBlockedBy = "blocked_by";
+inline constexpr const char* kHiddenFor = "hidden_for";
 
 /// {hooks: [names of the set bits]} (store::hook_name), and back.
 void append_hooks(bson_t* document, std::uint8_t hooks);
@@ -73,15 +84,39 @@ void append_ids_filter(bson_t* filter, const std::vector<std::string>& message_i
 /// {_id: {$in: keys}} on `chats`.
 void append_chats_filter(bson_t* filter, const std::vector<std::string>& chat_keys);
 
-/// Filter and options (sort, limit + 1) of one history page.
+/// {kind: {$in: [null, 0]}}: messages, not changes (legacy documents have no kind).
+void append_messages_only(bson_t* filter);
+/// {deleted: {$ne: true}}: no tombstones.
+void append_not_deleted(bson_t* filter);
+
+/// Filter and options (sort, limit + 1) of one history page: its seq range,
+/// and HistoryQuery::messages_only and skip_deleted.
 void append_history_filter(bson_t* filter, const chat::ChatKey& chat, const HistoryQuery& query);
 void append_history_options(bson_t* options, const HistoryQuery& query);
 
 /// Upserts a chat after a batch: creates it with its participants, raises
-/// last_seq and last_activity (never lowers them: another instance may have
-/// written a later message of the chat already).
+/// last_seq (never lowers it: another instance may have written a later
+/// entry of the chat already). When the batch held a message of the chat
+/// (`message_ms`, its time), also raises last_activity and shows the chat
+/// again to a user whose list hid it (hidden_for); a change does neither, so
+/// an edit or a block does not move the chat up anyone's list.
 void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t last_seq,
-                        std::int64_t timestamp_ms);
+                        std::optional<std::int64_t> message_ms);
+
+/// Who blocks whom in a chats document (its blocked_by).
+struct BlockState {
+  bool first_blocks = false;   ///< The chat key's first user blocks the second.
+  bool second_blocks = false;  ///< The second user blocks the first.
+
+  /// Whether `user` blocks the chat's other user.
+  bool blocks(const chat::ChatKey& chat, std::string_view user) const {
+    return user == chat.first() ? first_blocks : second_blocks;
+  }
+  void set(const chat::ChatKey& chat, std::string_view user, bool blocking) {
+    (user == chat.first() ? first_blocks : second_blocks) = blocking;
+  }
+};
+BlockState block_state_of(const bson_t* chat_document, const chat::ChatKey& chat);
 
 /// What an ordered bulk insert's reply says.
 struct BulkOutcome {

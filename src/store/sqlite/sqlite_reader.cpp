@@ -15,6 +15,11 @@ std::shared_ptr<chat::Message> read_message(sqlite3_stmt* row, const chat::ChatK
   message->text = column_text(row, 3);
   message->timestamp_ms = sqlite3_column_int64(row, 4);
   message->client_id = column_text(row, 5);
+  message->kind = static_cast<chat::EntryKind>(sqlite3_column_int(row, 6));
+  message->target = static_cast<std::uint64_t>(sqlite3_column_int64(row, 7));
+  message->edited_ms = sqlite3_column_int64(row, 8);
+  message->deleted = sqlite3_column_int(row, 9) != 0;
+  message->target_id = column_text(row, 10);
   return message;
 }
 
@@ -23,12 +28,14 @@ SqliteReader::SqliteReader(sqlite3* db, bool read_hooks)
       read_hooks_(read_hooks),
       newest_(prepare_or_throw(
           db, "SELECT " + std::string(kMessageColumns) +
-                  " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
-                  " AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?")),
+                  " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?1)"
+                  " AND seq > ?2 AND seq < ?3 AND (?5 = 0 OR kind = 0)"
+                  " AND (?6 = 0 OR deleted = 0) ORDER BY seq DESC LIMIT ?4")),
       oldest_(prepare_or_throw(
           db, "SELECT " + std::string(kMessageColumns) +
-                  " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?)"
-                  " AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?")),
+                  " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?1)"
+                  " AND seq > ?2 AND seq < ?3 AND (?5 = 0 OR kind = 0)"
+                  " AND (?6 = 0 OR deleted = 0) ORDER BY seq ASC LIMIT ?4")),
       // A receipt only moves forward; with read hooks (?4 = the seq) moving
       // it also keeps its event to send (every SET sees the row before it).
       upsert_read_(prepare_or_throw(
@@ -40,16 +47,28 @@ SqliteReader::SqliteReader(sqlite3* db, bool read_hooks)
           " hook_ms = CASE WHEN excluded.seq > seq AND excluded.hook_seq != 0"
           " THEN excluded.hook_ms ELSE hook_ms END")),
       select_reads_(prepare_or_throw(db, "SELECT user, seq FROM reads WHERE chat_key = ?")),
-      select_chats_(
-          prepare_or_throw(db,
-                           "SELECT id, chat_key, last_seq, (SELECT seq FROM reads"
-                           " WHERE reads.chat_key = chats.chat_key AND reads.user = ?1) FROM chats"
-                           " WHERE (user_a = ?1 OR user_b = ?1) AND last_seq > 0"
-                           " ORDER BY last_activity_ms DESC, id DESC LIMIT ?2")),
-      select_message_(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
-                                               " FROM messages WHERE chat_id = ? AND seq = ?")),
-      count_unread_(prepare_or_throw(
-          db, "SELECT count(*) FROM messages WHERE chat_id = ? AND seq > ? AND sender <> ?")) {}
+      select_chat_state_(prepare_or_throw(
+          db, "SELECT blocks, (SELECT seq FROM messages WHERE chat_id = chats.id ORDER BY seq"
+              " LIMIT 1), last_seq FROM chats WHERE chat_key = ?")),
+      // hidden: bit 1 for user_a, 2 for user_b (an erased user's list).
+      select_chats_(prepare_or_throw(
+          db,
+          "SELECT id, chat_key, last_seq, (SELECT seq FROM reads"
+          " WHERE reads.chat_key = chats.chat_key AND reads.user = ?1) FROM chats"
+          " WHERE (user_a = ?1 OR user_b = ?1) AND last_seq > 0"
+          " AND (hidden & (CASE WHEN user_a = ?1 THEN 1 ELSE 2 END)) = 0"
+          " ORDER BY last_activity_ms DESC, id DESC LIMIT ?2")),
+      select_last_message_(prepare_or_throw(
+          db, "SELECT " + std::string(kMessageColumns) +
+                  " FROM messages WHERE chat_id = ? AND kind = 0 ORDER BY seq DESC LIMIT 1")),
+      count_unread_(prepare_or_throw(db,
+                                     "SELECT count(*) FROM messages WHERE chat_id = ? AND seq > ?"
+                                     " AND sender <> ? AND kind = 0 AND deleted = 0")),
+      // blocks: bit 1 when user_a blocks user_b, 2 when user_b blocks user_a.
+      select_blocks_(prepare_or_throw(
+          db, "SELECT CASE WHEN user_a = ?1 THEN user_b ELSE user_a END AS other FROM chats"
+              " WHERE (user_a = ?1 AND blocks & 1) OR (user_b = ?1 AND blocks & 2)"
+              " ORDER BY other")) {}
 
 HistoryPage SqliteReader::history(const chat::ChatKey& chat, const HistoryQuery& query) {
   sqlite3_stmt* select = query.oldest_first ? oldest_.get() : newest_.get();
@@ -61,6 +80,8 @@ HistoryPage SqliteReader::history(const chat::ChatKey& chat, const HistoryQuery&
   sqlite3_bind_int64(select, 3, static_cast<sqlite3_int64>(before));
   // One row more than asked tells whether there is more.
   sqlite3_bind_int64(select, 4, static_cast<sqlite3_int64>(query.limit) + 1);
+  sqlite3_bind_int(select, 5, query.messages_only ? 1 : 0);
+  sqlite3_bind_int(select, 6, query.skip_deleted ? 1 : 0);
   HistoryPage page;
   PageFill fill(query, page);
   int rc = SQLITE_ROW;
@@ -107,6 +128,20 @@ ReadMarks SqliteReader::mark_read(const chat::ChatKey& chat, const std::string& 
                   sqlite3_errmsg(db_));
     return ReadMarks{StoreError::unavailable};
   }
+  sqlite3_stmt* state = select_chat_state_.get();
+  StatementReset reset_state(state);
+  bind_text(state, 1, chat.str());
+  rc = sqlite3_step(state);
+  if (rc == SQLITE_ROW) {
+    const int blocks = sqlite3_column_int(state, 0);
+    marks.first_blocks = (blocks & 1) != 0;
+    marks.second_blocks = (blocks & 2) != 0;
+    marks.first_seq = static_cast<std::uint64_t>(sqlite3_column_int64(state, 1));
+    marks.last_seq = static_cast<std::uint64_t>(sqlite3_column_int64(state, 2));
+  } else if (rc != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot read chat {}: {}", chat.str(), sqlite3_errmsg(db_));
+    return ReadMarks{StoreError::unavailable};
+  }
   return marks;
 }
 
@@ -141,11 +176,14 @@ ConversationList SqliteReader::conversations(const std::string& user, std::size_
   for (auto& row : rows) {
     Conversation conversation{row.chat, nullptr, row.read_seq, 0};
     {
-      sqlite3_stmt* select = select_message_.get();
+      // The newest message, not a change; a chat with changes only (a block)
+      // is no conversation.
+      sqlite3_stmt* select = select_last_message_.get();
       StatementReset reset(select);
       sqlite3_bind_int64(select, 1, row.id);
-      sqlite3_bind_int64(select, 2, static_cast<sqlite3_int64>(row.last_seq));
-      if (sqlite3_step(select) != SQLITE_ROW) return failed();
+      const int rc = sqlite3_step(select);
+      if (rc == SQLITE_DONE) continue;
+      if (rc != SQLITE_ROW) return failed();
       conversation.last = read_message(select, row.chat);
     }
     {
@@ -160,6 +198,20 @@ ConversationList SqliteReader::conversations(const std::string& user, std::size_
     result.conversations.push_back(std::move(conversation));
   }
   return result;
+}
+
+BlockList SqliteReader::blocks(const std::string& user) {
+  BlockList list;
+  sqlite3_stmt* select = select_blocks_.get();
+  StatementReset reset(select);
+  bind_text(select, 1, user);
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(select)) == SQLITE_ROW) list.users.push_back(column_text(select, 0));
+  if (rc != SQLITE_DONE) {
+    spdlog::error("sqlite: cannot list the blocks of {}: {}", user, sqlite3_errmsg(db_));
+    return BlockList{StoreError::unavailable, {}};
+  }
+  return list;
 }
 
 }  // namespace chatd::store::sqlite

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "store/sqlite/sqlite_maintenance.h"
 #include "store/sqlite/sqlite_outbox.h"
 #include "store/sqlite/sqlite_reader.h"
 #include "store/sqlite/sqlite_writer.h"
@@ -19,7 +20,9 @@ CREATE TABLE IF NOT EXISTS chats (
   user_a           TEXT NOT NULL,
   user_b           TEXT NOT NULL,
   last_seq         INTEGER NOT NULL,
-  last_activity_ms INTEGER NOT NULL
+  last_activity_ms INTEGER NOT NULL,
+  blocks           INTEGER NOT NULL DEFAULT 0,
+  hidden           INTEGER NOT NULL DEFAULT 0
 );
 -- A user's chats are found by user and sorted by activity at read time: an
 -- index on (user, last_activity_ms) would be rewritten by every commit (each
@@ -39,6 +42,11 @@ CREATE TABLE IF NOT EXISTS messages (
   ts_ms     INTEGER NOT NULL,
   client_id TEXT,
   hooks     INTEGER NOT NULL DEFAULT 0,
+  kind      INTEGER NOT NULL DEFAULT 0,
+  target    INTEGER NOT NULL DEFAULT 0,
+  edited_ms INTEGER NOT NULL DEFAULT 0,
+  deleted   INTEGER NOT NULL DEFAULT 0,
+  target_id TEXT,
   PRIMARY KEY (chat_id, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
@@ -116,6 +124,20 @@ SqliteBackend::SqliteBackend(const SqliteOptions& options)
     exec_or_throw(writer_db_.get(),
                   "ALTER TABLE messages ADD COLUMN hooks INTEGER NOT NULL DEFAULT 0");
   }
+  // Databases made before edits, deletes and blocks: every row is a message.
+  if (!has_column(writer_db_.get(), "messages", "kind")) {
+    exec_or_throw(writer_db_.get(),
+                  "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE messages ADD COLUMN target INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE messages ADD COLUMN edited_ms INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE messages ADD COLUMN target_id TEXT");
+  }
+  if (!has_column(writer_db_.get(), "chats", "blocks")) {
+    exec_or_throw(writer_db_.get(),
+                  "ALTER TABLE chats ADD COLUMN blocks INTEGER NOT NULL DEFAULT 0;"
+                  "ALTER TABLE chats ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0");
+  }
   exec_or_throw(writer_db_.get(), kOutboxSchema);
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.reader_threads); ++i) {
     reader_dbs_.push_back(open_connection());
@@ -169,6 +191,12 @@ Database SqliteBackend::open_connection() const {
 
 std::unique_ptr<Reader> SqliteBackend::make_reader(std::size_t index) {
   return std::make_unique<SqliteReader>(reader_dbs_.at(index).get(), options_.read_hooks);
+}
+
+std::unique_ptr<Maintenance> SqliteBackend::make_maintenance() {
+  Database db = open_connection();
+  sqlite3_wal_hook(db.get(), &SqliteBackend::on_wal_commit, this);
+  return std::make_unique<SqliteMaintenance>(std::move(db));
 }
 
 std::unique_ptr<Outbox> SqliteBackend::make_outbox() {

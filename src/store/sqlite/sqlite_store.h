@@ -70,6 +70,7 @@ class SqliteBackend final : public Backend {
   std::unique_ptr<Reader> make_reader(std::size_t index) override;
   /// A connection of its own: the outbox commits its own small writes.
   std::unique_ptr<Outbox> make_outbox() override;
+  std::unique_ptr<Maintenance> make_maintenance() override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
 
  private:

@@ -23,15 +23,30 @@ SqliteWriter::SqliteWriter(sqlite3* db, std::atomic<bool>& ready, std::size_t ma
       begin_(prepare_or_throw(db, "BEGIN IMMEDIATE")),
       commit_(prepare_or_throw(db, "COMMIT")),
       rollback_(prepare_or_throw(db, "ROLLBACK")),
-      select_chat_(prepare_or_throw(db, "SELECT id, last_seq FROM chats WHERE chat_key = ?")),
+      select_chat_(
+          prepare_or_throw(db, "SELECT id, last_seq, blocks FROM chats WHERE chat_key = ?")),
       insert_chat_(prepare_or_throw(db,
                                     "INSERT INTO chats (chat_key, user_a, user_b, last_seq, "
                                     "last_activity_ms) VALUES (?, ?, ?, 0, ?)")),
       update_chat_(
-          prepare_or_throw(db, "UPDATE chats SET last_seq = ?, last_activity_ms = ? WHERE id = ?")),
-      insert_message_(prepare_or_throw(db,
-                                       "INSERT INTO messages (chat_id, seq, id, sender, text, "
-                                       "ts_ms, client_id, hooks) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")),
+          prepare_or_throw(db,
+                           "UPDATE chats SET last_seq = ?, last_activity_ms = ?, hidden = 0"
+                           " WHERE id = ?")),
+      insert_message_(prepare_or_throw(
+          db,
+          "INSERT INTO messages (chat_id, seq, id, sender, text, ts_ms, client_id, hooks, kind, "
+          "target, target_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+      select_by_seq_(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
+                                              " FROM messages WHERE chat_id = ? AND seq = ?")),
+      // A chat's messages by id: no index (one per message would cost every
+      // insert); a scan of the chat, for the rare edit that names an id.
+      select_by_id_(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
+                                             " FROM messages WHERE chat_id = ? AND id = ?")),
+      edit_target_(prepare_or_throw(
+          db, "UPDATE messages SET text = ?3, edited_ms = ?4 WHERE chat_id = ?1 AND seq = ?2")),
+      remove_target_(prepare_or_throw(
+          db, "UPDATE messages SET text = '', deleted = 1 WHERE chat_id = ?1 AND seq = ?2")),
+      update_blocks_(prepare_or_throw(db, "UPDATE chats SET blocks = ? WHERE id = ?")),
       find_by_client_id_(prepare_or_throw(db, "SELECT " + std::string(kMessageColumns) +
                                                   " FROM messages WHERE chat_id = ? AND sender = "
                                                   "? AND client_id = ?")) {}
@@ -79,23 +94,18 @@ bool SqliteWriter::write_batch(std::span<const chat::PendingMessage> batch,
       }
     }
     auto message = make_message(pending, timestamp);
-    message->seq = state->last_seq + 1;
-
-    sqlite3_stmt* insert = insert_message_.get();
-    StatementReset reset(insert);
-    sqlite3_bind_int64(insert, 1, state->id);
-    sqlite3_bind_int64(insert, 2, static_cast<sqlite3_int64>(message->seq));
-    bind_text(insert, 3, message->id);
-    bind_text(insert, 4, message->sender);
-    bind_text(insert, 5, message->text);
-    sqlite3_bind_int64(insert, 6, timestamp);
-    if (message->client_id.empty()) {
-      sqlite3_bind_null(insert, 7);
-    } else {
-      bind_text(insert, 7, message->client_id);
+    const Outcome outcome = apply(pending, *state, *message, timestamp);
+    if (outcome == Outcome::failed) {
+      ok = false;
+      break;
     }
-    sqlite3_bind_int(insert, 8, message->hooks);
-    if (sqlite3_step(insert) != SQLITE_DONE) {
+    if (outcome == Outcome::refused || outcome == Outcome::unchanged) {
+      results[i] = outcome == Outcome::refused ? refused(refusal_)
+                                               : AppendResult{StoreError::none, message, true};
+      continue;
+    }
+    message->seq = state->last_seq + 1;
+    if (!insert(*state, *message)) {
       spdlog::error("sqlite: cannot insert a message into chat {}: {}", pending.chat.str(),
                     sqlite3_errmsg(db_));
       ok = false;
@@ -120,6 +130,93 @@ bool SqliteWriter::write_batch(std::span<const chat::PendingMessage> batch,
   return false;
 }
 
+// The chat's rules for one entry, and a change's effect on what it changes:
+// `message` is the entry to insert (a change's target_id is set here).
+SqliteWriter::Outcome SqliteWriter::apply(const chat::PendingMessage& pending, ChatState& state,
+                                          chat::Message& message, std::int64_t timestamp) {
+  const bool sender_is_first = pending.sender == pending.chat.first();
+  // bit 1: the first user blocks the second; bit 2: the second blocks the first.
+  const int blocked_bit = sender_is_first ? 2 : 1;
+  const int blocking_bit = sender_is_first ? 1 : 2;
+  if (refused_when_blocked(pending.kind) && (state.blocks & blocked_bit) != 0) {
+    refusal_ = Refusal::blocked;
+    return Outcome::refused;
+  }
+  switch (pending.kind) {
+    case chat::EntryKind::message:
+    case chat::EntryKind::erase:
+      return Outcome::insert;
+    case chat::EntryKind::block:
+    case chat::EntryKind::unblock: {
+      const bool block = pending.kind == chat::EntryKind::block;
+      const int blocks = block ? (state.blocks | blocking_bit) : (state.blocks & ~blocking_bit);
+      if (blocks == state.blocks) return Outcome::unchanged;
+      sqlite3_stmt* update = update_blocks_.get();
+      StatementReset reset(update);
+      sqlite3_bind_int(update, 1, blocks);
+      sqlite3_bind_int64(update, 2, state.id);
+      if (sqlite3_step(update) != SQLITE_DONE) return Outcome::failed;
+      state.blocks = blocks;
+      message.text.clear();
+      return Outcome::insert;
+    }
+    case chat::EntryKind::edit:
+    case chat::EntryKind::remove:
+      break;
+  }
+  sqlite3_stmt* find = pending.target != 0 ? select_by_seq_.get() : select_by_id_.get();
+  StatementReset reset(find);
+  sqlite3_bind_int64(find, 1, state.id);
+  if (pending.target != 0) {
+    sqlite3_bind_int64(find, 2, static_cast<sqlite3_int64>(pending.target));
+  } else {
+    bind_text(find, 2, pending.target_id);
+  }
+  const int rc = sqlite3_step(find);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Outcome::failed;
+  const auto target = rc == SQLITE_ROW ? read_message(find, pending.chat) : nullptr;
+  refusal_ = check_change(target.get(), pending, timestamp);
+  if (refusal_ != Refusal::none) return Outcome::refused;
+  message.target = target->seq;
+  message.target_id = target->id;
+  const bool edit = pending.kind == chat::EntryKind::edit;
+  if (!edit) message.text.clear();
+  sqlite3_stmt* update = edit ? edit_target_.get() : remove_target_.get();
+  StatementReset reset_update(update);
+  sqlite3_bind_int64(update, 1, state.id);
+  sqlite3_bind_int64(update, 2, static_cast<sqlite3_int64>(target->seq));
+  if (edit) {
+    bind_text(update, 3, message.text);
+    sqlite3_bind_int64(update, 4, timestamp);
+  }
+  return sqlite3_step(update) == SQLITE_DONE ? Outcome::insert : Outcome::failed;
+}
+
+bool SqliteWriter::insert(const ChatState& state, const chat::Message& message) {
+  sqlite3_stmt* insert = insert_message_.get();
+  StatementReset reset(insert);
+  sqlite3_bind_int64(insert, 1, state.id);
+  sqlite3_bind_int64(insert, 2, static_cast<sqlite3_int64>(message.seq));
+  bind_text(insert, 3, message.id);
+  bind_text(insert, 4, message.sender);
+  bind_text(insert, 5, message.text);
+  sqlite3_bind_int64(insert, 6, message.timestamp_ms);
+  if (message.client_id.empty()) {
+    sqlite3_bind_null(insert, 7);
+  } else {
+    bind_text(insert, 7, message.client_id);
+  }
+  sqlite3_bind_int(insert, 8, message.hooks);
+  sqlite3_bind_int(insert, 9, static_cast<int>(message.kind));
+  sqlite3_bind_int64(insert, 10, static_cast<sqlite3_int64>(message.target));
+  if (message.target_id.empty()) {
+    sqlite3_bind_null(insert, 11);
+  } else {
+    bind_text(insert, 11, message.target_id);
+  }
+  return sqlite3_step(insert) == SQLITE_DONE;
+}
+
 SqliteWriter::ChatState* SqliteWriter::chat_state(const chat::ChatKey& chat) {
   if (const auto found = chats_.find(chat.str()); found != chats_.end()) return &found->second;
   ChatState state;
@@ -131,6 +228,7 @@ SqliteWriter::ChatState* SqliteWriter::chat_state(const chat::ChatKey& chat) {
     if (rc == SQLITE_ROW) {
       state.id = sqlite3_column_int64(select, 0);
       state.last_seq = static_cast<std::uint64_t>(sqlite3_column_int64(select, 1));
+      state.blocks = sqlite3_column_int(select, 2);
       return &chats_.emplace(chat.str(), state).first->second;
     }
     if (rc != SQLITE_DONE) {

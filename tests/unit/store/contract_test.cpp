@@ -110,6 +110,7 @@ class GatedBackend final : public Backend {
     return std::make_unique<GatedReader>(inner_->make_reader(index), gate_);
   }
   std::unique_ptr<Outbox> make_outbox() override { return inner_->make_outbox(); }
+  std::unique_ptr<Maintenance> make_maintenance() override { return inner_->make_maintenance(); }
   bool ready() const override { return inner_->ready(); }
 
  private:
@@ -130,6 +131,7 @@ class GatedBackend final : public Backend {
       gate_.pass();
       return inner_->conversations(user, limit);
     }
+    BlockList blocks(const std::string& user) override { return inner_->blocks(user); }
 
    private:
     std::unique_ptr<Reader> inner_;

@@ -25,7 +25,9 @@ class RecordingStore final : public store::Store {
   void conversations(std::string, std::size_t, ConversationsHandler) override {}
   bool ready() const override { return true; }
   store::QueueStats queue_stats() const override { return {}; }
+  void blocks(std::string, BlocksHandler) override {}
   std::unique_ptr<store::Outbox> make_outbox() override { return nullptr; }
+  std::unique_ptr<store::Maintenance> make_maintenance() override { return nullptr; }
   void drain() override {}
 };
 
