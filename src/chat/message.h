@@ -74,7 +74,7 @@ struct PendingMessage {
   EntryKind kind = EntryKind::message;
   /// An edit or remove: the message it changes, by seq, or by id when seq is 0.
   std::uint64_t target = 0;
-  std::string target_id;
+  std::string target_id{};
   /// An edit: refused when the message is older than this (0: no limit).
   std::int64_t edit_window_ms = 0;
 };

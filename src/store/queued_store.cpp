@@ -71,7 +71,10 @@ void QueuedStore::commit(Committer& committer, std::vector<Append>& batch) {
   std::vector<chat::MessagePtr> committed;
   committed.reserve(batch.size());
   for (const auto& result : results) {
-    if (result.error == StoreError::none && !result.duplicate) committed.push_back(result.message);
+    // A refusal (the chat's rules) has no message; a duplicate was announced before.
+    if (result.error == StoreError::none && !result.duplicate && result.message) {
+      committed.push_back(result.message);
+    }
   }
   committer.order_for_listener(committed);
   // Receivers hear of the messages before their senders do, in commit order.

@@ -95,7 +95,8 @@ async def test_hello_describes_the_chat_and_the_peer(chatd):
     assert alice.hello == {
         "type": "hello", "protocol": "chat.v2", "chat": alice.hello.get("chat"),
         "me": "alice", "peer": "bob", "peer_online": False, "peer_devices": 0,
-        "last_seq": 0, "my_read_seq": 0, "peer_read_seq": 0}, alice.hello
+        "last_seq": 0, "first_seq": 0, "my_read_seq": 0, "peer_read_seq": 0,
+        "blocking": False, "blocked": False}, alice.hello
     chat_key = alice.hello["chat"]
     assert isinstance(chat_key, str) and "alice" in chat_key and "bob" in chat_key, chat_key
     assert alice.history == {"type": "history", "messages": [], "has_more": False}

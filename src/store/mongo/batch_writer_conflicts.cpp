@@ -92,7 +92,7 @@ std::optional<std::size_t> BatchWriter::resolve_duplicate_key(
   }
   Bson filter, newest;
   HistoryQuery last_one;
-  last_one.limit = 0;  // the history options ask for limit + 1: the newest entry
+  last_one.limit = 0;              // the history options ask for limit + 1: the newest entry
   last_one.messages_only = false;  // changes hold seqs too
   append_history_filter(filter.get(), chat, last_one);
   append_history_options(newest.get(), last_one);

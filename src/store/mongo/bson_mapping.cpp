@@ -140,8 +140,8 @@ chat::MessagePtr message_from_document(const bson_t* document) {
   const auto kind = entry_kind(integer_field(document, "kind").value_or(0));
   if (!kind) return nullptr;  // a newer chatd's entry: not one this one can show
   message->kind = *kind;
-  message->target = static_cast<std::uint64_t>(std::max<std::int64_t>(
-      integer_field(document, "target").value_or(0), 0));
+  message->target = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(integer_field(document, "target").value_or(0), 0));
   message->target_id = utf8_field(document, "target_id").value_or("");
   message->edited_ms = date_field(document, "edited_at").value_or(0);
   message->deleted = bson_iter_init_find(&iter, document, "deleted") &&
@@ -236,15 +236,20 @@ void append_history_options(bson_t* options, const HistoryQuery& query) {
   bson_append_int64(options, "limit", -1, static_cast<std::int64_t>(query.limit) + 1);
 }
 
-void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t last_seq,
-                        std::optional<std::int64_t> message_ms) {
-  bson_t set_on_insert, participants, max;
+void append_chat_creation(bson_t* update, const chat::ChatKey& chat) {
+  bson_t set_on_insert, participants;
   bson_append_document_begin(update, "$setOnInsert", -1, &set_on_insert);
   bson_append_array_begin(&set_on_insert, "participants", -1, &participants);
   append_utf8(&participants, "0", chat.first());
   append_utf8(&participants, "1", chat.second());
   bson_append_array_end(&set_on_insert, &participants);
   bson_append_document_end(update, &set_on_insert);
+}
+
+void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t last_seq,
+                        std::optional<std::int64_t> message_ms) {
+  append_chat_creation(update, chat);
+  bson_t max;
   bson_append_document_begin(update, "$max", -1, &max);
   bson_append_int64(&max, "last_seq", -1, as_int64(last_seq));
   if (message_ms) bson_append_date_time(&max, "last_activity", -1, *message_ms);

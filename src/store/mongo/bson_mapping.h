@@ -94,6 +94,10 @@ void append_not_deleted(bson_t* filter);
 void append_history_filter(bson_t* filter, const chat::ChatKey& chat, const HistoryQuery& query);
 void append_history_options(bson_t* options, const HistoryQuery& query);
 
+/// {$setOnInsert: {participants: [first, second]}}: what an upsert of a
+/// chats document creates it with.
+void append_chat_creation(bson_t* update, const chat::ChatKey& chat);
+
 /// Upserts a chat after a batch: creates it with its participants, raises
 /// last_seq (never lowers it: another instance may have written a later
 /// entry of the chat already). When the batch held a message of the chat

@@ -192,6 +192,12 @@ bool create_indexes(mongoc_client_t* client, const std::string& database, bool& 
   bson_append_bool(by_seq.get(), "unique", -1, true);
   if (!create_index(db.get(), kMessages, by_seq.get(), error)) return false;
 
+  // Retention removes the oldest entries of every chat first (MongoMaintenance::purge).
+  Bson by_time;
+  append_key(by_time.get(), {{"ts", 1}});
+  bson_append_utf8(by_time.get(), "name", -1, "ts", -1);
+  if (!create_index(db.get(), kMessages, by_time.get(), error)) return false;
+
   Bson by_user;
   append_key(by_user.get(), {{"participants", 1}, {"last_activity", -1}});
   bson_append_utf8(by_user.get(), "name", -1, "participants_last_activity", -1);

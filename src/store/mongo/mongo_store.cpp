@@ -6,6 +6,7 @@
 
 #include "store/mongo/batch_writer.h"
 #include "store/mongo/bson_mapping.h"
+#include "store/mongo/mongo_maintenance.h"
 #include "store/mongo/mongo_outbox.h"
 #include "store/mongo/mongo_reader.h"
 
@@ -70,6 +71,10 @@ std::unique_ptr<Reader> MongoBackend::make_reader(std::size_t /*index*/) {
 
 std::unique_ptr<Outbox> MongoBackend::make_outbox() {
   return std::make_unique<MongoOutbox>(*this);
+}
+
+std::unique_ptr<Maintenance> MongoBackend::make_maintenance() {
+  return std::make_unique<MongoMaintenance>(*this);
 }
 
 // ---------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class MongoBackend final : public Backend {
   std::unique_ptr<Committer> make_committer() override;
   std::unique_ptr<Reader> make_reader(std::size_t index) override;
   std::unique_ptr<Outbox> make_outbox() override;
+  std::unique_ptr<Maintenance> make_maintenance() override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
 
   const Connection& connection() const { return connection_; }

@@ -1,0 +1,172 @@
+// BatchWriter, continued: the changes of a chat's order (edits, deletes,
+// erasures, blocks), each written alone after the messages before it in the
+// batch (see batch_writer.h), and the chat's rules they follow
+// (store::check_change, store::refused_when_blocked).
+
+#include <spdlog/spdlog.h>
+
+#include <cassert>
+#include <limits>
+
+#include "store/mongo/batch_writer.h"
+#include "store/mongo/bson_mapping.h"
+
+namespace chatd::store::mongo {
+
+bool BatchWriter::apply_change(std::size_t index, std::span<const chat::PendingMessage> batch,
+                               std::vector<AppendResult>& results, std::int64_t timestamp_ms) {
+  const chat::PendingMessage& pending = batch[index];
+  MutableMessage entry = make_message(pending, timestamp_ms);
+  switch (pending.kind) {
+    case chat::EntryKind::edit:
+    case chat::EntryKind::remove:
+      return change_message(index, batch, results, std::move(entry));
+    case chat::EntryKind::block:
+    case chat::EntryKind::unblock:
+      return change_blocks(index, batch, results, std::move(entry));
+    case chat::EntryKind::erase:  // the maintenance has made the tombstones already
+    case chat::EntryKind::message:
+      break;
+  }
+  assert(pending.kind == chat::EntryKind::erase);
+  return insert_entry(index, batch, results, std::move(entry));
+}
+
+// An edit or a delete: its entry first, then its effect on the message, so
+// that an insert that fails (a seq conflict is renumbered and retried, an
+// outage is not) leaves the message as it was. An outage between the two
+// leaves the entry without its effect: the change is answered unavailable,
+// and its retry (the same client id) finds the entry and applies it (write()).
+bool BatchWriter::change_message(std::size_t index, std::span<const chat::PendingMessage> batch,
+                                 std::vector<AppendResult>& results, MutableMessage entry) {
+  const chat::PendingMessage& pending = batch[index];
+  chat::MessagePtr target;
+  if (!find_target(pending, target)) return false;
+  if (const Refusal refusal = check_change(target.get(), pending, entry->timestamp_ms);
+      refusal != Refusal::none) {
+    results[index] = refused(refusal);
+    return true;
+  }
+  entry->target = target->seq;
+  entry->target_id = target->id;
+  if (pending.kind == chat::EntryKind::remove) entry->text.clear();
+  if (!insert_entry(index, batch, results, std::move(entry))) return false;
+  const AppendResult& stored = results[index];
+  if (apply_to_target(*stored.message, stored.duplicate)) return true;
+  results[index] = AppendResult{StoreError::unavailable, nullptr, false};
+  return false;
+}
+
+// A block or an unblock: `chats` first, then the entry. The update is
+// conditional, so it tells whether the state changes even if another
+// instance changed it since load_chats(); when it does not (blocking twice)
+// nothing is stored and the answer is a duplicate with seq 0. An outage
+// between the two leaves the block in force without its entry (answered
+// unavailable; a retry finds it in force), never an entry without its block.
+bool BatchWriter::change_blocks(std::size_t index, std::span<const chat::PendingMessage> batch,
+                                std::vector<AppendResult>& results, MutableMessage entry) {
+  const chat::PendingMessage& pending = batch[index];
+  const bool blocking = pending.kind == chat::EntryKind::block;
+  BlockState& state = blocks_[pending.chat.str()];
+  entry->text.clear();
+  if (state.blocks(pending.chat, pending.sender) != blocking) {
+    const Update update = store_block(pending.chat, pending.sender, blocking);
+    if (update == Update::failed) return false;
+    state.set(pending.chat, pending.sender, blocking);
+    if (update == Update::changed) return insert_entry(index, batch, results, std::move(entry));
+  }
+  results[index] = AppendResult{StoreError::none, std::move(entry), true};
+  return true;
+}
+
+bool BatchWriter::insert_entry(std::size_t index, std::span<const chat::PendingMessage> batch,
+                               std::vector<AppendResult>& results, MutableMessage entry) {
+  std::vector<Insert> one{Insert{index, std::move(entry)}};
+  return insert_all(one, batch, results) && results[index].error == StoreError::none &&
+         results[index].message != nullptr;
+}
+
+bool BatchWriter::find_target(const chat::PendingMessage& change, chat::MessagePtr& target) {
+  target = nullptr;
+  Bson filter;
+  append_utf8(filter.get(), "chat", change.chat.str());
+  if (change.target != 0) {
+    if (change.target > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return true;  // no seq is that high
+    }
+    bson_append_int64(filter.get(), "seq", -1, static_cast<std::int64_t>(change.target));
+  } else if (bson_oid_is_valid(change.target_id.c_str(), change.target_id.size())) {
+    append_id_filter(filter.get(), change.target_id);
+  } else {
+    return true;  // names no message
+  }
+  return find_one(filter, nullptr, target, "look up the message a change names");
+}
+
+bool BatchWriter::apply_to_target(const chat::Message& entry, bool repair) {
+  if (entry.kind != chat::EntryKind::edit && entry.kind != chat::EntryKind::remove) return true;
+  Bson selector, update;
+  append_utf8(selector.get(), "chat", entry.chat.str());
+  bson_append_int64(selector.get(), "seq", -1, static_cast<std::int64_t>(entry.target));
+  bson_t set;
+  bson_append_document_begin(update.get(), "$set", -1, &set);
+  append_utf8(&set, "text", entry.text);
+  if (entry.kind == chat::EntryKind::remove) {
+    bson_append_bool(&set, "deleted", -1, true);  // final: applying it again changes nothing
+  } else {
+    bson_append_date_time(&set, "edited_at", -1, entry.timestamp_ms);
+    // Never onto a tombstone (another instance may have deleted it since
+    // the check), and a repair never over a later edit.
+    append_not_deleted(selector.get());
+    if (repair) {
+      BsonPtr not_later(BCON_NEW("$or", "[", "{", "edited_at", "{", "$exists", BCON_BOOL(false),
+                                 "}", "}", "{", "edited_at", "{", "$lt",
+                                 BCON_DATE_TIME(entry.timestamp_ms), "}", "}", "]"));
+      bson_concat(selector.get(), not_later.get());
+    }
+  }
+  bson_append_document_end(update.get(), &set);
+  bson_error_t error;
+  if (!mongoc_collection_update_one(messages_.get(), selector.get(), update.get(), nullptr, nullptr,
+                                    &error)) {
+    return failed(error, "apply a change to its message");
+  }
+  return true;
+}
+
+// Blocking is an upsert of {_id, blocked_by: {$ne: user}}: a chat without a
+// document gets one, and one where `user` blocks already collides with
+// itself on _id. Unblocking matches only a document where `user` blocks.
+BatchWriter::Update BatchWriter::store_block(const chat::ChatKey& chat, const std::string& user,
+                                             bool blocking) {
+  Bson selector, update, options, reply;
+  append_utf8(selector.get(), "_id", chat.str());
+  if (blocking) {
+    bson_t condition;
+    bson_append_document_begin(selector.get(), kBlockedBy, -1, &condition);
+    append_utf8(&condition, "$ne", user);
+    bson_append_document_end(selector.get(), &condition);
+  } else {
+    append_utf8(selector.get(), kBlockedBy, user);
+  }
+  bson_t change;
+  bson_append_document_begin(update.get(), blocking ? "$addToSet" : "$pull", -1, &change);
+  append_utf8(&change, kBlockedBy, user);
+  bson_append_document_end(update.get(), &change);
+  if (blocking) append_chat_creation(update.get(), chat);
+  bson_append_bool(options.get(), "upsert", -1, blocking);
+  bson_error_t error;
+  if (!mongoc_collection_update_one(chats_.get(), selector.get(), update.get(), options.get(),
+                                    reply.get(), &error)) {
+    if (blocking && error.code == static_cast<std::uint32_t>(kDuplicateKey)) {
+      return Update::unchanged;  // blocks already
+    }
+    failed(error, blocking ? "store a block" : "remove a block");
+    return Update::failed;
+  }
+  const std::int64_t changed = integer_field(reply.get(), "matchedCount").value_or(0) +
+                               integer_field(reply.get(), "upsertedCount").value_or(0);
+  return changed > 0 ? Update::changed : Update::unchanged;
+}
+
+}  // namespace chatd::store::mongo
