@@ -9,11 +9,11 @@
 #include "fanout/redis/redis_fanout.h"
 #include "net/connection_limits.h"
 #include "net/services.h"
+#include "store/maintainer.h"
 #include "store/mongo/mongo_store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "users/cached_user_directory.h"
 #include "users/user_search_client.h"
-#include "store/maintainer.h"
 #include "webhooks/webhook_options.h"
 
 namespace chatd::app {

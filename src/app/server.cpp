@@ -109,11 +109,11 @@ Server::Server(const Config& config)
     spdlog::info("retention: messages older than {} s are removed",
                  config_.retention.keep.count() / 1000);
   }
-  services_.emplace(net::Services{
-      hub_, *fanout_, sessions_store, *users_, registry_, connection_limits_, config_.session,
-      draining_, metrics_, tokens_.get(), [this] { return metrics_registry_.render(); },
-      [this] { return users_ready(); }, rest_limits_, webhooks_.get(), config_.admin_token,
-      maintainer_.get()});
+  services_.emplace(net::Services{hub_, *fanout_, sessions_store, *users_, registry_,
+                                  connection_limits_, config_.session, draining_, metrics_,
+                                  tokens_.get(), [this] { return metrics_registry_.render(); },
+                                  [this] { return users_ready(); }, rest_limits_, webhooks_.get(),
+                                  config_.admin_token, maintainer_.get()});
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 *services_);

@@ -4,8 +4,6 @@
 #include <boost/asio/io_context.hpp>
 #include <memory>
 #include <optional>
-
-#include "store/maintainer.h"
 #include <thread>
 #include <vector>
 
@@ -18,6 +16,7 @@
 #include "net/connection_limits.h"
 #include "net/services.h"
 #include "net/session_registry.h"
+#include "store/maintainer.h"
 #include "store/store.h"
 #include "users/user_directory.h"
 #include "users/user_search_client.h"

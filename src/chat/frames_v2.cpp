@@ -113,7 +113,9 @@ std::variant<ClientFrame, Refusal> parse_client_frame(std::string_view payload,
   if (object == nullptr) return Refusal{parsed.error(), {}};
   const json::value* type = object->if_contains("type");
   if (type == nullptr || !type->is_string()) {
-    return refuse("invalid_type", "\"type\" must be a string (send, history, typing, read, ping, edit, delete, block, unblock)");
+    return refuse("invalid_type",
+                  "\"type\" must be a string (send, history, typing, read, ping, edit, delete, "
+                  "block, unblock)");
   }
   const std::string_view kind = type->get_string();
   if (kind == "send") {

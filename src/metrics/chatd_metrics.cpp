@@ -49,8 +49,8 @@ ChatdMetrics::ChatdMetrics(Registry& r)
                               {{"action", "export"}})),
       erased_messages(r.counter("chatd_erased_messages_total",
                                 "Messages and edits whose text an admin erasure removed.")),
-      exported_messages(r.counter("chatd_exported_messages_total",
-                                  "Messages sent in admin API exports.")),
+      exported_messages(
+          r.counter("chatd_exported_messages_total", "Messages sent in admin API exports.")),
       rejected_other_(r.counter(kRejected, kRejectedHelp, {{"code", "other"}})),
       closed_other_(r.counter(kClosed, kClosedHelp, {{"code", "other"}})) {
   for (std::size_t i = 0; i < kRejectCodes.size(); ++i) {

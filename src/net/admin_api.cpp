@@ -7,15 +7,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
-
 #include <charconv>
 
 #include "chat/frames.h"
 #include "chat/message.h"
 #include "chat/username.h"
 #include "metrics/chatd_metrics.h"
-#include "store/maintainer.h"
 #include "net/json_response.h"
+#include "store/maintainer.h"
 #include "webhooks/dispatcher.h"
 
 namespace chatd::net {
@@ -172,8 +171,8 @@ void export_user(const Services& services, asio::any_io_executor executor, std::
   if (const auto found = params.find("cursor"); found != params.end()) {
     const std::string cursor = (*found).value;
     const auto space = cursor.rfind(' ');
-    const auto parsed = space == std::string::npos ? std::nullopt
-                                                   : chat::ChatKey::parse(cursor.substr(0, space));
+    const auto parsed =
+        space == std::string::npos ? std::nullopt : chat::ChatKey::parse(cursor.substr(0, space));
     const char* digits = cursor.data() + (space == std::string::npos ? 0 : space + 1);
     const auto [end, error] = std::from_chars(digits, cursor.data() + cursor.size(), seq_after);
     if (!parsed || !parsed->has_participant(user) || error != std::errc() ||
@@ -236,9 +235,8 @@ void export_user(const Services& services, asio::any_io_executor executor, std::
     spdlog::info("admin audit: exported user {}: {} messages", user, count);
     json::object page{{"user", user}, {"chats", std::move(chats)}};
     page.emplace("next", next ? json::value(*next) : json::value(nullptr));
-    asio::post(executor, [answer, body = json::serialize(page)] {
-      answer.reply(http::status::ok, body);
-    });
+    asio::post(executor,
+               [answer, body = json::serialize(page)] { answer.reply(http::status::ok, body); });
   });
 }
 

@@ -291,7 +291,8 @@ void change_message(const Services& services, asio::any_io_executor executor,
   std::uint64_t seq = 0;
   const auto [end, error] = std::from_chars(ref.data(), ref.data() + ref.size(), seq);
   const bool is_seq = error == std::errc() && end == ref.data() + ref.size() && seq > 0;
-  const bool is_id = ref.size() == 24 && ref.find_first_not_of("0123456789abcdef") == std::string::npos;
+  const bool is_id =
+      ref.size() == 24 && ref.find_first_not_of("0123456789abcdef") == std::string::npos;
   if (!is_seq && !is_id) {
     call.error(http::status::bad_request, "invalid_target",
                "name the message by its seq (a positive integer) or its id (24 hex digits)");
@@ -303,8 +304,11 @@ void change_message(const Services& services, asio::any_io_executor executor,
                "too many changes; nothing changed, slow down (MESSAGES_PER_SECOND)");
     return;
   }
-  chat::PendingMessage pending{chat::ChatKey::of(path.user1, path.user2), std::move(me),
-                               std::move(change.text), std::move(change.client_id), 0,
+  chat::PendingMessage pending{chat::ChatKey::of(path.user1, path.user2),
+                               std::move(me),
+                               std::move(change.text),
+                               std::move(change.client_id),
+                               0,
                                std::chrono::steady_clock::now()};
   pending.kind = change.kind;
   if (is_id && ref.size() == 24 && !is_seq) {
@@ -332,17 +336,18 @@ void handle_blocks(const Services& services, asio::any_io_executor executor,
       call.error(http::status::method_not_allowed, "method_not_allowed", "GET only");
       return;
     }
-    services.store.blocks(user, asio::bind_executor(executor, [call, user](store::BlockList list) {
-      if (list.error != store::StoreError::none) {
-        const StoreReply answer = store_reply(list.error, "try again");
-        call.error(http::status::service_unavailable, answer.code, answer.message);
-        return;
-      }
-      json::array users;
-      for (auto& blocked : list.users) users.emplace_back(std::move(blocked));
-      call.reply(http::status::ok,
-                 json::serialize(json::object{{"user", user}, {"blocks", std::move(users)}}));
-    }));
+    services.store.blocks(
+        user, asio::bind_executor(executor, [call, user](store::BlockList list) {
+          if (list.error != store::StoreError::none) {
+            const StoreReply answer = store_reply(list.error, "try again");
+            call.error(http::status::service_unavailable, answer.code, answer.message);
+            return;
+          }
+          json::array users;
+          for (auto& blocked : list.users) users.emplace_back(std::move(blocked));
+          call.reply(http::status::ok,
+                     json::serialize(json::object{{"user", user}, {"blocks", std::move(users)}}));
+        }));
     return;
   }
   const bool block = request.method() == http::verb::put;
@@ -365,9 +370,8 @@ void handle_blocks(const Services& services, asio::any_io_executor executor,
   verify_and_append(services, std::move(executor), std::move(pending), call,
                     [call, user, other = *other, block](const store::AppendResult&) {
                       call.reply(http::status::ok,
-                                 json::serialize(json::object{{"user", user},
-                                                              {"blocked_user", other},
-                                                              {"blocked", block}}));
+                                 json::serialize(json::object{
+                                     {"user", user}, {"blocked_user", other}, {"blocked", block}}));
                     });
 }
 

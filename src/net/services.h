@@ -14,7 +14,7 @@ class Hub;
 namespace chatd::store {
 class Store;
 class Maintainer;
-}
+}  // namespace chatd::store
 namespace chatd::users {
 class UserDirectory;
 }

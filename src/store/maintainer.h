@@ -16,9 +16,9 @@ namespace chatd::store {
 
 /// RETENTION_DAYS and how its purge runs.
 struct RetentionOptions {
-  std::chrono::milliseconds keep{0};  ///< 0: keep forever.
+  std::chrono::milliseconds keep{0};                            ///< 0: keep forever.
   std::chrono::milliseconds interval{std::chrono::minutes(5)};  ///< Between passes.
-  std::size_t batch = 1000;  ///< Rows removed per transaction.
+  std::size_t batch = 1000;                                     ///< Rows removed per transaction.
 };
 
 /// The maintenance thread: retention passes on a timer, and the operators'

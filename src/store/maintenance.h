@@ -45,8 +45,8 @@ class Maintenance {
 
   /// The messages of `chat` (tombstones included, changes not) with seq past
   /// `after_seq`, oldest first, at most `limit`.
-  virtual std::vector<chat::MessagePtr> messages(const chat::ChatKey& chat,
-                                                 std::uint64_t after_seq, std::size_t limit) = 0;
+  virtual std::vector<chat::MessagePtr> messages(const chat::ChatKey& chat, std::uint64_t after_seq,
+                                                 std::size_t limit) = 0;
 
   /// Makes at most `max_rows` of the messages and edits `user` sent in `chat`
   /// tombstones (their text gone) and returns how many: 0 once none is left.

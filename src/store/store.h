@@ -111,8 +111,8 @@ class PageFill {
 /// and who blocks whom; what a connection learns of its chat when it opens.
 struct ReadMarks {
   StoreError error = StoreError::none;
-  std::uint64_t first = 0;   ///< The chat key's first user.
-  std::uint64_t second = 0;  ///< The chat key's second user.
+  std::uint64_t first = 0;     ///< The chat key's first user.
+  std::uint64_t second = 0;    ///< The chat key's second user.
   bool first_blocks = false;   ///< The first user blocks the second.
   bool second_blocks = false;  ///< The second user blocks the first.
   /// The chat's oldest kept entry (retention removes older ones), 0 = none.

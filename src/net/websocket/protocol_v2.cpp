@@ -55,8 +55,8 @@ void ProtocolV2::handle(std::string_view payload) {
     session_.commit_change(change->kind, std::move(change->client_id), change->seq,
                            std::move(change->id), std::move(change->text));
   } else if (auto* block = std::get_if<chat::v2::Block>(&frame)) {
-    session_.commit_change(block->block ? chat::EntryKind::block : chat::EntryKind::unblock, {},
-                           0, {}, {});
+    session_.commit_change(block->block ? chat::EntryKind::block : chat::EntryKind::unblock, {}, 0,
+                           {}, {});
   } else {
     session_.reply(chat::v2::pong_frame());
   }

@@ -141,8 +141,8 @@ asio::awaitable<bool> replay_v2(Session& session) {
   hello.blocking = marks.blocks(session.chat(), session.user());
   hello.first_seq = marks.first_seq;
   // The newest page holds messages only; the chat may end with changes.
-  hello.last_seq = std::max(page->messages.empty() ? 0 : page->messages.back()->seq,
-                            after ? 0 : marks.last_seq);
+  hello.last_seq =
+      std::max(page->messages.empty() ? 0 : page->messages.back()->seq, after ? 0 : marks.last_seq);
   hello.resuming = after.has_value();
   hello.resume_after = after.value_or(0);
   const bool greeted = co_await session.send_paced(chat::v2::hello_frame(hello), 0);

@@ -307,8 +307,8 @@ void Session::commit(std::string sender, std::string text, std::string client_id
 
 void Session::commit_change(chat::EntryKind kind, std::string client_id, std::uint64_t target,
                             std::string target_id, std::string text) {
-  chat::PendingMessage pending{*chat_, user_, std::move(text), client_id, id_,
-                               std::chrono::steady_clock::now()};
+  chat::PendingMessage pending{*chat_,    user_, std::move(text),
+                               client_id, id_,   std::chrono::steady_clock::now()};
   pending.kind = kind;
   pending.target = target;
   pending.target_id = std::move(target_id);

@@ -48,16 +48,17 @@ SqliteReader::SqliteReader(sqlite3* db, bool read_hooks)
           " THEN excluded.hook_ms ELSE hook_ms END")),
       select_reads_(prepare_or_throw(db, "SELECT user, seq FROM reads WHERE chat_key = ?")),
       select_chat_state_(prepare_or_throw(
-          db, "SELECT blocks, (SELECT seq FROM messages WHERE chat_id = chats.id ORDER BY seq"
-              " LIMIT 1), last_seq FROM chats WHERE chat_key = ?")),
-      // hidden: bit 1 for user_a, 2 for user_b (an erased user's list).
-      select_chats_(prepare_or_throw(
           db,
-          "SELECT id, chat_key, last_seq, (SELECT seq FROM reads"
-          " WHERE reads.chat_key = chats.chat_key AND reads.user = ?1) FROM chats"
-          " WHERE (user_a = ?1 OR user_b = ?1) AND last_seq > 0"
-          " AND (hidden & (CASE WHEN user_a = ?1 THEN 1 ELSE 2 END)) = 0"
-          " ORDER BY last_activity_ms DESC, id DESC LIMIT ?2")),
+          "SELECT blocks, (SELECT seq FROM messages WHERE chat_id = chats.id ORDER BY seq"
+          " LIMIT 1), last_seq FROM chats WHERE chat_key = ?")),
+      // hidden: bit 1 for user_a, 2 for user_b (an erased user's list).
+      select_chats_(
+          prepare_or_throw(db,
+                           "SELECT id, chat_key, last_seq, (SELECT seq FROM reads"
+                           " WHERE reads.chat_key = chats.chat_key AND reads.user = ?1) FROM chats"
+                           " WHERE (user_a = ?1 OR user_b = ?1) AND last_seq > 0"
+                           " AND (hidden & (CASE WHEN user_a = ?1 THEN 1 ELSE 2 END)) = 0"
+                           " ORDER BY last_activity_ms DESC, id DESC LIMIT ?2")),
       select_last_message_(prepare_or_throw(
           db, "SELECT " + std::string(kMessageColumns) +
                   " FROM messages WHERE chat_id = ? AND kind = 0 ORDER BY seq DESC LIMIT 1")),
@@ -66,9 +67,10 @@ SqliteReader::SqliteReader(sqlite3* db, bool read_hooks)
                                      " AND sender <> ? AND kind = 0 AND deleted = 0")),
       // blocks: bit 1 when user_a blocks user_b, 2 when user_b blocks user_a.
       select_blocks_(prepare_or_throw(
-          db, "SELECT CASE WHEN user_a = ?1 THEN user_b ELSE user_a END AS other FROM chats"
-              " WHERE (user_a = ?1 AND blocks & 1) OR (user_b = ?1 AND blocks & 2)"
-              " ORDER BY other")) {}
+          db,
+          "SELECT CASE WHEN user_a = ?1 THEN user_b ELSE user_a END AS other FROM chats"
+          " WHERE (user_a = ?1 AND blocks & 1) OR (user_b = ?1 AND blocks & 2)"
+          " ORDER BY other")) {}
 
 HistoryPage SqliteReader::history(const chat::ChatKey& chat, const HistoryQuery& query) {
   sqlite3_stmt* select = query.oldest_first ? oldest_.get() : newest_.get();
