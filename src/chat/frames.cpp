@@ -64,7 +64,8 @@ json::object change_object(const Message& change) {
   json::object frame;
   frame.reserve(7);
   frame.emplace("type", change_type(change.kind));
-  frame.emplace("seq", change.seq);
+  // 0: the answer to a block or unblock that changed nothing (no entry).
+  if (change.seq != 0) frame.emplace("seq", change.seq);
   switch (change.kind) {
     case EntryKind::edit:
     case EntryKind::remove:
@@ -100,7 +101,9 @@ json::object message_object(const Message& message) {
   frame.emplace("id", message.id);
   frame.emplace("seq", message.seq);
   frame.emplace("ts", format_timestamp(message.timestamp_ms));
-  if (message.edited_ms != 0) frame.emplace("edited_ts", format_timestamp(message.edited_ms));
+  if (message.edited_ms != 0 && !message.deleted) {
+    frame.emplace("edited_ts", format_timestamp(message.edited_ms));
+  }
   if (message.deleted) frame.emplace("deleted", true);
   return frame;
 }

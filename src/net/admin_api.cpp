@@ -152,6 +152,112 @@ void erase_user(const Services& services, asio::any_io_executor executor, std::s
   });
 }
 
+/// Messages a streamed export reads per piece: the most it holds at once.
+constexpr std::size_t kStreamPiece = 500;
+
+/// GET /api/admin/users/{user}/export, streamed: one JSON document,
+/// `{"user":…,"chats":[{"chat":…,"peer":…,"messages":[…]},…]}`, written
+/// piece by piece as the client reads it.
+class ExportStream : public std::enable_shared_from_this<ExportStream> {
+ public:
+  ExportStream(store::Maintainer& maintainer, metrics::ChatdMetrics& metrics, std::string user)
+      : maintainer_(maintainer), metrics_(metrics), user_(std::move(user)) {}
+
+  /// RestApi::NextPiece: the next piece is made on the maintenance thread.
+  void next(RestApi::Piece piece) {
+    if (finished_) {
+      piece(std::string());
+      return;
+    }
+    maintainer_.post(
+        [self = shared_from_this(), piece = std::move(piece)](store::Maintenance* maintenance) {
+          if (maintenance == nullptr) {
+            piece(std::nullopt);
+            return;
+          }
+          try {
+            piece(self->make_piece(*maintenance));
+          } catch (const store::MaintenanceError& error) {
+            spdlog::error("admin: export of {} failed after {} messages: {}", self->user_,
+                          self->count_, error.what());
+            piece(std::nullopt);
+          }
+        });
+  }
+
+ private:
+  std::string make_piece(store::Maintenance& maintenance) {
+    std::string out;
+    if (!started_) {
+      out = R"({"user":)" + json::serialize(json::value(user_)) + R"(,"chats":[)";
+      started_ = true;
+    }
+    std::size_t in_piece = 0;
+    while (in_piece < kStreamPiece) {
+      if (!chat_) {
+        if (index_ == keys_.size()) {
+          keys_ = maintenance.chats_of(user_, listed_after_, kChatsPerRead);
+          index_ = 0;
+          if (keys_.empty()) {
+            out += "]}";
+            finish();
+            return out;
+          }
+          listed_after_ = keys_.back().str();
+        }
+        chat_ = keys_[index_++];
+        after_seq_ = 0;
+        chat_open_ = false;
+      }
+      const std::size_t asked = kStreamPiece - in_piece;
+      const auto messages = maintenance.messages(*chat_, after_seq_, asked);
+      if (!messages.empty() && !chat_open_) {
+        if (chats_ > 0) out += ',';
+        out +=
+            json::serialize(json::object{{"chat", chat_->str()}, {"peer", chat_->peer_of(user_)}});
+        out.pop_back();  // the object stays open for its messages
+        out += R"(,"messages":[)";
+        chat_open_ = true;
+        ++chats_;
+      }
+      for (std::size_t i = 0; i < messages.size(); ++i) {
+        if (after_seq_ != 0 || i != 0) out += ',';
+        out += json::serialize(chat::message_object(*messages[i]));
+        after_seq_ = messages[i]->seq;
+      }
+      in_piece += messages.size();
+      count_ += messages.size();
+      if (messages.size() < asked) {  // the chat is done
+        if (chat_open_) out += "]}";
+        chat_.reset();
+      }
+    }
+    return out;
+  }
+
+  void finish() {
+    finished_ = true;
+    metrics_.admin_exports.inc();
+    metrics_.exported_messages.inc(count_);
+    spdlog::info("admin audit: exported user {}: {} messages in {} chats (streamed)", user_, count_,
+                 chats_);
+  }
+
+  store::Maintainer& maintainer_;
+  metrics::ChatdMetrics& metrics_;
+  const std::string user_;
+  bool started_ = false;
+  bool finished_ = false;
+  std::vector<chat::ChatKey> keys_;
+  std::size_t index_ = 0;
+  std::string listed_after_;
+  std::optional<chat::ChatKey> chat_;
+  std::uint64_t after_seq_ = 0;
+  bool chat_open_ = false;
+  std::size_t chats_ = 0;
+  std::size_t count_ = 0;
+};
+
 /// GET /api/admin/users/{user}/export?cursor=…&limit=…: one page of
 /// everything the user sent and received, in chat-key then seq order; `next`
 /// is the cursor of the following page (null: the last page).
@@ -257,7 +363,7 @@ bool bearer_matches(std::string_view authorization, std::string_view token) {
 }
 
 void AdminApi::handle(const Services& services, asio::any_io_executor executor,
-                      const RestApi::Request& request, RestApi::Done done) {
+                      const RestApi::Request& request, RestApi::Done done, RestApi::Stream stream) {
   const Answer answer{request.version(), request.keep_alive(), std::move(done)};
   if (services.admin_token.empty()) {
     answer.error(http::status::not_found, "not_found",
@@ -290,8 +396,17 @@ void AdminApi::handle(const Services& services, asio::any_io_executor executor,
                    erase ? "POST only" : "GET only");
       return;
     }
+    const auto params = parsed->params();
+    const bool paged = params.contains("limit") || params.contains("cursor");
     if (erase) {
       erase_user(services, std::move(executor), parts[3], answer);
+    } else if (!paged && stream) {
+      auto exporter =
+          std::make_shared<ExportStream>(*services.maintainer, services.metrics, parts[3]);
+      RestApi::Response head =
+          json_response(http::status::ok, "", request.version(), request.keep_alive());
+      stream(std::move(head),
+             [exporter](RestApi::Piece piece) { exporter->next(std::move(piece)); });
     } else {
       export_user(services, std::move(executor), parts[3], *parsed, answer);
     }

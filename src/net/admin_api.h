@@ -17,7 +17,8 @@ class AdminApi {
   static bool handles(std::string_view target) { return target.starts_with("/api/admin/"); }
 
   static void handle(const Services& services, boost::asio::any_io_executor executor,
-                     const RestApi::Request& request, RestApi::Done done);
+                     const RestApi::Request& request, RestApi::Done done,
+                     RestApi::Stream stream = {});
 };
 
 /// Whether `authorization` is "Bearer <token>" with exactly `token`, in time

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -103,7 +105,10 @@ void HttpSession::on_request(Request request) {
   if (RestApi::handles(request.target())) {
     RestApi::handle(
         services_, stream_.get_executor(), request,
-        [self = shared_from_this()](Response response) { self->write(std::move(response)); });
+        [self = shared_from_this()](Response response) { self->write(std::move(response)); },
+        [self = shared_from_this()](Response head, RestApi::NextPiece next) {
+          self->write_streamed(std::move(head), std::move(next));
+        });
     return;
   }
   Response response = route(request);
@@ -208,6 +213,57 @@ void HttpSession::write(Response response) {
         }
         self->read_request();
       });
+}
+
+// A streamed answer: the head, then one chunk per piece, each asked for once
+// the one before it is written, so the producer runs at the client's pace and
+// holds one piece at a time. Each write gets the idle timeout afresh: a
+// client that stops reading is dropped after it, as any other.
+void HttpSession::write_streamed(Response head, RestApi::NextPiece next) {
+  auto header = std::make_shared<http::response<http::empty_body>>(head.result(), head.version());
+  for (const auto& field : head) {
+    if (field.name() == http::field::content_length) continue;  // chunked instead
+    header->set(field.name_string(), field.value());
+  }
+  header->keep_alive(head.keep_alive());
+  header->chunked(true);
+  auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*header);
+  stream_.expires_after(services_.options.idle_timeout);
+  http::async_write_header(stream_, *serializer,
+                           [self = shared_from_this(), header, serializer, next = std::move(next)](
+                               beast::error_code error, std::size_t) {
+                             if (!error) self->write_piece(next, header->keep_alive());
+                           });
+}
+
+void HttpSession::write_piece(RestApi::NextPiece next, bool keep_alive) {
+  next(asio::bind_executor(stream_.get_executor(), [self = shared_from_this(), next,
+                                                    keep_alive](std::optional<std::string> piece) {
+    beast::error_code ignored;
+    if (!piece) {  // failed mid-body: no last chunk, so the client cannot take it as whole
+      self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+      return;
+    }
+    self->stream_.expires_after(self->services_.options.idle_timeout);
+    if (piece->empty()) {
+      auto last = std::make_shared<http::chunk_last<>>();
+      asio::async_write(
+          self->stream_, *last, [self, last, keep_alive](beast::error_code error, std::size_t) {
+            if (error) return;
+            if (!keep_alive) {
+              self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, error);
+              return;
+            }
+            self->read_request();
+          });
+      return;
+    }
+    auto body = std::make_shared<std::string>(std::move(*piece));
+    asio::async_write(self->stream_, http::make_chunk(asio::buffer(*body)),
+                      [self, body, next, keep_alive](beast::error_code error, std::size_t) {
+                        if (!error) self->write_piece(next, keep_alive);
+                      });
+  }));
 }
 
 }  // namespace chatd::net

@@ -9,6 +9,7 @@
 
 #include "net/json_response.h"
 #include "net/request_reader.h"
+#include "net/rest_api.h"
 #include "net/services.h"
 #include "net/web_assets.h"
 
@@ -37,6 +38,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   static Response web_response(const WebAsset& asset, unsigned version, bool keep_alive);
   bool origin_allowed(const Request& request) const;
   void write(Response response);
+  void write_streamed(Response head, RestApi::NextPiece next);
+  void write_piece(RestApi::NextPiece next, bool keep_alive);
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;

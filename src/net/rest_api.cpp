@@ -399,9 +399,9 @@ void RestApi::Call::error(http::status status, std::string_view code,
 }
 
 void RestApi::handle(const Services& services, asio::any_io_executor executor,
-                     const Request& request, Done done) {
+                     const Request& request, Done done, Stream stream) {
   if (AdminApi::handles(request.target())) {
-    AdminApi::handle(services, std::move(executor), request, std::move(done));
+    AdminApi::handle(services, std::move(executor), request, std::move(done), std::move(stream));
     return;
   }
   const Call call{request.version(), request.keep_alive(), std::move(done)};

@@ -31,6 +31,16 @@ class RestApi {
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
   /// Called once with the response, on `executor`.
   using Done = std::function<void(Response)>;
+  /// What a streamed body's producer answers: the next piece, "" at the end,
+  /// or nullopt when it failed (the connection is then closed mid-body, so
+  /// that the client sees the answer cut short rather than complete).
+  using Piece = std::function<void(std::optional<std::string>)>;
+  /// Asks a streamed body for its next piece, once the piece before it is
+  /// written: one piece in memory at a time, whatever the body's size.
+  using NextPiece = std::function<void(Piece)>;
+  /// Sends a streamed answer instead of Done: `head`'s status and headers
+  /// (its body is ignored), then the pieces, in chunked transfer encoding.
+  using Stream = std::function<void(Response head, NextPiece next)>;
 
   /// One request being answered: its HTTP version and keep-alive, and where
   /// the JSON answer goes.
@@ -38,6 +48,7 @@ class RestApi {
     unsigned version = 11;
     bool keep_alive = true;
     Done done;
+    Stream stream{};  ///< Empty where no streamed answer can be sent.
 
     void reply(boost::beast::http::status status, std::string body) const;
     void error(boost::beast::http::status status, std::string_view code,
@@ -49,7 +60,7 @@ class RestApi {
   /// Answers `request`. Store and user-search work runs off the I/O thread;
   /// `done` is called on `executor` (the HTTP session's strand).
   static void handle(const Services& services, boost::asio::any_io_executor executor,
-                     const Request& request, Done done);
+                     const Request& request, Done done, Stream stream = {});
 };
 
 }  // namespace chatd::net

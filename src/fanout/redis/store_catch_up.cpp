@@ -40,6 +40,7 @@ void StoreCatchUp::sync(const chat::ChatKey& chat) {
   }
   store::HistoryQuery query;
   query.limit = options_.sync_messages;
+  query.messages_only = false;  // the chat's whole order: changes have seqs too
   store_.history(chat, query, asio::bind_executor(strand_, [this, chat](store::HistoryPage page) {
                    if (page.error != store::StoreError::none) {
                      // Held until the store answers; asked again after the hold.
@@ -58,6 +59,7 @@ void StoreCatchUp::fill(const chat::ChatKey& chat, std::uint64_t after_seq) {
   query.after_seq = after_seq;
   query.oldest_first = true;
   query.limit = kFillPage;
+  query.messages_only = false;
   store_.history(chat, query, asio::bind_executor(strand_, [this, chat](store::HistoryPage page) {
                    if (page.error != store::StoreError::none) {
                      sequencer_.fill_failed(chat);

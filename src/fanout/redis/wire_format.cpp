@@ -59,6 +59,15 @@ std::optional<Publish> decode_message(const chat::ChatKey& chat, const json::obj
   message->text = std::string(*text);
   message->timestamp_ms = *timestamp;
   if (client_id != nullptr) message->client_id = std::string(*client_id);
+  // A change (docs/protocol.md, "A chat's order"): absent on a message.
+  if (const auto entry = count_field(o, "entry")) {
+    if (*entry > static_cast<std::uint64_t>(chat::EntryKind::unblock)) return std::nullopt;
+    message->kind = static_cast<chat::EntryKind>(*entry);
+    message->target = count_field(o, "target").value_or(0);
+    if (const auto* target_id = string_field(o, "target_id")) {
+      message->target_id = std::string(*target_id);
+    }
+  }
   publish.message = std::move(message);
   return publish;
 }
@@ -81,14 +90,15 @@ std::string presence_key(const chat::ChatKey& chat, const std::string& user) {
 }
 
 std::string encode_message(std::string_view instance, const chat::Message& m) {
-  return json::serialize(json::object{{"from", instance},
-                                      {"kind", "message"},
-                                      {"id", m.id},
-                                      {"seq", m.seq},
-                                      {"sender", m.sender},
-                                      {"text", m.text},
-                                      {"ts", m.timestamp_ms},
-                                      {"client_id", m.client_id}});
+  json::object object{{"from", instance},     {"kind", "message"},       {"id", m.id},
+                      {"seq", m.seq},         {"sender", m.sender},      {"text", m.text},
+                      {"ts", m.timestamp_ms}, {"client_id", m.client_id}};
+  if (chat::is_change(m.kind)) {
+    object.emplace("entry", static_cast<std::uint64_t>(m.kind));
+    object.emplace("target", m.target);
+    object.emplace("target_id", m.target_id);
+  }
+  return json::serialize(object);
 }
 
 std::string encode_event(std::string_view instance, std::string_view frame) {
