@@ -11,16 +11,25 @@
 // - a send retried with the same client_id is stored once and answered with the
 //   first send's ack (`duplicate: true`);
 // - reconnecting with `?after=<highest seq seen>` replays every later message,
-//   in order, once, before the live ones.
+//   in order, once, before the live ones;
+// - an edit, a delete, an erasure or a block takes a seq of that same order, and
+//   comes as a frame of its own (`edited`, `deleted`, `erased`, `blocked`), so the
+//   highest seq seen counts those too, and a resume brings the changes made while
+//   away to messages held already.
 // So the client never loses or doubles a message by keying everything on seq, and
 // resends whatever was not acknowledged, under the same client_id, after each
 // reconnect. It sends one message at a time (the next once the last is acked), so
 // the chat keeps the order the user wrote in even when a send must be retried.
+// Edits and deletes of one's own messages go the same way through a queue of
+// their own (#changes): one at a time, each under its client_id, again after a
+// reconnect or a pause until acked, so the last edit written is the one that stays.
 //
 //   const client = new ChatClient({me: 'alice', peer: 'bob'});
 //   client.addEventListener('messages', (e) => render(e.detail.messages));
 //   client.start();
 //   client.send('hi bob');
+//   client.editMessage(40, 'hi bob!');   client.deleteMessage(40);
+//   client.setBlocking(true);            // block the peer (false: unblock)
 //
 // Events (each a CustomEvent; the payload is in `event.detail`):
 //   state     {state, kind?, code?, reason?, retryInMs?}  the connection changed:
@@ -39,6 +48,18 @@
 //   notice    {code, message}               an error frame that needs no other action
 //   reset     {}                            the messages held were dropped (the server's
 //             chat ends before them: its store was replaced); the newest page follows
+//   changed   {messages}                    messages held were edited or deleted (by
+//             anyone: an `edited`, `deleted` or `erased` frame, or the ack of my own
+//             change); each is the held object in its new state: `text`, `edited_ts`
+//             (the last edit's time), `deleted: true` (a tombstone, text '')
+//   change-pending {change, message}        an edit or delete of mine was queued:
+//             change is {clientId, action: 'edit'|'delete', seq, text?}
+//   change-done    {change, message, duplicate}  it was stored (and applied: `changed`)
+//   change-failed  {change, message, code, reason}  it was refused for good (code: the
+//             error's, e.g. not_your_message, message_deleted, edit_window_passed, blocked)
+//   block     {blocking, blockedByPeer, pending}  who blocks whom changed: `blocking`, I
+//             block the peer; `blockedByPeer`, the peer blocks me (my sends and edits
+//             are refused); `pending`, my block or unblock is on its way
 
 export const SUBPROTOCOL = 'chat.v2';
 
@@ -78,7 +99,10 @@ const RATE_PAUSE_MAX_MS = 8_000;
 const STORE_RETRY_MS = 2_000;
 
 // Error codes that refuse one send for good: sending it again cannot succeed.
-const REFUSED_SENDS = new Set(['invalid_text', 'empty_text', 'text_too_long', 'invalid_client_id']);
+const REFUSED_SENDS = new Set(['invalid_text', 'empty_text', 'text_too_long', 'invalid_client_id', 'blocked']);
+// Error codes that refuse one edit or delete for good.
+const REFUSED_CHANGES = new Set([...REFUSED_SENDS, 'invalid_target', 'message_not_found',
+  'not_your_message', 'message_deleted', 'edit_window_passed']);
 // Error codes after which the same send (same client_id) is tried again later.
 const RETRIED_SENDS = new Set(['store_unavailable', 'overloaded']);
 
@@ -128,10 +152,21 @@ export class ChatClient extends EventTarget {
   // ---- state a renderer may read (and must not change)
   me;
   peer;
-  /** @type {Map<number, {id: string, seq: number, sender: string, text: string, ts: string}>} */
+  /**
+   * Every message held, by seq, in its current state (`edited_ts` once edited,
+   * `deleted: true` and an empty text once deleted).
+   * @type {Map<number, {id: string, seq: number, sender: string, text: string, ts: string,
+   *   edited_ts?: string, deleted?: boolean}>}
+   */
   messages = new Map();
   /** Sends not acknowledged yet, in the order they were made. */
   outbox = new Map();
+  /** Edits and deletes of mine not acknowledged yet, in the order they were made. */
+  changes = new Map();
+  /** I block the peer. */
+  blocking = false;
+  /** The peer blocks me: my sends and edits are refused. */
+  blockedByPeer = false;
   state = 'idle';
   hasOlder = false;
   peerOnline = false;
@@ -166,6 +201,11 @@ export class ChatClient extends EventTarget {
   // held back, so it is never shown twice.
   #unsureClientId = null;
   #heldBack = [];
+  // seq of a message -> seq of the last change applied to it: a change is applied
+  // once, and never over a later one (a duplicate ack, a replayed frame).
+  #changeSeqs = new Map();
+  // A block (true) or unblock (false) sent and not answered yet, or null.
+  #blockWish = null;
 
   /**
    * @param {object} options
@@ -234,6 +274,54 @@ export class ChatClient extends EventTarget {
     this.setTyping(false);
     this.#pump();
     return entry;
+  }
+
+  /**
+   * Replaces the text of my message `seq`. Queued like a send: it goes as soon as
+   * the connection is open and the changes before it are acknowledged, again
+   * after a reconnect under the same client_id until its ack (or a refusal)
+   * comes. Returns the change, or null when `seq` is not a message of mine that
+   * can be edited (not held, not mine, or deleted) or `text` is empty.
+   */
+  editMessage(seq, text) {
+    const message = this.messages.get(seq);
+    if (!this.#changeable(message) || typeof text !== 'string' || text === '') return null;
+    return this.#queueChange({clientId: newClientId(), action: 'edit', seq, text});
+  }
+
+  /** Deletes my message `seq` (it becomes a tombstone); as editMessage. */
+  deleteMessage(seq) {
+    const message = this.messages.get(seq);
+    if (!this.#changeable(message)) return null;
+    return this.#queueChange({clientId: newClientId(), action: 'delete', seq});
+  }
+
+  /**
+   * Blocks (true) or unblocks (false) the peer. Answered by the server's `blocked`
+   * frame, which sets `blocking` (event `block`); sent again after a reconnect
+   * until then.
+   */
+  setBlocking(block) {
+    block = block === true;
+    if (this.#blockWish === null && block === this.blocking) return;
+    this.#blockWish = block;
+    this.#emitBlock();
+    this.#sendBlockWish();
+  }
+
+  /**
+   * Opens a new connection at once (a resume): its hello says again who blocks
+   * whom. The page offers it to a user the peer blocked, who is told nothing
+   * live when the block ends.
+   */
+  recheck() {
+    if (this.state === 'waiting') {
+      this.reconnectNow();
+    } else if (this.state === 'open') {
+      this.#dropSocket(1000, 'checking again');
+      this.#connectionGone();
+      this.#connect();
+    }
   }
 
   /**
@@ -351,13 +439,7 @@ export class ChatClient extends EventTarget {
 
   /** The connection ended with `code`: retry after a backoff, or stop for good. */
   #socketGone(code, reason) {
-    this.#ws = null;
-    for (const name of ['connect', 'ping', 'pongTimeout', 'typing', 'read', 'rateResume', 'storeRetry']) {
-      this.#cancel(name);
-    }
-    this.#olderInFlight = false;
-    this.#typingSent = false;
-    this.#setPeerTyping(false);
+    this.#connectionGone();
     // Close 1009: the frame was larger than the server takes. It was the send on
     // its way (the only one); sending it again would close the next connection too.
     const head = this.#head();
@@ -376,6 +458,17 @@ export class ChatClient extends EventTarget {
     this.#attempt += 1;
     this.#later('reconnect', delay, () => this.#connect());
     this.#setState('waiting', {...detail, retryInMs: Math.round(delay)});
+  }
+
+  /** What a connection's end resets, whatever ended it. */
+  #connectionGone() {
+    this.#ws = null;
+    for (const name of ['connect', 'ping', 'pongTimeout', 'typing', 'read', 'rateResume', 'storeRetry']) {
+      this.#cancel(name);
+    }
+    this.#olderInFlight = false;
+    this.#typingSent = false;
+    this.#setPeerTyping(false);
   }
 
   #armHeartbeat() {
@@ -420,6 +513,13 @@ export class ChatClient extends EventTarget {
         return;
       case 'read':
         return this.#onRead(frame);
+      case 'edited':
+      case 'deleted':
+        return this.#onChangeFrame(frame);
+      case 'erased':
+        return this.#onErased(frame);
+      case 'blocked':
+        return this.#onBlocked(frame);
       default:
         // 'pong', and frames a later version may add: clients ignore what they do not know.
         return;
@@ -441,11 +541,17 @@ export class ChatClient extends EventTarget {
     this.#setPresence(hello.peer_online === true, hello.peer_devices ?? 0);
     this.myReadSeq = Math.max(this.myReadSeq, hello.my_read_seq ?? 0);
     this.#updatePeerRead(hello.peer_read_seq ?? 0);
+    this.blocking = hello.blocking === true;
+    this.blockedByPeer = hello.blocked === true;
+    if (this.#blockWish === this.blocking) this.#blockWish = null;
+    this.#emitBlock();
+    this.#sendBlockWish();
     // Whatever was not acknowledged goes again, with its client_id: what the
     // server stored already is answered with the first ack, not stored twice.
     const head = this.#head();
     this.#unsureClientId = head?.sentOn !== undefined ? head.clientId : null;
     this.#pump();
+    this.#pumpChanges();
     this.#flushRead();
   }
 
@@ -458,6 +564,9 @@ export class ChatClient extends EventTarget {
    */
   #startOver() {
     this.messages.clear();
+    // The seqs they name may be other messages now.
+    this.changes.clear();
+    this.#changeSeqs.clear();
     this.#lastSeq = 0;
     this.#oldestSeq = 0;
     this.#synced = false;
@@ -492,6 +601,11 @@ export class ChatClient extends EventTarget {
   }
 
   #onAck(ack) {
+    const change = this.changes.get(ack.client_id);
+    if (change) {
+      this.#onChangeAck(change, ack);
+      return;
+    }
     const entry = this.outbox.get(ack.client_id);
     if (!entry) return; // acked before (a resend's second answer)
     this.outbox.delete(entry.clientId);
@@ -519,11 +633,22 @@ export class ChatClient extends EventTarget {
   }
 
   #onError(frame) {
+    // Refused because the peer blocks me: whatever it was, that is news.
+    if (frame.code === 'blocked' && !this.blockedByPeer) {
+      this.blockedByPeer = true;
+      this.#emitBlock();
+    }
+    const change = frame.client_id ? this.changes.get(frame.client_id) : undefined;
+    if (change) {
+      this.#onChangeError(change, frame);
+      return;
+    }
     const entry = frame.client_id ? this.outbox.get(frame.client_id) : undefined;
     if (entry && REFUSED_SENDS.has(frame.code)) {
       this.#refuse(entry, frame.code, frame.message);
       return;
     }
+    if (frame.code === 'blocked') return; // told by the `block` event
     if (frame.code === 'rate_limited') {
       // The error does not say which frame it refused; everything sent before it
       // and not acknowledged goes again after a pause (idempotent, so nothing
@@ -531,7 +656,10 @@ export class ChatClient extends EventTarget {
       this.#olderInFlight = false;
       this.#pauseSends();
     } else if (entry && RETRIED_SENDS.has(frame.code)) {
-      this.#later('storeRetry', STORE_RETRY_MS, () => this.#resendHead());
+      this.#later('storeRetry', STORE_RETRY_MS, () => {
+        this.#resendHead();
+        this.#resendChange();
+      });
     } else if (frame.code === 'invalid_history') {
       this.#olderInFlight = false;
     }
@@ -574,6 +702,89 @@ export class ChatClient extends EventTarget {
       this.#oldestSeq = this.#oldestSeq === 0 ? message.seq : Math.min(this.#oldestSeq, message.seq);
     }
     return fresh.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** The seq of a frame of the chat's order: the resume cursor moves past it. */
+  #advance(seq) {
+    if (Number.isInteger(seq)) this.#lastSeq = Math.max(this.#lastSeq, seq);
+  }
+
+  /**
+   * Applies change `changeSeq` to the message `seq` held, with `apply(message)`;
+   * true when it did. A change to a message not held is ignored (a history read
+   * brings that message in its current state); one not newer than the last
+   * applied to it is old news; a tombstone stays one.
+   */
+  #applyChange(seq, changeSeq, apply) {
+    const message = this.messages.get(seq);
+    if (!message || message.deleted === true) return false;
+    if (Number.isInteger(changeSeq)) {
+      if (changeSeq <= (this.#changeSeqs.get(seq) ?? 0)) return false;
+      this.#changeSeqs.set(seq, changeSeq);
+    }
+    apply(message);
+    return true;
+  }
+
+  static #edit(text, ts) {
+    return (message) => {
+      message.text = text;
+      message.edited_ts = ts;
+    };
+  }
+
+  static #tombstone(message) {
+    message.deleted = true;
+    message.text = '';
+    delete message.edited_ts;
+  }
+
+  /** `edited` or `deleted` from the server: another connection changed a message. */
+  #onChangeFrame(frame) {
+    this.#advance(frame.seq);
+    const message = this.messages.get(frame.target);
+    // The id must agree with the message held under that seq, when both are known.
+    if (message && frame.id && message.id && frame.id !== message.id) return;
+    // An edit's text is never empty (empty_text), but an erased one is: replayed
+    // after an operator's erasure, an `edited` has text "" and the `erased` follows.
+    if (frame.type === 'edited' && (typeof frame.text !== 'string' || frame.text === '')) return;
+    const apply = frame.type === 'edited' ? ChatClient.#edit(frame.text, frame.ts) : ChatClient.#tombstone;
+    if (this.#applyChange(frame.target, frame.seq, apply)) this.#emit('changed', {messages: [message]});
+  }
+
+  /** `erased`: every message `user` sent before the frame's seq is a tombstone. */
+  #onErased(frame) {
+    this.#advance(frame.seq);
+    const changed = [];
+    for (const message of this.messages.values()) {
+      if (message.sender !== frame.user || !(message.seq < frame.seq)) continue;
+      if (this.#applyChange(message.seq, frame.seq, ChatClient.#tombstone)) changed.push(message);
+    }
+    changed.sort((a, b) => a.seq - b.seq);
+    if (changed.length > 0) this.#emit('changed', {messages: changed});
+  }
+
+  /**
+   * `blocked`: I blocked or unblocked the peer (from this connection or another
+   * of mine). The peer is not told live; should one reach me in a replay about
+   * the peer blocking me, it says the same as the hello's `blocked`.
+   */
+  #onBlocked(frame) {
+    this.#advance(frame.seq);
+    const blocked = frame.blocked === true;
+    if (frame.user === this.me) {
+      this.blocking = blocked;
+      if (this.#blockWish === blocked) this.#blockWish = null;
+    } else if (frame.user === this.peer) {
+      this.blockedByPeer = blocked;
+    } else {
+      return;
+    }
+    this.#emitBlock();
+  }
+
+  #emitBlock() {
+    this.#emit('block', {blocking: this.blocking, blockedByPeer: this.blockedByPeer, pending: this.#blockWish !== null});
   }
 
   #updatePeerRead(seq) {
@@ -646,9 +857,86 @@ export class ChatClient extends EventTarget {
     const pause = Math.min(RATE_PAUSE_MAX_MS, RATE_PAUSE_MS * 2 ** this.#rateStrikes);
     this.#rateStrikes += 1;
     this.#ratePauseUntil = Date.now() + pause;
-    // The refused frame may have been the send on its way: it goes again (its ack,
-    // if it did get through, is simply the first one again).
-    this.#later('rateResume', pause, () => this.#resendHead());
+    // The refused frame may have been the send, the change or the block on its
+    // way: they go again (an ack, if it did get through, is simply the first one
+    // again; blocking twice changes nothing).
+    this.#later('rateResume', pause, () => {
+      this.#resendHead();
+      this.#resendChange();
+      this.#sendBlockWish();
+    });
+  }
+
+  /** A message of mine that is stored and not deleted: it may be edited or deleted. */
+  #changeable(message) {
+    return message !== undefined && message.sender === this.me && message.deleted !== true;
+  }
+
+  #queueChange(change) {
+    this.changes.set(change.clientId, change);
+    this.#emit('change-pending', {change, message: this.messages.get(change.seq)});
+    this.#pumpChanges();
+    return change;
+  }
+
+  /** As #pump for the changes: the head goes unless it is on its way already. */
+  #pumpChanges() {
+    const head = this.changes.values().next().value;
+    if (head && head.sentOn !== this.#connectionCount) this.#transmitChange(head);
+  }
+
+  #resendChange() {
+    const head = this.changes.values().next().value;
+    if (head) this.#transmitChange(head);
+  }
+
+  #transmitChange(change) {
+    if (!this.#isOpen() || Date.now() < this.#ratePauseUntil) return;
+    const frame = change.action === 'edit'
+      ? {type: 'edit', client_id: change.clientId, seq: change.seq, text: change.text}
+      : {type: 'delete', client_id: change.clientId, seq: change.seq};
+    if (this.#sendFrame(frame)) change.sentOn = this.#connectionCount;
+  }
+
+  /**
+   * My edit or delete was stored as change `ack.seq`. Not taken as the resume
+   * cursor: the ack may overtake frames of lower seqs still on their way, and a
+   * replayed change of mine is simply not applied twice.
+   */
+  #onChangeAck(change, ack) {
+    this.changes.delete(change.clientId);
+    this.#rateStrikes = 0;
+    const message = this.messages.get(change.seq);
+    const apply = change.action === 'edit' ? ChatClient.#edit(change.text, ack.ts) : ChatClient.#tombstone;
+    if (this.#applyChange(change.seq, ack.seq, apply)) this.#emit('changed', {messages: [message]});
+    this.#emit('change-done', {change, message, duplicate: ack.duplicate === true});
+    this.#pumpChanges();
+  }
+
+  #onChangeError(change, frame) {
+    if (REFUSED_CHANGES.has(frame.code)) {
+      this.changes.delete(change.clientId);
+      this.#emit('change-failed', {change, message: this.messages.get(change.seq), code: frame.code,
+        reason: frame.message});
+      this.#pumpChanges();
+    } else if (frame.code === 'rate_limited') {
+      this.#pauseSends();
+      this.#emit('notice', {code: frame.code, message: frame.message});
+    } else if (RETRIED_SENDS.has(frame.code)) {
+      this.#later('storeRetry', STORE_RETRY_MS, () => {
+        this.#resendHead();
+        this.#resendChange();
+      });
+      this.#emit('notice', {code: frame.code, message: frame.message});
+    } else {
+      // shutting_down: it goes again after the reconnect.
+      this.#emit('notice', {code: frame.code, message: frame.message});
+    }
+  }
+
+  #sendBlockWish() {
+    if (this.#blockWish === null || !this.#isOpen() || Date.now() < this.#ratePauseUntil) return;
+    this.#sendFrame({type: this.#blockWish ? 'block' : 'unblock'});
   }
 
   #wantTyping(value) {

@@ -4,8 +4,9 @@
 //
 //   settings     the form's values: from the URL, else the last ones (localStorage)
 //   texts        what the user is told about closes and errors
-//   ChatView     the DOM of one conversation (messages, states, typing, presence)
-//   ChatPage     the form, the alert, and the wiring between ChatClient and ChatView
+//   ChatView     the DOM of one conversation (messages, states, edits and tombstones,
+//                the edit and delete controls, typing, presence)
+//   ChatPage     the form, the alert, blocking, and the wiring between ChatClient and ChatView
 //
 // Message text is only ever set with textContent, never parsed as HTML.
 
@@ -123,15 +124,40 @@ function describeNotice(code, message) {
 }
 
 /** Why a message was refused for good; shown beside it. */
-function describeFailure(code) {
+function describeFailure(code, peer) {
   switch (code) {
     case 'text_too_long':
     case 'too_large':
       return 'Not sent: the message is too long';
     case 'empty_text':
       return 'Not sent: the message is empty';
+    case 'blocked':
+      return `Not sent: ${peer} has blocked you`;
     default:
       return 'Not sent';
+  }
+}
+
+/** Why an edit or a delete of mine was refused (nothing was changed). */
+function describeChangeFailure(code, action, peer, reason) {
+  const done = action === 'edit' ? 'edited' : 'deleted';
+  switch (code) {
+    case 'not_your_message':
+      return `Only your own messages can be ${done}.`;
+    case 'message_not_found':
+      return `That message is no longer there, so it was not ${done}.`;
+    case 'message_deleted':
+      return action === 'edit' ? 'That message was deleted, so it cannot be edited.' : 'That message was deleted already.';
+    case 'edit_window_passed':
+      return 'That message is too old to edit now. You can still delete it.';
+    case 'blocked':
+      return `${peer} has blocked you: your message was not ${done}.`;
+    case 'empty_text':
+      return 'A message cannot be empty. Delete it instead.';
+    case 'text_too_long':
+      return 'Not saved: the new text is too long.';
+    default:
+      return `The message was not ${done}${reason ? ` (${reason})` : ''}.`;
   }
 }
 
@@ -153,6 +179,17 @@ function element(tag, className, text) {
   return node;
 }
 
+/** A small button of a message's controls; what it does is in data-action. */
+function actionButton(text, action, label) {
+  const button = element('button', 'action', text);
+  button.type = 'button';
+  button.dataset.action = action;
+  if (label) button.setAttribute('aria-label', label);
+  return button;
+}
+
+const TOMBSTONE_TEXT = 'message deleted';
+
 // ---------------------------------------------------------------------------
 // ChatView: the DOM of one conversation
 // ---------------------------------------------------------------------------
@@ -167,11 +204,20 @@ class ChatView {
   #peer = '';
   #bySeq = new Map(); // seq -> <li>
   #byClientId = new Map(); // client_id -> <li> of a send not acknowledged
+  #pending = new Map(); // seq -> the last edit or delete of mine on its way for it
   #peerReadSeq = 0;
   #hasOlder = false;
   #loadingOlder = false;
+  #handlers;
 
-  constructor() {
+  /**
+   * @param {object} handlers what the message controls ask for
+   * @param {(seq: number, text: string) => void} handlers.edit
+   * @param {(seq: number) => void} handlers.remove
+   * @param {() => void} handlers.focusAway  focus to put somewhere sensible (the composer)
+   */
+  constructor(handlers) {
+    this.#handlers = handlers;
     this.log = byId('log');
     this.list = byId('messages');
     this.title = byId('chat-title');
@@ -180,6 +226,8 @@ class ChatView {
     this.jump = byId('jump');
     this.loadOlderButton = byId('load-older');
     this.historyState = byId('history-state');
+    this.list.addEventListener('click', (event) => this.#onControl(event));
+    this.list.addEventListener('keydown', (event) => this.#onControlKey(event));
   }
 
   reset(me, peer) {
@@ -187,6 +235,7 @@ class ChatView {
     this.#peer = peer;
     this.#bySeq.clear();
     this.#byClientId.clear();
+    this.#pending.clear();
     this.#peerReadSeq = 0;
     this.#hasOlder = false;
     this.#loadingOlder = false;
@@ -248,13 +297,36 @@ class ChatView {
     }
     li.remove();
     li.dataset.seq = String(message.seq);
-    const time = li.querySelector('time');
+    const time = li.querySelector('time.ts');
     time.dateTime = message.ts;
     time.textContent = formatTime(message.ts);
     time.title = new Date(message.ts).toLocaleString();
     this.#bySeq.set(message.seq, li);
     this.#insertBySeq(li, message.seq);
     this.#setItemState(li, message.seq <= this.#peerReadSeq ? 'read' : 'sent');
+    this.#render(li, message); // now it can be edited and deleted
+  }
+
+  /** Messages were edited or deleted: those shown are drawn in their new state, in place. */
+  applyChanges(messages) {
+    for (const message of messages) {
+      const li = this.#bySeq.get(message.seq);
+      if (li) this.#render(li, message);
+    }
+  }
+
+  /** An edit of mine is on its way (its text is shown, "Saving…"), or a delete ("Deleting…"). */
+  setPendingChange(change, message) {
+    this.#pending.set(change.seq, change);
+    const li = this.#bySeq.get(change.seq);
+    if (li && message) this.#render(li, message);
+  }
+
+  /** That change was stored or refused: the message shows what the server holds. */
+  clearPendingChange(change, message) {
+    if (this.#pending.get(change.seq) === change) this.#pending.delete(change.seq);
+    const li = this.#bySeq.get(change.seq);
+    if (li && message) this.#render(li, message);
   }
 
   fail(clientId, code) {
@@ -262,7 +334,7 @@ class ChatView {
     this.#byClientId.delete(clientId);
     if (!li) return;
     li.dataset.state = 'failed';
-    li.querySelector('.state').textContent = describeFailure(code);
+    li.querySelector('.state').textContent = describeFailure(code, this.#peer);
   }
 
   /** The peer has read up to `seq`: every own message up to there shows "read". */
@@ -354,18 +426,195 @@ class ChatView {
     li.append(element('span', 'visually-hidden', mine ? 'You: ' : `${message.sender}: `));
     li.append(element('p', 'text', message.text));
     const meta = element('p', 'meta');
-    const time = element('time', '', formatTime(message.ts));
+    const time = element('time', 'ts', formatTime(message.ts));
     time.dateTime = message.ts ?? '';
     if (message.ts) time.title = new Date(message.ts).toLocaleString();
     meta.append(time);
-    if (mine) meta.append(element('span', 'state'));
+    if (mine) meta.append(element('span', 'change-state'), element('span', 'state'));
     li.append(meta);
     if (message.seq !== undefined) {
       li.dataset.seq = String(message.seq);
       this.#bySeq.set(message.seq, li);
       if (mine) this.#setItemState(li, message.seq <= this.#peerReadSeq ? 'read' : 'sent');
+      this.#render(li, message);
     }
     return li;
+  }
+
+  /**
+   * Draws a stored message's state: its text (or the pending edit's), the
+   * "edited" mark with the edit's time as its title, the tombstone, and the Edit
+   * and Delete controls of my messages.
+   */
+  #render(li, message) {
+    const deleted = message.deleted === true;
+    const pending = this.#pending.get(message.seq);
+    li.classList.toggle('deleted', deleted);
+    li.querySelector('.text').textContent = deleted
+      ? TOMBSTONE_TEXT
+      : pending?.action === 'edit' ? pending.text : message.text;
+
+    let mark = li.querySelector('.edited');
+    if (!deleted && message.edited_ts) {
+      if (!mark) {
+        mark = element('time', 'edited', 'edited');
+        li.querySelector('time.ts').before(mark);
+      }
+      mark.dateTime = message.edited_ts;
+      mark.title = `Edited ${new Date(message.edited_ts).toLocaleString()}`;
+    } else {
+      mark?.remove();
+    }
+
+    const mine = li.classList.contains('mine');
+    if (mine && !deleted) {
+      if (!li.querySelector('.actions')) {
+        const actions = element('span', 'actions');
+        actions.append(actionButton('Edit', 'edit', 'Edit message'),
+          actionButton('Delete', 'delete', 'Delete message'));
+        li.querySelector('.meta').prepend(actions);
+      }
+    } else {
+      this.#dropControls(li);
+    }
+    if (mine) {
+      const busy = pending ? (pending.action === 'edit' ? 'saving' : 'deleting') : null;
+      if (busy) li.dataset.change = busy;
+      else delete li.dataset.change;
+      li.querySelector('.change-state').textContent = busy === 'saving' ? 'Saving…' : busy ? 'Deleting…' : '';
+    }
+  }
+
+  // ---- the controls of my messages: Edit (in place), Delete (after a confirmation)
+
+  #onControl(event) {
+    const button = event.target.closest('button[data-action]');
+    const li = button?.closest('li.message');
+    if (!li || li.dataset.seq === undefined) return;
+    const seq = Number(li.dataset.seq);
+    switch (button.dataset.action) {
+      case 'edit':
+        return this.#openEditor(li);
+      case 'save':
+        return this.#saveEditor(li);
+      case 'cancel-edit':
+        return this.#closeEditor(li, true);
+      case 'delete':
+        return this.#askDelete(li);
+      case 'confirm-delete':
+        this.#closeConfirm(li, false);
+        this.#handlers.remove(seq);
+        this.#handlers.focusAway();
+        return;
+      case 'cancel-delete':
+        return this.#closeConfirm(li, true);
+    }
+  }
+
+  #onControlKey(event) {
+    const li = event.target.closest?.('li.message');
+    if (!li) return;
+    if (event.target.classList.contains('edit-field')) {
+      // As in the composer: Enter saves, Shift+Enter is a new line; Escape cancels.
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.#saveEditor(li);
+      } else if (event.key === 'Escape') {
+        event.preventDefault();
+        this.#closeEditor(li, true);
+      }
+    } else if (event.key === 'Escape' && event.target.closest('.confirm')) {
+      event.preventDefault();
+      this.#closeConfirm(li, true);
+    }
+  }
+
+  #openEditor(li) {
+    this.#closeConfirm(li, false);
+    let field = li.querySelector('.edit-field');
+    if (!field) {
+      const text = li.querySelector('.text');
+      field = element('textarea', 'edit-field');
+      field.value = text.textContent;
+      field.rows = Math.min(6, field.value.split('\n').length);
+      field.setAttribute('aria-label', 'Edit message');
+      field.setAttribute('aria-describedby', 'edit-help');
+      const bar = element('span', 'edit-bar');
+      bar.append(actionButton('Save', 'save'), actionButton('Cancel', 'cancel-edit'));
+      const editor = element('div', 'editor');
+      editor.append(field, bar);
+      text.hidden = true;
+      text.after(editor);
+      li.classList.add('editing');
+    }
+    field.focus();
+    field.setSelectionRange(field.value.length, field.value.length);
+  }
+
+  #saveEditor(li) {
+    const field = li.querySelector('.edit-field');
+    if (!field) return;
+    const text = field.value.trim();
+    if (text === '') {
+      field.setAttribute('aria-invalid', 'true');
+      field.placeholder = 'A message cannot be empty';
+      return;
+    }
+    const unchanged = text === li.querySelector('.text').textContent;
+    this.#closeEditor(li, true);
+    if (!unchanged) this.#handlers.edit(Number(li.dataset.seq), text);
+  }
+
+  /** Closes the editor, the text as it was; focus back on Edit when asked or when it was inside. */
+  #closeEditor(li, focus) {
+    const editor = li.querySelector('.editor');
+    if (!editor) return;
+    const hadFocus = editor.contains(document.activeElement);
+    editor.remove();
+    li.querySelector('.text').hidden = false;
+    li.classList.remove('editing');
+    if (focus || hadFocus) this.#focusControl(li, 'edit');
+  }
+
+  #askDelete(li) {
+    this.#closeEditor(li, false);
+    const actions = li.querySelector('.actions');
+    if (!actions || li.querySelector('.confirm')) return;
+    const confirm = element('span', 'confirm');
+    confirm.append(element('span', 'confirm-text', 'Delete this message?'),
+      actionButton('Yes, delete', 'confirm-delete'), actionButton('Cancel', 'cancel-delete'));
+    actions.after(confirm);
+    actions.hidden = true;
+    li.classList.add('confirming');
+    confirm.querySelector('[data-action="confirm-delete"]').focus();
+  }
+
+  #closeConfirm(li, focus) {
+    const confirm = li.querySelector('.confirm');
+    if (!confirm) return;
+    const hadFocus = confirm.contains(document.activeElement);
+    confirm.remove();
+    li.classList.remove('confirming');
+    const actions = li.querySelector('.actions');
+    if (actions) actions.hidden = false;
+    if (focus || hadFocus) this.#focusControl(li, 'delete');
+  }
+
+  /** The message can no longer be changed (deleted): its controls go, and focus with them. */
+  #dropControls(li) {
+    const controls = li.querySelectorAll('.actions, .confirm, .editor');
+    if (controls.length === 0) return;
+    const hadFocus = [...controls].some((node) => node.contains(document.activeElement));
+    for (const node of controls) node.remove();
+    li.querySelector('.text').hidden = false;
+    li.classList.remove('editing', 'confirming');
+    if (hadFocus) this.#handlers.focusAway();
+  }
+
+  #focusControl(li, action) {
+    const button = li.querySelector(`.actions button[data-action="${action}"]`);
+    if (button) button.focus();
+    else this.#handlers.focusAway();
   }
 
   #setItemState(li, state) {
@@ -391,7 +640,7 @@ class ChatView {
 
 class ChatPage {
   #client = null;
-  #view = new ChatView();
+  #view;
   #alertSource = null; // 'connection', 'notice' or 'stop': what the alert is about
   #lastWait = null; // why the connection is down, while it is
 
@@ -405,6 +654,16 @@ class ChatPage {
     this.alert = byId('alert');
     this.alertText = byId('alert-text');
     this.alertRetry = byId('alert-retry');
+    this.sendButton = byId('send');
+    this.blockButton = byId('block');
+    this.blockState = byId('block-state');
+    this.blockText = byId('block-text');
+    this.recheckButton = byId('recheck');
+    this.#view = new ChatView({
+      edit: (seq, text) => this.#client?.editMessage(seq, text),
+      remove: (seq) => this.#client?.deleteMessage(seq),
+      focusAway: () => (this.text.disabled ? this.#view.log : this.text).focus(),
+    });
     this.#bindForm();
     this.#bindChat();
   }
@@ -433,6 +692,7 @@ class ChatPage {
     showChatInUrl(me, peer);
     this.#clearAlert();
     this.#view.reset(me, peer);
+    this.#showBlock(null);
     const client = new ChatClient({me, peer, token, storage: localStorage});
     this.#client = client;
     this.#listen(client);
@@ -476,8 +736,22 @@ class ChatPage {
     });
     on('failed', ({clientId, code, message}) => {
       view.fail(clientId, code);
-      this.#showAlert('notice', `${describeFailure(code)}${message ? ` (${message})` : ''}.`);
+      // A block is told by the line above the composer.
+      if (code !== 'blocked') {
+        this.#showAlert('notice', `${describeFailure(code, client.peer)}${message ? ` (${message})` : ''}.`);
+      }
     });
+    on('changed', ({messages}) => view.applyChanges(messages));
+    on('change-pending', ({change, message}) => view.setPendingChange(change, message));
+    on('change-done', ({change, message}) => {
+      view.clearPendingChange(change, message);
+      if (this.#alertSource === 'notice') this.#clearAlert();
+    });
+    on('change-failed', ({change, message, code, reason}) => {
+      view.clearPendingChange(change, message);
+      this.#showAlert('notice', describeChangeFailure(code, change.action, client.peer, reason));
+    });
+    on('block', (detail) => this.#showBlock(detail));
     on('read', ({peerReadSeq}) => view.setPeerRead(peerReadSeq));
     on('presence', ({online}) => view.setPresence(online));
     on('typing', ({typing}) => view.setTyping(typing));
@@ -573,6 +847,12 @@ class ChatPage {
     this.text.addEventListener('input', () => this.#client?.setTyping(this.text.value.trim() !== ''));
     this.text.addEventListener('blur', () => this.#client?.setTyping(false));
     byId('leave').addEventListener('click', () => this.leave());
+    this.blockButton.addEventListener('click', () => {
+      const client = this.#client;
+      if (!client || this.blockButton.getAttribute('aria-disabled') === 'true') return;
+      client.setBlocking(!client.blocking);
+    });
+    this.recheckButton.addEventListener('click', () => this.#client?.recheck());
     byId('load-older').addEventListener('click', () => {
       if (this.#client?.loadOlder()) view.setLoadingOlder();
     });
@@ -592,10 +872,52 @@ class ChatPage {
 
   #sendTyped() {
     const text = this.text.value.trim();
-    if (!this.#client || text === '') return;
+    if (!this.#client || text === '' || this.#client.blockedByPeer) return;
     this.#client.send(text);
     this.text.value = '';
     this.text.focus();
+  }
+
+  // ---- blocking
+
+  /**
+   * Who blocks whom (null: not known yet). I blocking the peer: "You blocked bob",
+   * and the bar's button unblocks. The peer blocking me: "bob has blocked you",
+   * the composer is off (and Edit hidden: edits are refused too), and "Check
+   * again" reconnects to ask, as the end of a block is not told live.
+   */
+  #showBlock(detail) {
+    const peer = this.#client?.peer ?? '';
+    const {blocking = false, blockedByPeer = false, pending = false} = detail ?? {};
+    this.blockButton.hidden = detail === null;
+    const verb = pending ? (blocking ? 'Unblocking' : 'Blocking') : blocking ? 'Unblock' : 'Block';
+    this.blockButton.textContent = pending ? `${verb}…` : verb;
+    this.blockButton.setAttribute('aria-label', pending ? `${verb} ${peer}…` : `${verb} ${peer}`);
+    // aria-disabled, not disabled: the button keeps the focus while the answer comes.
+    this.blockButton.setAttribute('aria-disabled', String(pending));
+    this.chat.dataset.blocking = String(blocking);
+    this.chat.dataset.blockedByPeer = String(blockedByPeer);
+
+    const composerHadFocus = this.composer.contains(document.activeElement);
+    const stateHadFocus = this.blockState.contains(document.activeElement);
+    this.text.disabled = blockedByPeer;
+    this.sendButton.disabled = blockedByPeer;
+    let text = '';
+    if (blockedByPeer && blocking) {
+      text = `${peer} has blocked you, and you blocked ${peer}. You cannot send messages in this chat.`;
+    } else if (blockedByPeer) {
+      text = `${peer} has blocked you. You cannot send messages in this chat.`;
+    } else if (blocking) {
+      text = `You blocked ${peer}. They cannot send you messages until you unblock them.`;
+    }
+    this.blockState.dataset.kind = blockedByPeer ? 'blocked' : 'blocking';
+    this.recheckButton.hidden = !blockedByPeer;
+    // Shown before its text changes, as the alert, so that it is announced; the
+    // same text is not set again (announced again).
+    this.blockState.hidden = text === '';
+    if (this.blockText.textContent !== text) this.blockText.textContent = text;
+    if (blockedByPeer && composerHadFocus) this.recheckButton.focus();
+    if (!blockedByPeer && stateHadFocus) this.text.focus();
   }
 
   // ---- the form

@@ -2,7 +2,7 @@
 // conversation seen by alice at 1000×700, bob typing. Not a test; run it by hand
 // after a change to the page's look:
 //
-//   CHATD_BIN=build/chatd node tests/browser/screenshot.js
+//   CHATD_BIN=$PWD/build/chatd node tests/browser/screenshot.js   (absolute: chatd runs in its data directory)
 //
 // (after tests/browser/run installed playwright-core). A phone-sized picture goes
 // to tests/browser/artifacts/web-page-phone.png.
