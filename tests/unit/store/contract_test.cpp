@@ -724,5 +724,243 @@ TYPED_TEST(StoreContract, OneInstanceHoldsTheLeaseUntilItRunsOut) {
   EXPECT_FALSE(first->hold_lease("first", std::chrono::milliseconds(1500)));
 }
 
+// ---------------------------------------------------------------------------
+// Changes: edits, deletes, blocks (docs/protocol.md, "A chat's order")
+// ---------------------------------------------------------------------------
+
+namespace lifecycle {
+
+PendingMessage change(chat::EntryKind kind, const ChatKey& chat, std::string sender,
+                      std::uint64_t target, std::string text = {}, std::string client_id = {}) {
+  PendingMessage message = pending(chat, std::move(sender), std::move(text), std::move(client_id));
+  message.kind = kind;
+  message.target = target;
+  return message;
+}
+
+HistoryQuery whole_order() {
+  HistoryQuery query;
+  query.limit = 100;
+  query.oldest_first = true;
+  query.messages_only = false;
+  return query;
+}
+
+}  // namespace lifecycle
+
+TYPED_TEST(StoreContract, EditsAndDeletesTakeTheNextSeqAndChangeTheirMessage) {
+  using lifecycle::change;
+  CommitLog log;
+  auto store = this->open({}, log.listener());
+  const AppendResult sent = this->append(*store, kAliceBob, "alice", "helo");
+  ASSERT_EQ(sent.error, StoreError::none);
+  this->append(*store, kAliceBob, "bob", "hi");
+
+  const AppendResult edit =
+      this->append(*store, change(chat::EntryKind::edit, kAliceBob, "alice", 1, "hello"));
+  ASSERT_EQ(edit.error, StoreError::none);
+  ASSERT_EQ(edit.refusal, Refusal::none);
+  EXPECT_EQ(edit.message->seq, 3u);
+  EXPECT_EQ(edit.message->kind, chat::EntryKind::edit);
+  EXPECT_EQ(edit.message->target, 1u);
+  EXPECT_EQ(edit.message->target_id, sent.message->id);
+  EXPECT_EQ(edit.message->text, "hello");
+
+  // By id instead of seq.
+  PendingMessage by_id = change(chat::EntryKind::remove, kAliceBob, "alice", 0);
+  by_id.target_id = sent.message->id;
+  const AppendResult removed = this->append(*store, by_id);
+  ASSERT_EQ(removed.refusal, Refusal::none);
+  EXPECT_EQ(removed.message->seq, 4u);
+  EXPECT_EQ(removed.message->target, 1u);
+
+  // A page shows messages in their current state; the whole order has the changes.
+  const HistoryPage page = this->newest(*store, kAliceBob, 10);
+  ASSERT_EQ(seqs_of(page.messages), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_TRUE(page.messages[0]->deleted);
+  EXPECT_EQ(page.messages[0]->text, "");
+  EXPECT_NE(page.messages[0]->edited_ms, 0);
+  EXPECT_EQ(page.messages[1]->text, "hi");
+  const HistoryPage order = this->history(*store, kAliceBob, lifecycle::whole_order());
+  ASSERT_EQ(seqs_of(order.messages), range(1, 4));
+  EXPECT_EQ(order.messages[2]->kind, chat::EntryKind::edit);
+  EXPECT_EQ(order.messages[3]->kind, chat::EntryKind::remove);
+  EXPECT_EQ(order.messages[3]->target, 1u);
+  HistoryQuery no_tombstones;
+  no_tombstones.skip_deleted = true;
+  EXPECT_EQ(seqs_of(this->history(*store, kAliceBob, no_tombstones).messages),
+            (std::vector<std::uint64_t>{2}));
+  EXPECT_EQ(log.seqs_of_chat(kAliceBob), range(1, 4)) << "changes reach the listener in order";
+  EXPECT_EQ(this->mark_read(*store, kAliceBob, "bob", 0).last_seq, 4u);
+}
+
+TYPED_TEST(StoreContract, ChangesRefusedByTheRulesChangeNothing) {
+  using lifecycle::change;
+  auto store = this->open();
+  this->append(*store, kAliceBob, "alice", "one");
+  this->append(*store, kAliceBob, "alice", "two");
+  ASSERT_EQ(this->append(*store, change(chat::EntryKind::remove, kAliceBob, "alice", 2)).refusal,
+            Refusal::none);  // seq 3
+  const auto refusal_of = [&](PendingMessage message) {
+    return this->append(*store, std::move(message)).refusal;
+  };
+  EXPECT_EQ(refusal_of(change(chat::EntryKind::edit, kAliceBob, "bob", 1, "x")),
+            Refusal::not_your_message);
+  EXPECT_EQ(refusal_of(change(chat::EntryKind::remove, kAliceBob, "bob", 1)),
+            Refusal::not_your_message);
+  EXPECT_EQ(refusal_of(change(chat::EntryKind::edit, kAliceBob, "alice", 99, "x")),
+            Refusal::not_found);
+  EXPECT_EQ(refusal_of(change(chat::EntryKind::edit, kAliceBob, "alice", 3, "x")),
+            Refusal::not_found)
+      << "a change is not a message";
+  EXPECT_EQ(refusal_of(change(chat::EntryKind::edit, kAliceBob, "alice", 2, "x")),
+            Refusal::deleted);
+  EXPECT_EQ(refusal_of(change(chat::EntryKind::remove, kAliceBob, "alice", 2)), Refusal::deleted);
+  PendingMessage late = change(chat::EntryKind::edit, kAliceBob, "alice", 1, "x");
+  late.edit_window_ms = 1;
+  this->next_millisecond(chat::now_ms() + 1);
+  EXPECT_EQ(refusal_of(late), Refusal::edit_window_passed);
+
+  const HistoryPage order = this->history(*store, kAliceBob, lifecycle::whole_order());
+  EXPECT_EQ(seqs_of(order.messages), range(1, 3)) << "no refusal took a seq";
+  EXPECT_EQ(order.messages[0]->text, "one");
+  EXPECT_EQ(this->append(*store, kAliceBob, "alice", "three").message->seq, 4u);
+}
+
+TYPED_TEST(StoreContract, ARetriedChangeGivesTheFirstAnswer) {
+  using lifecycle::change;
+  auto store = this->open();
+  this->append(*store, kAliceBob, "alice", "one");
+  const AppendResult first =
+      this->append(*store, change(chat::EntryKind::edit, kAliceBob, "alice", 1, "first", "e-1"));
+  ASSERT_EQ(first.refusal, Refusal::none);
+  const AppendResult again =
+      this->append(*store, change(chat::EntryKind::edit, kAliceBob, "alice", 1, "second", "e-1"));
+  ASSERT_EQ(again.error, StoreError::none);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.message->seq, first.message->seq);
+  EXPECT_EQ(this->newest(*store, kAliceBob, 10).messages.at(0)->text, "first");
+}
+
+TYPED_TEST(StoreContract, ABlockRefusesTheBlockedUsersMessagesAndEditsUntilUnblocked) {
+  using lifecycle::change;
+  auto store = this->open();
+  this->append(*store, kAliceBob, "bob", "hi alice");
+  const AppendResult block =
+      this->append(*store, change(chat::EntryKind::block, kAliceBob, "alice", 0));
+  ASSERT_EQ(block.refusal, Refusal::none);
+  EXPECT_EQ(block.message->seq, 2u);
+  EXPECT_EQ(block.message->kind, chat::EntryKind::block);
+
+  EXPECT_EQ(this->append(*store, kAliceBob, "bob", "hello?").refusal, Refusal::blocked);
+  EXPECT_EQ(this->append(*store, change(chat::EntryKind::edit, kAliceBob, "bob", 1, "x")).refusal,
+            Refusal::blocked);
+  EXPECT_EQ(this->append(*store, change(chat::EntryKind::remove, kAliceBob, "bob", 1)).refusal,
+            Refusal::none)
+      << "a blocked user may still delete what they sent";
+  EXPECT_EQ(this->append(*store, kAliceBob, "alice", "bye").message->seq, 4u);
+  EXPECT_EQ(this->append(*store, kAliceCarol, "carol", "other chats are not blocked").refusal,
+            Refusal::none);
+
+  const AppendResult twice =
+      this->append(*store, change(chat::EntryKind::block, kAliceBob, "alice", 0));
+  EXPECT_TRUE(twice.duplicate);
+  EXPECT_EQ(twice.message->seq, 0u) << "blocking twice takes no seq";
+
+  const ReadMarks marks = this->mark_read(*store, kAliceBob, "alice", 0);
+  EXPECT_TRUE(marks.blocks(kAliceBob, "alice"));
+  EXPECT_FALSE(marks.blocks(kAliceBob, "bob"));
+  const BlockList list = this->template wait<BlockList>(
+      [&](auto handler) { store->blocks("alice", Store::BlocksHandler(std::move(handler))); });
+  EXPECT_EQ(list.users, std::vector<std::string>{"bob"});
+  const BlockList none = this->template wait<BlockList>(
+      [&](auto handler) { store->blocks("bob", Store::BlocksHandler(std::move(handler))); });
+  EXPECT_TRUE(none.users.empty());
+
+  ASSERT_EQ(this->append(*store, change(chat::EntryKind::unblock, kAliceBob, "alice", 0)).refusal,
+            Refusal::none);
+  EXPECT_EQ(this->append(*store, kAliceBob, "bob", "thanks").refusal, Refusal::none);
+  EXPECT_FALSE(this->mark_read(*store, kAliceBob, "alice", 0).blocks(kAliceBob, "alice"));
+}
+
+TYPED_TEST(StoreContract, APurgeRemovesOldEntriesInBoundedStepsAndTheSeqGoesOn) {
+  auto store = this->open();
+  for (int i = 0; i < 10; ++i) this->append(*store, kAliceBob, "alice", "old " + std::to_string(i));
+  this->append(*store, kAliceCarol, "carol", "old too");
+  const std::int64_t cutoff = chat::now_ms() + 1;
+  this->next_millisecond(cutoff);
+  for (int i = 0; i < 3; ++i) this->append(*store, kAliceBob, "bob", "new " + std::to_string(i));
+
+  const auto maintenance = store->make_maintenance();
+  std::size_t removed = 0;
+  for (int step = 0; step < 100; ++step) {
+    const PurgeStep purged = maintenance->purge(cutoff, 4);
+    EXPECT_LE(purged.removed, 4u);
+    removed += purged.removed;
+    if (purged.done) break;
+  }
+  EXPECT_EQ(removed, 11u);
+  EXPECT_EQ(seqs_of(this->newest(*store, kAliceBob, 100).messages), range(11, 13));
+  EXPECT_TRUE(this->newest(*store, kAliceCarol, 100).messages.empty());
+  EXPECT_EQ(this->mark_read(*store, kAliceBob, "bob", 0).first_seq, 11u);
+  EXPECT_EQ(this->append(*store, kAliceBob, "alice", "next").message->seq, 14u);
+  EXPECT_EQ(this->append(*store, kAliceCarol, "carol", "next").message->seq, 2u);
+}
+
+TYPED_TEST(StoreContract, AnErasureLeavesTombstonesOfOneUserOnly) {
+  using lifecycle::change;
+  auto store = this->open();
+  this->append(*store, kAliceBob, "alice", "secret one");
+  this->append(*store, kAliceBob, "bob", "bob's");
+  this->append(*store, change(chat::EntryKind::edit, kAliceBob, "alice", 1, "secret edited"));
+  this->append(*store, kAliceCarol, "alice", "secret two");
+  this->mark_read(*store, kAliceBob, "alice", 2);
+
+  const auto maintenance = store->make_maintenance();
+  const auto chats = maintenance->chats_of("alice", "", 10);
+  ASSERT_EQ(chats.size(), 2u);
+  std::size_t erased = 0;
+  for (const auto& chat : chats) {
+    while (const std::size_t n = maintenance->erase(chat, "alice", 1)) erased += n;
+  }
+  EXPECT_GE(erased, 2u);
+  EXPECT_EQ(maintenance->forget_user("alice"), 1u);
+
+  for (const auto& chat : {kAliceBob, kAliceCarol}) {
+    for (const auto& entry : this->history(*store, chat, lifecycle::whole_order()).messages) {
+      if (entry->sender != "alice") continue;
+      EXPECT_EQ(entry->text, "") << chat.str() << " seq " << entry->seq;
+      if (entry->kind == chat::EntryKind::message) {
+        EXPECT_TRUE(entry->deleted);
+      }
+    }
+  }
+  EXPECT_EQ(this->newest(*store, kAliceBob, 10).messages.at(1)->text, "bob's");
+  EXPECT_EQ(this->mark_read(*store, kAliceBob, "alice", 0).of(kAliceBob, "alice"), 0u);
+  EXPECT_TRUE(this->conversations(*store, "alice", 10).conversations.empty());
+  EXPECT_EQ(this->conversations(*store, "bob", 10).conversations.size(), 1u);
+}
+
+TYPED_TEST(StoreContract, MaintenanceReadsAUsersChatsAndMessagesInPages) {
+  using lifecycle::change;
+  auto store = this->open();
+  for (int i = 0; i < 5; ++i) this->append(*store, kAliceBob, "bob", std::to_string(i));
+  this->append(*store, change(chat::EntryKind::remove, kAliceBob, "bob", 2));
+  this->append(*store, kAliceCarol, "alice", "to carol");
+  this->append(*store, ChatKey::of("bob", "carol"), "bob", "not alice's");
+
+  const auto maintenance = store->make_maintenance();
+  const auto first = maintenance->chats_of("alice", "", 1);
+  ASSERT_EQ(first.size(), 1u);
+  const auto rest = maintenance->chats_of("alice", first[0].str(), 10);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_NE(first[0], rest[0]);
+  const auto page = maintenance->messages(kAliceBob, 0, 3);
+  EXPECT_EQ(seqs_of(page), range(1, 3));
+  EXPECT_TRUE(page[1]->deleted) << "tombstones are exported";
+  EXPECT_EQ(seqs_of(maintenance->messages(kAliceBob, 3, 10)), range(4, 5))
+      << "changes are not exported";
+}
+
 }  // namespace
 }  // namespace chatd::store
