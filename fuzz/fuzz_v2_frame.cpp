@@ -1,4 +1,5 @@
-// chat::v2::parse_client_frame, which reads every frame a chat.v2 client sends.
+// chat::v2::parse_client_frame, which reads every frame a chat.v2 client sends, and
+// parse_edit_body, which reads the REST API's PATCH of a message (the same input).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -12,6 +13,14 @@ namespace v2 = chatd::chat::v2;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view payload(reinterpret_cast<const char*>(data), size);
   const chatd::chat::FrameLimits limits{1024};
+  const auto edit = v2::parse_edit_body(payload, limits);
+  if (const auto* change = std::get_if<v2::Change>(&edit)) {
+    FUZZ_CHECK(change->kind == chatd::chat::EntryKind::edit);
+    FUZZ_CHECK(!change->text.empty() && change->text.size() <= limits.max_text_bytes);
+    FUZZ_CHECK(change->client_id.size() <= v2::kMaxClientIdBytes);
+  } else {
+    FUZZ_CHECK(!std::get<v2::Refusal>(edit).error.code.empty());
+  }
   const auto parsed = v2::parse_client_frame(payload, limits);
   if (const auto* refusal = std::get_if<v2::Refusal>(&parsed)) {
     FUZZ_CHECK(!refusal->error.code.empty() && !refusal->error.message.empty());
@@ -29,6 +38,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(history->limit <= v2::kMaxHistoryPage);
   } else if (const auto* read = std::get_if<v2::Read>(&frame)) {
     FUZZ_CHECK(read->seq > 0);
+  } else if (const auto* change = std::get_if<v2::Change>(&frame)) {
+    FUZZ_CHECK(change->kind == chatd::chat::EntryKind::edit ||
+               change->kind == chatd::chat::EntryKind::remove);
+    FUZZ_CHECK(!change->client_id.empty() && change->client_id.size() <= v2::kMaxClientIdBytes);
+    // It names its message by seq, or else by a 24-character id.
+    FUZZ_CHECK(change->seq > 0 || change->id.size() == 24);
+    if (change->kind == chatd::chat::EntryKind::edit) {
+      FUZZ_CHECK(!change->text.empty() && change->text.size() <= limits.max_text_bytes);
+    } else {
+      FUZZ_CHECK(change->text.empty());
+    }
   }
   return 0;
 }
