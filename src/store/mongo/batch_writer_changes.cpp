@@ -134,26 +134,12 @@ bool BatchWriter::apply_to_target(const chat::Message& entry, bool repair) {
   return true;
 }
 
-// Blocking is an upsert of {_id, blocked_by: {$ne: user}}: a chat without a
-// document gets one, and one where `user` blocks already collides with
-// itself on _id. Unblocking matches only a document where `user` blocks.
+// Conditional (append_block_update), so another instance's block or unblock
+// since load_chats() is seen here, not undone or repeated.
 BatchWriter::Update BatchWriter::store_block(const chat::ChatKey& chat, const std::string& user,
                                              bool blocking) {
   Bson selector, update, options, reply;
-  append_utf8(selector.get(), "_id", chat.str());
-  if (blocking) {
-    bson_t condition;
-    bson_append_document_begin(selector.get(), kBlockedBy, -1, &condition);
-    append_utf8(&condition, "$ne", user);
-    bson_append_document_end(selector.get(), &condition);
-  } else {
-    append_utf8(selector.get(), kBlockedBy, user);
-  }
-  bson_t change;
-  bson_append_document_begin(update.get(), blocking ? "$addToSet" : "$pull", -1, &change);
-  append_utf8(&change, kBlockedBy, user);
-  bson_append_document_end(update.get(), &change);
-  if (blocking) append_chat_creation(update.get(), chat);
+  append_block_update(selector.get(), update.get(), chat, user, blocking);
   bson_append_bool(options.get(), "upsert", -1, blocking);
   bson_error_t error;
   if (!mongoc_collection_update_one(chats_.get(), selector.get(), update.get(), options.get(),

@@ -262,6 +262,24 @@ void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t
   }
 }
 
+void append_block_update(bson_t* selector, bson_t* update, const chat::ChatKey& chat,
+                         std::string_view user, bool blocking) {
+  append_utf8(selector, "_id", chat.str());
+  if (blocking) {
+    bson_t condition;
+    bson_append_document_begin(selector, kBlockedBy, -1, &condition);
+    append_utf8(&condition, "$ne", user);
+    bson_append_document_end(selector, &condition);
+  } else {
+    append_utf8(selector, kBlockedBy, user);
+  }
+  bson_t change;
+  bson_append_document_begin(update, blocking ? "$addToSet" : "$pull", -1, &change);
+  append_utf8(&change, kBlockedBy, user);
+  bson_append_document_end(update, &change);
+  if (blocking) append_chat_creation(update, chat);
+}
+
 BlockState block_state_of(const bson_t* chat_document, const chat::ChatKey& chat) {
   BlockState state;
   bson_iter_t iter, user;

@@ -107,6 +107,14 @@ void append_chat_creation(bson_t* update, const chat::ChatKey& chat);
 void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t last_seq,
                         std::optional<std::int64_t> message_ms);
 
+/// The update of a chats document that makes `user` block (or unblock) the
+/// chat's other user, conditional: it matches only when that changes the
+/// state. A block is run as an upsert (a chat without a document gets one),
+/// so where `user` blocks already it collides with the document on _id
+/// (kDuplicateKey); an unblock where `user` does not block matches nothing.
+void append_block_update(bson_t* selector, bson_t* update, const chat::ChatKey& chat,
+                         std::string_view user, bool blocking);
+
 /// Who blocks whom in a chats document (its blocked_by).
 struct BlockState {
   bool first_blocks = false;   ///< The chat key's first user blocks the second.

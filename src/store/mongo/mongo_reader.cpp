@@ -133,7 +133,7 @@ HistoryPage MongoReader::read_page(const chat::ChatKey& chat, const HistoryQuery
 }
 
 // A mark_read: the receipt, both users' marks, and what a connection learns
-// of its chat when it opens (blocks, the oldest kept seq).
+// of its chat when it opens (blocks, the oldest kept and the last seq).
 ReadMarks MongoReader::write_read_mark(const chat::ChatKey& chat, const std::string& user,
                                        std::uint64_t seq) {
   const Collection reads = client_.collection(backend_.connection().database(), kReads);
@@ -181,7 +181,8 @@ bool MongoReader::read_chat_state(const chat::ChatKey& chat, ReadMarks& marks) {
   {
     const Collection chats = client_.collection(db, kChats);
     BsonPtr filter(BCON_NEW("_id", BCON_UTF8(chat.str().c_str())));
-    BsonPtr options(BCON_NEW("projection", "{", kBlockedBy, BCON_INT32(1), "}"));
+    BsonPtr options(
+        BCON_NEW("projection", "{", kBlockedBy, BCON_INT32(1), "last_seq", BCON_INT32(1), "}"));
     Cursor cursor(
         mongoc_collection_find_with_opts(chats.get(), filter.get(), options.get(), nullptr));
     const bson_t* document = nullptr;
@@ -189,6 +190,8 @@ bool MongoReader::read_chat_state(const chat::ChatKey& chat, ReadMarks& marks) {
       const BlockState blocks = block_state_of(document, chat);
       marks.first_blocks = blocks.first_blocks;
       marks.second_blocks = blocks.second_blocks;
+      // Raised after each batch's inserts: it may lag behind them, never run ahead.
+      marks.last_seq = last_seq_of(document);
     }
     if (mongoc_cursor_error(cursor.get(), &error)) {
       failed("read the blocks of chat", chat.str(), error);

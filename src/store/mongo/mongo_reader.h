@@ -26,7 +26,7 @@ class MongoReader final : public Reader {
   ReadMarks write_read_mark(const chat::ChatKey& chat, const std::string& user, std::uint64_t seq);
   /// Both users' receipts of `chat` into `marks`; false when the read failed.
   bool read_receipts(const chat::ChatKey& chat, ReadMarks& marks);
-  /// Who blocks whom and the oldest kept seq into `marks`; false on failure.
+  /// Who blocks whom and the oldest and newest seqs into `marks`; false on failure.
   bool read_chat_state(const chat::ChatKey& chat, ReadMarks& marks);
   static bool store_receipt(const Collection& reads, const chat::ChatKey& chat,
                             const std::string& user, std::uint64_t seq, bson_error_t& error);

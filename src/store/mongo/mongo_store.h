@@ -37,14 +37,16 @@ struct MongoOptions {
 /// QueuedStore's writer thread does group commit through a BatchWriter (every
 /// append queued while a bulk write runs goes into the next one, across
 /// chats; see BatchWriter for the round trips and sequence numbers), its
-/// reader threads serve reads through MongoReader, each with a pooled client.
-/// A monitor thread of this backend owns reachability: at start it creates
-/// the indexes, retrying with backoff while the server is away, and whenever
-/// an operation finds the server gone it pings until it is back. While the
-/// store is not ready, appends and reads fail at once with `unavailable`
-/// instead of each waiting out the driver's server selection, so /readyz says
-/// 503, new sessions close 1013 and sends get store_unavailable — and all of
-/// it heals by itself when the server returns.
+/// reader threads serve reads through MongoReader, each with a pooled client,
+/// as have the webhook sender's MongoOutbox and the maintenance thread's
+/// MongoMaintenance (retention, erasure, export). A monitor thread of this
+/// backend owns reachability: at start it creates the indexes, retrying with
+/// backoff while the server is away, and whenever an operation finds the
+/// server gone it pings until it is back. While the store is not ready,
+/// appends and reads fail at once with `unavailable` instead of each waiting
+/// out the driver's server selection, so /readyz says 503, new sessions close
+/// 1013 and sends get store_unavailable — and all of it heals by itself when
+/// the server returns.
 class MongoBackend final : public Backend {
  public:
   /// Parses the URI and starts the monitor; connecting happens in the

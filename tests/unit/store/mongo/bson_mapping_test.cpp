@@ -67,8 +67,19 @@ TEST(BsonMapping, HistoryPageQueriesTheNewestByDefault) {
   query.limit = 100;
   append_history_filter(filter.get(), chat::ChatKey::of("a", "b"), query);
   append_history_options(options.get(), query);
-  EXPECT_EQ(filter.json(), R"({ "chat" : "1:a:b", "seq" : { "$gt" : 0 } })");
+  EXPECT_EQ(filter.json(), R"({ "chat" : "1:a:b", "seq" : { "$gt" : 0 }, )"
+                           R"("kind" : { "$in" : [ null, 0 ] } })")
+      << "messages only: a page never holds changes";
   EXPECT_EQ(options.json(), R"({ "sort" : { "seq" : -1 }, "limit" : 101 })");
+}
+
+TEST(BsonMapping, AV1HistoryLeavesTombstonesOut) {
+  Bson filter;
+  HistoryQuery query;
+  query.skip_deleted = true;
+  append_history_filter(filter.get(), chat::ChatKey::of("a", "b"), query);
+  EXPECT_EQ(filter.json(), R"({ "chat" : "1:a:b", "seq" : { "$gt" : 0 }, )"
+                           R"("kind" : { "$in" : [ null, 0 ] }, "deleted" : { "$ne" : true } })");
 }
 
 TEST(BsonMapping, ResumeQueriesTheOldestAfterASeq) {
@@ -78,6 +89,7 @@ TEST(BsonMapping, ResumeQueriesTheOldestAfterASeq) {
   query.before_seq = 20;
   query.limit = 5;
   query.oldest_first = true;
+  query.messages_only = false;  // a resume: changes too
   append_history_filter(filter.get(), chat::ChatKey::of("a", "b"), query);
   append_history_options(options.get(), query);
   EXPECT_EQ(filter.json(), R"({ "chat" : "1:a:b", "seq" : { "$gt" : 7, "$lt" : 20 } })");
@@ -90,7 +102,89 @@ TEST(BsonMapping, ChatUpdateOnlyRaisesLastSeq) {
   EXPECT_EQ(
       update.json(),
       R"({ "$setOnInsert" : { "participants" : [ "alice", "bob" ] }, )"
-      R"("$max" : { "last_seq" : 9, "last_activity" : { "$date" : "1970-01-01T00:00:01Z" } } })");
+      R"("$max" : { "last_seq" : 9, "last_activity" : { "$date" : "1970-01-01T00:00:01Z" } }, )"
+      R"("$unset" : { "hidden_for" : "" } })")
+      << "a new message shows the chat again to a forgotten user";
+}
+
+TEST(BsonMapping, ChatUpdateOfChangesOnlyIsNoActivity) {
+  Bson update;
+  append_chat_update(update.get(), chat::ChatKey::of("bob", "alice"), 9, std::nullopt);
+  EXPECT_EQ(update.json(), R"({ "$setOnInsert" : { "participants" : [ "alice", "bob" ] }, )"
+                           R"("$max" : { "last_seq" : 9 } })");
+}
+
+TEST(BsonMapping, ChangeRoundTrips) {
+  chat::Message original = sample_message();
+  original.kind = chat::EntryKind::edit;
+  original.target = 40;
+  original.target_id = "6924f3a1c0ffee0000000002";
+  Bson document;
+  append_message_document(document.get(), original);
+  EXPECT_EQ(integer_field(document.get(), "kind"), 1);
+  const auto read = message_from_document(document.get());
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->kind, chat::EntryKind::edit);
+  EXPECT_EQ(read->target, 40u);
+  EXPECT_EQ(read->target_id, original.target_id);
+  EXPECT_EQ(read->edited_ms, 0);
+  EXPECT_FALSE(read->deleted);
+}
+
+TEST(BsonMapping, AMessagesStateRoundTrips) {
+  chat::Message original = sample_message();
+  original.edited_ms = 1'795'000'000'999;
+  original.deleted = true;
+  Bson document;
+  append_message_document(document.get(), original);
+  EXPECT_FALSE(utf8_field(document.get(), "kind")) << "a message has no kind field";
+  EXPECT_EQ(date_field(document.get(), "edited_at"), original.edited_ms);
+  const auto read = message_from_document(document.get());
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->kind, chat::EntryKind::message);
+  EXPECT_EQ(read->edited_ms, original.edited_ms);
+  EXPECT_TRUE(read->deleted);
+}
+
+TEST(BsonMapping, ALegacyDocumentIsAMessageAsItWas) {
+  Bson legacy;
+  append_id_filter(legacy.get(), "6924f3a1c0ffee0000000001");
+  append_utf8(legacy.get(), "chat", "5:alice:bob");
+  bson_append_int32(legacy.get(), "seq", -1, 3);
+  append_utf8(legacy.get(), "sender", "alice");
+  append_utf8(legacy.get(), "text", "hi");
+  const auto read = message_from_document(legacy.get());
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->kind, chat::EntryKind::message);
+  EXPECT_EQ(read->target, 0u);
+  EXPECT_EQ(read->edited_ms, 0);
+  EXPECT_FALSE(read->deleted);
+
+  bson_append_int32(legacy.get(), "kind", -1, 99);  // a later chatd's kind
+  EXPECT_FALSE(message_from_document(legacy.get()));
+}
+
+TEST(BsonMapping, ABlockMatchesOnlyWhereItChangesTheState) {
+  const auto chat = chat::ChatKey::of("bob", "alice");
+  Bson selector, update;
+  append_block_update(selector.get(), update.get(), chat, "bob", true);
+  EXPECT_EQ(selector.json(), R"({ "_id" : "5:alice:bob", "blocked_by" : { "$ne" : "bob" } })");
+  EXPECT_EQ(update.json(), R"({ "$addToSet" : { "blocked_by" : "bob" }, )"
+                           R"("$setOnInsert" : { "participants" : [ "alice", "bob" ] } })");
+  Bson unblock_selector, unblock;
+  append_block_update(unblock_selector.get(), unblock.get(), chat, "bob", false);
+  EXPECT_EQ(unblock_selector.json(), R"({ "_id" : "5:alice:bob", "blocked_by" : "bob" })");
+  EXPECT_EQ(unblock.json(), R"({ "$pull" : { "blocked_by" : "bob" } })");
+}
+
+TEST(BsonMapping, BlockStateOfAChatDocument) {
+  const auto chat = chat::ChatKey::of("bob", "alice");
+  Bson document, none;
+  bson_init_from_json(document.get(), R"({"blocked_by": ["bob", "mallory"]})", -1, nullptr);
+  const BlockState state = block_state_of(document.get(), chat);
+  EXPECT_TRUE(state.blocks(chat, "bob"));
+  EXPECT_FALSE(state.blocks(chat, "alice"));
+  EXPECT_FALSE(block_state_of(none.get(), chat).blocks(chat, "bob"));
 }
 
 TEST(BsonMapping, BulkReplyTellsTheCommittedPrefixAndTheRefusal) {
