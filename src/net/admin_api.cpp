@@ -111,15 +111,19 @@ void erase_user(const Services& services, asio::any_io_executor executor, std::s
     }
     std::size_t chats = 0;
     std::size_t erased = 0;
+    std::size_t edits = 0;
     std::size_t receipts = 0;
     try {
       std::string after;
       for (;;) {
         const auto page = maintenance->chats_of(user, after, kChatsPerRead);
         for (const auto& chat : page) {
-          std::size_t in_chat = 0;
-          while (const std::size_t n = maintenance->erase(chat, user, kEraseBatch)) in_chat += n;
-          erased += in_chat;
+          for (;;) {
+            const store::EraseStep step = maintenance->erase(chat, user, kEraseBatch);
+            if (step.empty()) break;
+            erased += step.messages;
+            edits += step.edits;
+          }
           ++chats;
           // The chat's connections and resuming clients learn it in order.
           chat::PendingMessage entry{chat, user, {}, {}, 0, std::chrono::steady_clock::now()};
@@ -141,12 +145,13 @@ void erase_user(const Services& services, asio::any_io_executor executor, std::s
     }
     metrics.admin_erasures.inc();
     metrics.erased_messages.inc(erased);
-    spdlog::info("admin audit: erased user {}: {} messages in {} chats, {} receipts", user, erased,
-                 chats, receipts);
-    asio::post(executor, [answer, user, chats, erased, receipts] {
+    spdlog::info("admin audit: erased user {}: {} messages and {} edits in {} chats, {} receipts",
+                 user, erased, edits, chats, receipts);
+    asio::post(executor, [answer, user, chats, erased, edits, receipts] {
       answer.reply(http::status::ok, json::serialize(json::object{{"user", user},
                                                                   {"chats", chats},
                                                                   {"messages_erased", erased},
+                                                                  {"edits_erased", edits},
                                                                   {"receipts_removed", receipts}}));
     });
   });

@@ -2,11 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace chatd::store {
 namespace {
 
-/// The pause between two purge steps of a pass: the writer, waiting for the
-/// write lock in its busy handler, takes it meanwhile.
+/// The shortest pause between two purge steps of a pass: the writer, waiting
+/// for the write lock in its busy handler, takes it meanwhile. A step that
+/// took longer is followed by a pause as long as it took, so that a purge
+/// holds the database at most half the time.
 constexpr std::chrono::milliseconds kBetweenSteps{5};
 /// The wait before opening the database again after it failed.
 constexpr std::chrono::seconds kRetryOpen{5};
@@ -75,10 +79,13 @@ void Maintainer::run() {
     const auto now = std::chrono::steady_clock::now();
     if (retention && (in_pass || now >= next_pass)) {
       lock.unlock();
+      const auto step_started = std::chrono::steady_clock::now();
       in_pass = open() && purge_step(*maintenance);
+      const auto took = std::chrono::steady_clock::now() - step_started;
       lock.lock();
       if (!in_pass) next_pass = std::chrono::steady_clock::now() + retention_.interval;
-      wake_.wait_for(lock, kBetweenSteps);
+      wake_.wait_for(lock, std::max<std::chrono::steady_clock::duration>(kBetweenSteps, took),
+                     [this] { return stopping_; });
       continue;
     }
     if (retention) {

@@ -22,6 +22,13 @@ struct PurgeStep {
   bool done = false;        ///< The pass has visited every chat: none older is left.
 };
 
+/// One step of an erasure.
+struct EraseStep {
+  std::size_t messages = 0;  ///< Messages made tombstones.
+  std::size_t edits = 0;     ///< The user's edits whose text was removed.
+  bool empty() const { return messages + edits == 0; }
+};
+
 /// What operators do to the data besides chatting: retention, erasure and
 /// export (docs/operations.md). One per backend, owned by the one thread that
 /// uses it (store::Maintainer's), with its own connection to the database, so
@@ -48,10 +55,11 @@ class Maintenance {
   virtual std::vector<chat::MessagePtr> messages(const chat::ChatKey& chat, std::uint64_t after_seq,
                                                  std::size_t limit) = 0;
 
-  /// Makes at most `max_rows` of the messages and edits `user` sent in `chat`
-  /// tombstones (their text gone) and returns how many: 0 once none is left.
-  virtual std::size_t erase(const chat::ChatKey& chat, const std::string& user,
-                            std::size_t max_rows) = 0;
+  /// Makes at most `max_rows` of the messages `user` sent in `chat`
+  /// tombstones and removes the text of their edits, and says how many of
+  /// each: none once none is left.
+  virtual EraseStep erase(const chat::ChatKey& chat, const std::string& user,
+                          std::size_t max_rows) = 0;
 
   /// Removes `user`'s read receipts and hides every chat from their
   /// conversation list (until its next message); returns the receipts removed.

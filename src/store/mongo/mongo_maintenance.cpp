@@ -153,8 +153,8 @@ std::vector<chat::MessagePtr> MongoMaintenance::messages(const chat::ChatKey& ch
   return page;
 }
 
-std::size_t MongoMaintenance::erase(const chat::ChatKey& chat, const std::string& user,
-                                    std::size_t max_rows) {
+EraseStep MongoMaintenance::erase(const chat::ChatKey& chat, const std::string& user,
+                                  std::size_t max_rows) {
   check_ready();
   const Collection messages = collection(kMessages);
   // The user's messages become tombstones...
@@ -164,18 +164,19 @@ std::size_t MongoMaintenance::erase(const chat::ChatKey& chat, const std::string
   append_messages_only(own_messages.get());
   append_not_deleted(own_messages.get());
   BsonPtr tombstone(BCON_NEW("$set", "{", "text", BCON_UTF8(""), "deleted", BCON_BOOL(true), "}"));
-  std::size_t changed = update_some(messages, own_messages.get(), tombstone.get(), max_rows,
-                                    "erase a user's messages");
-  if (changed >= max_rows) return changed;
+  EraseStep step;
+  step.messages = update_some(messages, own_messages.get(), tombstone.get(), max_rows,
+                              "erase a user's messages");
+  if (step.messages >= max_rows) return step;
   // ...and their edits lose the text they carried.
   BsonPtr own_edits(BCON_NEW("chat", BCON_UTF8(chat.str().c_str()), "sender",
                              BCON_UTF8(user.c_str()), "kind",
                              BCON_INT32(static_cast<std::int32_t>(chat::EntryKind::edit)), "text",
                              "{", "$ne", BCON_UTF8(""), "}"));
   BsonPtr blank(BCON_NEW("$set", "{", "text", BCON_UTF8(""), "}"));
-  changed += update_some(messages, own_edits.get(), blank.get(), max_rows - changed,
-                         "erase a user's edits");
-  return changed;
+  step.edits = update_some(messages, own_edits.get(), blank.get(), max_rows - step.messages,
+                           "erase a user's edits");
+  return step;
 }
 
 // The receipts are found through the user's chats (the participants index,

@@ -22,8 +22,8 @@ class MongoMaintenance final : public Maintenance {
                                       std::size_t limit) override;
   std::vector<chat::MessagePtr> messages(const chat::ChatKey& chat, std::uint64_t after_seq,
                                          std::size_t limit) override;
-  std::size_t erase(const chat::ChatKey& chat, const std::string& user,
-                    std::size_t max_rows) override;
+  EraseStep erase(const chat::ChatKey& chat, const std::string& user,
+                  std::size_t max_rows) override;
   std::size_t forget_user(const std::string& user) override;
 
  private:

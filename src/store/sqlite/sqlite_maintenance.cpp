@@ -33,15 +33,19 @@ SqliteMaintenance::SqliteMaintenance(Database db)
           db_.get(), "SELECT " + std::string(kMessageColumns) +
                          " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?1)"
                          " AND seq > ?2 AND kind = 0 ORDER BY seq LIMIT ?3")),
-      // The user's messages (kind 0) become tombstones; their edits (kind 1)
-      // lose the text they carried.
-      erase_(prepare_or_throw(
+      // The user's messages become tombstones; their edits lose the text
+      // they carried.
+      erase_messages_(prepare_or_throw(
           db_.get(),
-          "UPDATE messages SET text = '', deleted = CASE WHEN kind = 0 THEN 1 ELSE deleted END"
-          " WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?1) AND seq IN (SELECT seq"
-          " FROM messages WHERE chat_id = (SELECT id FROM chats WHERE chat_key = ?1)"
-          " AND sender = ?2 AND kind IN (0, 1) AND (text != '' OR (kind = 0 AND deleted = 0))"
+          "UPDATE messages SET text = '', deleted = 1 WHERE chat_id = (SELECT id FROM chats"
+          " WHERE chat_key = ?1) AND seq IN (SELECT seq FROM messages WHERE chat_id = (SELECT"
+          " id FROM chats WHERE chat_key = ?1) AND sender = ?2 AND kind = 0 AND deleted = 0"
           " LIMIT ?3)")),
+      erase_edits_(prepare_or_throw(
+          db_.get(),
+          "UPDATE messages SET text = '' WHERE chat_id = (SELECT id FROM chats WHERE chat_key ="
+          " ?1) AND seq IN (SELECT seq FROM messages WHERE chat_id = (SELECT id FROM chats"
+          " WHERE chat_key = ?1) AND sender = ?2 AND kind = 1 AND text != '' LIMIT ?3)")),
       forget_reads_(prepare_or_throw(db_.get(), "DELETE FROM reads WHERE user = ?")),
       hide_chats_(prepare_or_throw(
           db_.get(),
@@ -134,15 +138,22 @@ std::vector<chat::MessagePtr> SqliteMaintenance::messages(const chat::ChatKey& c
   return messages;
 }
 
-std::size_t SqliteMaintenance::erase(const chat::ChatKey& chat, const std::string& user,
-                                     std::size_t max_rows) {
-  sqlite3_stmt* erase = erase_.get();
-  StatementReset reset(erase);
-  bind_text(erase, 1, chat.str());
-  bind_text(erase, 2, user);
-  sqlite3_bind_int64(erase, 3, static_cast<sqlite3_int64>(max_rows));
-  if (sqlite3_step(erase) != SQLITE_DONE) fail("erase a user's messages");
-  return static_cast<std::size_t>(sqlite3_changes(db_.get()));
+EraseStep SqliteMaintenance::erase(const chat::ChatKey& chat, const std::string& user,
+                                   std::size_t max_rows) {
+  const auto run = [&](const Statement& statement, std::size_t rows) -> std::size_t {
+    if (rows == 0) return 0;
+    sqlite3_stmt* erase = statement.get();
+    StatementReset reset(erase);
+    bind_text(erase, 1, chat.str());
+    bind_text(erase, 2, user);
+    sqlite3_bind_int64(erase, 3, static_cast<sqlite3_int64>(rows));
+    if (sqlite3_step(erase) != SQLITE_DONE) fail("erase a user's messages");
+    return static_cast<std::size_t>(sqlite3_changes(db_.get()));
+  };
+  EraseStep step;
+  step.messages = run(erase_messages_, max_rows);
+  step.edits = run(erase_edits_, max_rows - step.messages);
+  return step;
 }
 
 std::size_t SqliteMaintenance::forget_user(const std::string& user) {

@@ -19,16 +19,16 @@ class SqliteMaintenance final : public Maintenance {
                                       std::size_t limit) override;
   std::vector<chat::MessagePtr> messages(const chat::ChatKey& chat, std::uint64_t after_seq,
                                          std::size_t limit) override;
-  std::size_t erase(const chat::ChatKey& chat, const std::string& user,
-                    std::size_t max_rows) override;
+  EraseStep erase(const chat::ChatKey& chat, const std::string& user,
+                  std::size_t max_rows) override;
   std::size_t forget_user(const std::string& user) override;
 
  private:
   [[noreturn]] void fail(const char* what) const;
 
   Database db_;
-  Statement begin_, commit_, rollback_, next_chats_, purge_chat_, chats_of_, messages_, erase_,
-      forget_reads_, hide_chats_;
+  Statement begin_, commit_, rollback_, next_chats_, purge_chat_, chats_of_, messages_,
+      erase_messages_, erase_edits_, forget_reads_, hide_chats_;
   /// The purge pass's place: chats with a greater id are visited next.
   sqlite3_int64 purge_after_chat_ = 0;
 };

@@ -30,8 +30,9 @@ SqliteWriter::SqliteWriter(sqlite3* db, std::atomic<bool>& ready, std::size_t ma
                                     "last_activity_ms) VALUES (?, ?, ?, 0, ?)")),
       update_chat_(
           prepare_or_throw(db,
-                           "UPDATE chats SET last_seq = ?, last_activity_ms = ?, hidden = 0"
-                           " WHERE id = ?")),
+                           "UPDATE chats SET last_seq = ?1, last_activity_ms = CASE WHEN ?4 THEN"
+                           " ?2 ELSE last_activity_ms END, hidden = CASE WHEN ?4 THEN 0 ELSE"
+                           " hidden END WHERE id = ?3")),
       insert_message_(prepare_or_throw(
           db,
           "INSERT INTO messages (chat_id, seq, id, sender, text, ts_ms, client_id, hooks, kind, "
@@ -111,7 +112,13 @@ bool SqliteWriter::write_batch(std::span<const chat::PendingMessage> batch,
       ok = false;
       break;
     }
-    if (std::find(touched.begin(), touched.end(), state) == touched.end()) touched.push_back(state);
+    if (std::find(touched.begin(), touched.end(), state) == touched.end()) {
+      touched.push_back(state);
+      state->had_message = false;
+    }
+    // Only a message is activity: a block must not move the chat up the
+    // blocked user's list, nor an erasure's change show the erased user's.
+    if (message->kind == chat::EntryKind::message) state->had_message = true;
     state->last_seq = message->seq;
     results[i] = AppendResult{StoreError::none, std::move(message), false};
   }
@@ -121,6 +128,7 @@ bool SqliteWriter::write_batch(std::span<const chat::PendingMessage> batch,
     sqlite3_bind_int64(update, 1, static_cast<sqlite3_int64>(touched[i]->last_seq));
     sqlite3_bind_int64(update, 2, timestamp);
     sqlite3_bind_int64(update, 3, touched[i]->id);
+    sqlite3_bind_int(update, 4, touched[i]->had_message ? 1 : 0);
     ok = sqlite3_step(update) == SQLITE_DONE;
     if (!ok) spdlog::error("sqlite: cannot update a chat: {}", sqlite3_errmsg(db_));
   }

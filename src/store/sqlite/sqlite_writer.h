@@ -29,7 +29,8 @@ class SqliteWriter final : public Committer {
   struct ChatState {
     sqlite3_int64 id = 0;
     std::uint64_t last_seq = 0;
-    int blocks = 0;  ///< chats.blocks: who blocks whom
+    int blocks = 0;            ///< chats.blocks: who blocks whom
+    bool had_message = false;  ///< The batch being written holds a message of it.
   };
   /// What the chat's rules make of one entry of a batch.
   enum class Outcome {

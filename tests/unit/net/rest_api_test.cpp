@@ -803,7 +803,7 @@ TEST_F(RestApiTest, WithSecretKeyTheTokensSubjectIsTheSender) {
 
 TEST_F(RestApiTest, UnknownRouteIs404NotFound) {
   for (const std::string target :
-       {"/api/", "/api/chats", "/api/chats/alice/bob", "/api/chats/alice/bob/messages/1",
+       {"/api/", "/api/chats", "/api/chats/alice/bob", "/api/chats/alice/bob/messages/1/x",
         "/api/chats/alice/bob/history", "/api/users/alice", "/api/users/alice/chats",
         "/api/v2/chats/alice/bob/messages"}) {
     const Response response = get(target);
@@ -811,6 +811,12 @@ TEST_F(RestApiTest, UnknownRouteIs404NotFound) {
     EXPECT_EQ(error_code_of(response), "not_found") << target;
     EXPECT_EQ(response[http::field::content_type], "application/json") << target;
   }
+}
+
+TEST_F(RestApiTest, OneMessageIsChangedByPatchOrDeleteOnly) {
+  const Response response = get("/api/chats/alice/bob/messages/1");
+  EXPECT_EQ(response.result(), http::status::method_not_allowed);
+  EXPECT_EQ(error_code_of(response), "method_not_allowed");
 }
 
 TEST_F(RestApiTest, WrongMethodIs405MethodNotAllowed) {

@@ -368,9 +368,13 @@ TEST_F(MongoLifecycle, ErasureMakesTombstonesOfAUsersMessagesAndEdits) {
   EXPECT_EQ(maintenance->chats_of("alice", "", 1), std::vector<ChatKey>{kAliceBob});
   EXPECT_EQ(maintenance->chats_of("bob", "", 10), std::vector<ChatKey>{kAliceBob});
 
-  EXPECT_EQ(maintenance->erase(kAliceBob, "alice", 2), 2u);
-  EXPECT_EQ(maintenance->erase(kAliceBob, "alice", 2), 1u);
-  EXPECT_EQ(maintenance->erase(kAliceBob, "alice", 2), 0u) << "none left";
+  const store::EraseStep first = maintenance->erase(kAliceBob, "alice", 2);
+  EXPECT_EQ(first.messages, 2u);
+  EXPECT_EQ(first.edits, 0u);
+  const store::EraseStep second = maintenance->erase(kAliceBob, "alice", 2);
+  EXPECT_EQ(second.messages, 0u);
+  EXPECT_EQ(second.edits, 1u);
+  EXPECT_TRUE(maintenance->erase(kAliceBob, "alice", 2).empty()) << "none left";
   const HistoryPage all = everything(*store, kAliceBob);
   ASSERT_EQ(all.messages.size(), 4u);
   EXPECT_TRUE(all.messages[0]->deleted);
