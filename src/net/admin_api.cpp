@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
+#include <future>
 
 #include "chat/frames.h"
 #include "chat/message.h"
@@ -91,6 +92,8 @@ void retry_failed(const Services& services, asio::any_io_executor executor, std:
 
 /// Rows an erasure changes per statement: a chat's write lock is held that long.
 constexpr std::size_t kEraseBatch = 500;
+/// How long an erasure waits for the store to commit one chat's `erased` change.
+constexpr std::chrono::seconds kEraseEntryTimeout{30};
 constexpr std::size_t kChatsPerRead = 100;
 constexpr std::size_t kDefaultExportLimit = 1000;
 constexpr std::size_t kMaxExportLimit = 5000;
@@ -126,9 +129,19 @@ void erase_user(const Services& services, asio::any_io_executor executor, std::s
           }
           ++chats;
           // The chat's connections and resuming clients learn it in order.
+          // Waited for, so that the answer comes after every chat was told
+          // and no write of the erasure races the next one on the chat.
           chat::PendingMessage entry{chat, user, {}, {}, 0, std::chrono::steady_clock::now()};
           entry.kind = chat::EntryKind::erase;
-          store.append(std::move(entry), [](store::AppendResult) {});
+          auto told = std::make_shared<std::promise<store::StoreError>>();
+          auto result = told->get_future();
+          store.append(std::move(entry),
+                       [told](store::AppendResult appended) { told->set_value(appended.error); });
+          if (result.wait_for(kEraseEntryTimeout) != std::future_status::ready ||
+              result.get() != store::StoreError::none) {
+            throw store::MaintenanceError("the erased change of " + chat.str() +
+                                          " was not stored");
+          }
         }
         if (page.size() < kChatsPerRead) break;
         after = page.back().str();
