@@ -95,13 +95,47 @@ asio::awaitable<std::optional<std::uint64_t>> last_seq(Session& session) {
 }  // namespace
 
 asio::awaitable<bool> replay_v1(Session& session) {
-  // The messages among the last HISTORY_LIMIT seqs: a chat's seqs have no
-  // gaps (docs/architecture.md, "Ordering"); changes and tombstones among
-  // them are not shown to v1.
-  const auto last = co_await last_seq(session);
-  if (!last) co_return false;
-  const std::uint64_t limit = session.services().options.history_limit;
-  co_return co_await send_after(session, *last > limit ? *last - limit : 0);
+  // The last HISTORY_LIMIT messages a v1 client may see (no changes, no
+  // tombstones), oldest first. The newest page is read within the send
+  // queue's room; when it holds them all it is sent as it is, else it only
+  // tells where they start, and the replay reads them from there in slices.
+  const std::size_t limit = session.services().options.history_limit;
+  store::HistoryQuery newest;
+  newest.limit = limit;
+  newest.skip_deleted = true;
+  newest.max_bytes = session.queue().room();
+  auto page = co_await read_page(session, newest);
+  if (!page) co_return false;
+  if (page->messages.empty()) {
+    const auto last = co_await last_seq(session);
+    if (!last) co_return false;
+    co_return co_await send_after(session, *last);
+  }
+  std::size_t found = page->messages.size();
+  std::uint64_t start = page->messages.front()->seq - 1;
+  if (!page->has_more || found >= limit) {
+    session.queue().replay_from(start);
+    for (const auto& message : page->messages) {
+      const bool sent = co_await session.send_paced(chat::message_frame(*message), message->seq);
+      if (!sent) co_return false;
+    }
+    page.reset();
+    if (session.finish_replay()) co_return !session.queue().closing();
+    co_return co_await send_after(session, session.queue().last_seq_sent());
+  }
+  page.reset();
+  while (found < limit) {
+    store::HistoryQuery older = newest;
+    older.before_seq = start + 1;
+    older.limit = limit - found;
+    const auto more = co_await read_page(session, older);
+    if (!more) co_return false;
+    if (more->messages.empty()) break;
+    found += more->messages.size();
+    start = more->messages.front()->seq - 1;
+    if (!more->has_more) break;
+  }
+  co_return co_await send_after(session, start);
 }
 
 asio::awaitable<bool> replay_v2(Session& session) {
