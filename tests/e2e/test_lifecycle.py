@@ -385,6 +385,25 @@ async def test_edits_and_deletes_reach_v2_connections_live_and_pass_v1_by(chatd)
 
 # ---------------------------------------------------------------------- 2. idempotency
 
+async def test_a_v1_history_is_the_last_history_limit_messages_it_can_see(chatd):
+    # HISTORY_LIMIT 3, and the chat's last seqs hold changes and a tombstone:
+    # the v1 connect still shows 3 messages, reaching back past them.
+    server = chatd(env={"HISTORY_LIMIT": "3"})
+    alice = await connect(server, "alice", "bob", "alice")
+    for n in range(1, 6):
+        await send(alice, f"m-{n}", f"message {n}")                  # seqs 1-5
+    await change(alice, "delete", "d-4", seq=4)                      # 6
+    await change(alice, "edit", "e-5", seq=5, text="message 5, edited")  # 7
+    await change(alice, "delete", "d-3", seq=3)                      # 8
+    reader = await ChatClient.open(server, "bob", "alice", "v1 reader")
+    marker = await send(alice, "m-6", "live")                        # 9
+    got = [(m["seq"], m["text"]) for m in await reader.recv_messages(4)]
+    assert got == [(1, "message 1"), (2, "message 2"), (5, "message 5, edited"),
+                   (9, "live")], got
+    assert marker["seq"] == 9, marker
+    await reader.expect_silence()
+
+
 async def test_a_retried_edit_or_delete_returns_the_first_ack_and_changes_nothing(chatd):
     server = chatd()
     alice = await connect(server, "alice", "bob", "alice")
