@@ -146,65 +146,6 @@ void get_messages(const Services& services, asio::any_io_executor executor,
       }));
 }
 
-void append_message(const Services& services, asio::any_io_executor executor,
-                    chat::PendingMessage pending, const Call& call) {
-  services.metrics.messages_received.inc();
-  services.store.append(
-      std::move(pending), asio::bind_executor(executor, [call](store::AppendResult result) {
-        if (result.error == store::StoreError::none && result.refusal != store::Refusal::none) {
-          call.error(http::status::forbidden, store::to_string(result.refusal),
-                     refusal_message(result.refusal));
-          return;
-        }
-        if (result.error == store::StoreError::none) {
-          call.reply(result.duplicate ? http::status::ok : http::status::created,
-                     chat::v2::ack_frame(*result.message, result.duplicate));
-          return;
-        }
-        const StoreReply answer = store_reply(result.error, "message not stored");
-        call.error(http::status::service_unavailable, answer.code, answer.message);
-      }));
-}
-
-void post_message(const Services& services, asio::any_io_executor executor,
-                  const RestApi::Request& request, const MessagesPath& path, std::string me,
-                  const Call& call) {
-  const chat::FrameLimits limits{services.options.max_text_bytes};
-  auto parsed = chat::v2::parse_send_body(request.body(), limits);
-  if (auto* refusal = std::get_if<chat::v2::Refusal>(&parsed)) {
-    services.metrics.rejected(refusal->error.code);
-    call.error(http::status::bad_request, refusal->error.code, refusal->error.message);
-    return;
-  }
-  if (!services.rest_limits.try_take(me)) {
-    services.metrics.rejected("rate_limited");
-    call.error(http::status::too_many_requests, "rate_limited",
-               "too many messages; message not stored, slow down (MESSAGES_PER_SECOND)");
-    return;
-  }
-  auto send = std::get<chat::v2::Send>(std::move(parsed));
-  auto pending = std::make_shared<chat::PendingMessage>(chat::PendingMessage{
-      chat::ChatKey::of(path.user1, path.user2), std::move(me), std::move(send.text),
-      std::move(send.client_id), 0, std::chrono::steady_clock::now()});
-  // Both users must exist, as for a WebSocket; the cache answers most lookups.
-  users::verify_chat_users(
-      services.users, path.user1, path.user2,
-      asio::bind_executor(executor, [services, executor, call, pending](users::ChatUsers users) {
-        switch (users.status) {
-          case users::UserStatus::unavailable:
-            call.error(http::status::service_unavailable, "user_search_unavailable",
-                       "user-search service unavailable; try again");
-            return;
-          case users::UserStatus::not_found:
-            call.error(http::status::not_found, "unknown_user", "unknown user: " + users.unknown);
-            return;
-          case users::UserStatus::found:
-            append_message(services, executor, std::move(*pending), call);
-            return;
-        }
-      }));
-}
-
 /// The HTTP status of a change the chat's rules refused.
 http::status refusal_status(store::Refusal refusal) {
   switch (refusal) {
@@ -226,14 +167,15 @@ http::status refusal_status(store::Refusal refusal) {
 /// `answer(result)` once committed (errors answered here).
 template <typename Answer>
 void verify_and_append(const Services& services, asio::any_io_executor executor,
-                       chat::PendingMessage pending, const Call& call, Answer answer) {
+                       chat::PendingMessage pending, const Call& call, Answer answer,
+                       std::string_view consequence = "nothing changed", bool a_message = false) {
   auto shared = std::make_shared<chat::PendingMessage>(std::move(pending));
   const std::string first = shared->chat.first();
   const std::string second = shared->chat.second();
   users::verify_chat_users(
       services.users, first, second,
-      asio::bind_executor(executor, [&services, executor, call, shared,
-                                     answer](users::ChatUsers users) {
+      asio::bind_executor(executor, [&services, executor, call, shared, answer, consequence,
+                                     a_message](users::ChatUsers users) {
         switch (users.status) {
           case users::UserStatus::unavailable:
             call.error(http::status::service_unavailable, "user_search_unavailable",
@@ -245,11 +187,12 @@ void verify_and_append(const Services& services, asio::any_io_executor executor,
           case users::UserStatus::found:
             break;
         }
+        if (a_message) services.metrics.messages_received.inc();
         services.store.append(
             std::move(*shared),
-            asio::bind_executor(executor, [call, answer](store::AppendResult result) {
+            asio::bind_executor(executor, [call, answer, consequence](store::AppendResult result) {
               if (result.error != store::StoreError::none) {
-                const StoreReply reply = store_reply(result.error, "nothing changed");
+                const StoreReply reply = store_reply(result.error, consequence);
                 call.error(http::status::service_unavailable, reply.code, reply.message);
               } else if (result.refusal != store::Refusal::none) {
                 call.error(refusal_status(result.refusal), store::to_string(result.refusal),
@@ -259,6 +202,37 @@ void verify_and_append(const Services& services, asio::any_io_executor executor,
               }
             }));
       }));
+}
+
+void post_message(const Services& services, asio::any_io_executor executor,
+                  const RestApi::Request& request, const MessagesPath& path, std::string me,
+                  const Call& call) {
+  const chat::FrameLimits limits{services.options.max_text_bytes};
+  auto parsed = chat::v2::parse_send_body(request.body(), limits);
+  if (auto* refusal = std::get_if<chat::v2::Refusal>(&parsed)) {
+    services.metrics.rejected(refusal->error.code);
+    call.error(http::status::bad_request, refusal->error.code, refusal->error.message);
+    return;
+  }
+  if (!services.rest_limits.try_take(me)) {
+    services.metrics.rejected("rate_limited");
+    call.error(http::status::too_many_requests, "rate_limited",
+               "too many messages; message not stored, slow down (MESSAGES_PER_SECOND)");
+    return;
+  }
+  auto send = std::get<chat::v2::Send>(std::move(parsed));
+  // Both users must exist, as for a WebSocket; the cache answers most lookups.
+  verify_and_append(
+      services, std::move(executor),
+      chat::PendingMessage{chat::ChatKey::of(path.user1, path.user2), std::move(me),
+                           std::move(send.text), std::move(send.client_id), 0,
+                           std::chrono::steady_clock::now()},
+      call,
+      [call](const store::AppendResult& result) {
+        call.reply(result.duplicate ? http::status::ok : http::status::created,
+                   chat::v2::ack_frame(*result.message, result.duplicate));
+      },
+      "message not stored", true);
 }
 
 /// PATCH or DELETE /api/chats/{user1}/{user2}/messages/{seq or id}.
