@@ -139,8 +139,7 @@ void erase_user(const Services& services, asio::any_io_executor executor, std::s
                        [told](store::AppendResult appended) { told->set_value(appended.error); });
           if (result.wait_for(kEraseEntryTimeout) != std::future_status::ready ||
               result.get() != store::StoreError::none) {
-            throw store::MaintenanceError("the erased change of " + chat.str() +
-                                          " was not stored");
+            throw store::MaintenanceError("the erased change of " + chat.str() + " was not stored");
           }
         }
         if (page.size() < kChatsPerRead) break;
