@@ -82,16 +82,6 @@ asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
   }
 }
 
-/// The newest entry's seq (a message or a change), 0 when the chat has none.
-asio::awaitable<std::optional<std::uint64_t>> last_seq(Session& session) {
-  store::HistoryQuery newest;
-  newest.limit = 1;
-  newest.messages_only = false;
-  const auto page = co_await read_page(session, newest);
-  if (!page) co_return std::nullopt;
-  co_return page->messages.empty() ? 0 : page->messages.back()->seq;
-}
-
 }  // namespace
 
 asio::awaitable<bool> replay_v1(Session& session) {
@@ -100,17 +90,23 @@ asio::awaitable<bool> replay_v1(Session& session) {
   // queue's room; when it holds them all it is sent as it is, else it only
   // tells where they start, and the replay reads them from there in slices.
   const std::size_t limit = session.services().options.history_limit;
+  if (limit == 0) {  // no history: live messages from the chat's end
+    store::HistoryQuery last;
+    last.limit = 1;
+    last.messages_only = false;
+    const auto end = co_await read_page(session, last);
+    if (!end) co_return false;
+    co_return co_await send_after(session, end->messages.empty() ? 0 : end->messages.back()->seq);
+  }
   store::HistoryQuery newest;
   newest.limit = limit;
   newest.skip_deleted = true;
   newest.max_bytes = session.queue().room();
   auto page = co_await read_page(session, newest);
   if (!page) co_return false;
-  if (page->messages.empty()) {
-    const auto last = co_await last_seq(session);
-    if (!last) co_return false;
-    co_return co_await send_after(session, *last);
-  }
+  // None to show: whatever comes from now on is (a message committed after
+  // the page was read is past it, so the replay starts from the beginning).
+  if (page->messages.empty()) co_return co_await send_after(session, 0);
   std::size_t found = page->messages.size();
   std::uint64_t start = page->messages.front()->seq - 1;
   if (!page->has_more || found >= limit) {

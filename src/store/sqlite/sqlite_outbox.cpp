@@ -29,8 +29,10 @@ SqliteOutbox::SqliteOutbox(Database db)
                                   "ORDER BY m.chat_id LIMIT 1")),
       pending_(prepare_or_throw(
           db_.get(),
-          "SELECT m.seq, m.id, m.sender, m.text, m.ts_ms, m.client_id, m.hooks, "
-          "m.chat_id, c.chat_key FROM messages m INDEXED BY messages_with_hooks "
+          // read_message()'s columns (kMessageColumns), then the events and the chat.
+          "SELECT m.seq, m.id, m.sender, m.text, m.ts_ms, m.client_id, m.kind, m.target, "
+          "m.edited_ms, m.deleted, m.target_id, m.hooks, m.chat_id, c.chat_key "
+          "FROM messages m INDEXED BY messages_with_hooks "
           "JOIN chats c ON c.id = m.chat_id "
           "WHERE m.chat_id = ? AND m.hooks != 0 AND m.seq > ? ORDER BY m.seq LIMIT ?")),
       clear_bit_(prepare_or_throw(db_.get(),
@@ -110,10 +112,10 @@ std::optional<std::vector<chat::MessagePtr>> SqliteOutbox::pending(std::size_t c
     sqlite3_bind_int64(select, 3, static_cast<sqlite3_int64>(per_chat));
     int rc = SQLITE_ROW;
     while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
-      auto chat = chat::ChatKey::parse(column_text(select, 8));
+      auto chat = chat::ChatKey::parse(column_text(select, 13));
       if (!chat) continue;  // not a key chatd made; never happens
       auto message = read_message(select, *chat);
-      message->hooks = static_cast<std::uint8_t>(sqlite3_column_int(select, 6));
+      message->hooks = static_cast<std::uint8_t>(sqlite3_column_int(select, 11));
       messages.push_back(std::move(message));
     }
     if (rc != SQLITE_DONE) {
