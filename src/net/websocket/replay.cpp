@@ -87,8 +87,7 @@ asio::awaitable<bool> send_after(Session& session, std::uint64_t after) {
 asio::awaitable<bool> replay_v1(Session& session) {
   // The last HISTORY_LIMIT messages a v1 client may see (no changes, no
   // tombstones), oldest first. The newest page is read within the send
-  // queue's room; when it holds them all it is sent as it is, else it only
-  // tells where they start, and the replay reads them from there in slices.
+  // queue's room; when it holds them all it is sent as it is.
   const std::size_t limit = session.services().options.history_limit;
   if (limit == 0) {  // no history: live messages from the chat's end
     store::HistoryQuery last;
@@ -119,18 +118,13 @@ asio::awaitable<bool> replay_v1(Session& session) {
     if (session.finish_replay()) co_return !session.queue().closing();
     co_return co_await send_after(session, session.queue().last_seq_sent());
   }
+  // Cut short by the room (long texts): the replay reads the last
+  // HISTORY_LIMIT seqs up to the newest message in slices, as it reads a
+  // resume; changes and tombstones among them make it show fewer. Counting
+  // back exactly would read every text twice before the first is sent.
+  const std::uint64_t newest_seq = page->messages.back()->seq;
   page.reset();
-  while (found < limit) {
-    store::HistoryQuery older = newest;
-    older.before_seq = start + 1;
-    older.limit = limit - found;
-    const auto more = co_await read_page(session, older);
-    if (!more) co_return false;
-    if (more->messages.empty()) break;
-    found += more->messages.size();
-    start = more->messages.front()->seq - 1;
-    if (!more->has_more) break;
-  }
+  start = newest_seq > limit ? newest_seq - limit : 0;
   co_return co_await send_after(session, start);
 }
 
