@@ -220,3 +220,13 @@ def seqs(frames: list[dict]) -> list[int]:
 def in_thread(function: Any, *args: Any, timeout: float = 15.0) -> Any:
     """Runs a blocking call (process wait, stub wait) without blocking the event loop."""
     return asyncio.wait_for(asyncio.to_thread(function, *args), timeout)
+
+
+async def open_v1(server, user1: str, user2: str, label: str) -> ChatClient:
+    """A v1 client, returned once its session has joined the chat (the 101 comes first)."""
+    from server_metrics import metric, wait_metric  # noqa: PLC0415 (server_metrics is standalone)
+    before = metric(server, "chatd_sessions_opened_total") or 0
+    client = await ChatClient.open(server, user1, user2, label)
+    await wait_metric(server, "chatd_sessions_opened_total", lambda v: v > before,
+                      f"> {before} ({label} joined)")
+    return client

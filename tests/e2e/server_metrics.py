@@ -161,3 +161,17 @@ def scrape(server) -> Metrics:
     assert content_type.startswith("text/plain") and "version=0.0.4" in content_type, (
         f"/metrics Content-Type is {content_type!r}")
     return Metrics(body.decode("utf-8"))
+
+
+def metric(server, name: str, **labels: str) -> float | None:
+    """The value of one series of `server`'s /metrics, None when it has none."""
+    metrics = scrape(server)
+    return metrics.value(name, **labels) if metrics.has(name, **labels) else None
+
+
+async def wait_metric(server, name: str, predicate, what: str, timeout: float = 10.0,
+                      **labels: str) -> float:
+    """Polls a series until `predicate` holds for it; its value then."""
+    return await poll(lambda: metric(server, name, **labels),
+                      lambda value: value is not None and predicate(value),
+                      f"{server.label}: {name}{labels or ''} {what}", timeout)

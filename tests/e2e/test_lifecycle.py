@@ -47,10 +47,10 @@ from typing import Any
 import pytest
 
 import figures
-from chat_client import (RECV_TIMEOUT_S, TS_PATTERN, ChatClient, in_thread, parse_ts, seqs,
-                         texts)
+from chat_client import (RECV_TIMEOUT_S, TS_PATTERN, ChatClient, in_thread, open_v1, parse_ts,
+                         seqs, texts)
 from chatd_process import E2E_STORE
-from server_metrics import chat_history, poll, scrape
+from server_metrics import chat_history, metric, poll, scrape, wait_metric
 from tokens import SECRET, token_for
 from v2_client import V2Client, assert_ack_frame, is_int, send_many
 
@@ -139,27 +139,12 @@ def assert_rest_change_ack(answer: tuple[int, Any], target: int, what: str, *,
     return ack
 
 
-def metric(server, name: str, **labels: str) -> float | None:
-    metrics = scrape(server)
-    return metrics.value(name, **labels) if metrics.has(name, **labels) else None
 
 
-async def wait_metric(server, name: str, predicate, what: str, timeout: float = 10.0,
-                      **labels: str) -> float:
-    return await poll(lambda: metric(server, name, **labels),
-                      lambda value: value is not None and predicate(value),
-                      f"{server.label}: {name}{labels or ''} {what}", timeout)
 
 
 # ---------------------------------------------------------------------- frames
 
-async def open_v1(server, user1: str, user2: str, label: str) -> ChatClient:
-    """A v1 client, returned once its session has joined the chat (the 101 comes first)."""
-    before = metric(server, "chatd_sessions_opened_total") or 0
-    client = await ChatClient.open(server, user1, user2, label)
-    await wait_metric(server, "chatd_sessions_opened_total", lambda v: v > before,
-                      f"> {before} ({label} joined)")
-    return client
 
 
 def from_ack(ack: dict, sender: str, text: str) -> dict:

@@ -41,10 +41,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import figures
-from chat_client import RECV_TIMEOUT_S, SILENCE_S, ChatClient, in_thread
+from chat_client import RECV_TIMEOUT_S, SILENCE_S, ChatClient, in_thread, open_v1
 from chatd_process import E2E_STORE
 from ferretdb import free_port, unique_database, wait_readyz
-from server_metrics import chat_history, http_get, poll, scrape
+from server_metrics import chat_history, http_get, metric, poll, scrape, wait_metric
 from v2_client import V2Client, send_many
 
 pytestmark = pytest.mark.skipif(
@@ -79,15 +79,8 @@ async def start_cluster(chatd, ferretdb, redis, *args: str, count: int = 3) -> l
     return servers
 
 
-def metric(server, name: str) -> float | None:
-    metrics = scrape(server)
-    return metrics.value(name) if metrics.has(name) else None
 
 
-async def wait_metric(server, name: str, predicate, what: str, timeout: float = 10.0) -> float:
-    return await poll(lambda: metric(server, name),
-                      lambda value: value is not None and predicate(value),
-                      f"{server.label}: {name} {what}", timeout)
 
 
 async def wait_redis_connected(server, value: int,
@@ -107,13 +100,6 @@ async def wait_readyz_redis(server, state: str, timeout: float = REDIS_CONNECT_T
                       f"{server.label}: /readyz redis {state!r}", timeout)
 
 
-async def open_v1(server, user1: str, user2: str, label: str) -> ChatClient:
-    """A v1 client, returned once its session has joined the chat (the 101 comes first)."""
-    before = metric(server, "chatd_sessions_opened_total") or 0
-    client = await ChatClient.open(server, user1, user2, label)
-    await wait_metric(server, "chatd_sessions_opened_total", lambda v: v > before,
-                      f"> {before} ({label} joined)")
-    return client
 
 
 # ---------------------------------------------------------------------- messages
