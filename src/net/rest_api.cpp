@@ -285,10 +285,11 @@ void change_message(const Services& services, asio::any_io_executor executor,
                                0,
                                std::chrono::steady_clock::now()};
   pending.kind = change.kind;
-  if (is_id && ref.size() == 24 && !is_seq) {
-    pending.target_id = ref;
-  } else {
+  // 24 hex digits never parse as a seq (they overflow 64 bits when all are digits).
+  if (is_seq) {
     pending.target = seq;
+  } else {
+    pending.target_id = ref;
   }
   pending.edit_window_ms = services.options.edit_window.count();
   verify_and_append(services, std::move(executor), std::move(pending), call,
