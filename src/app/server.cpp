@@ -169,6 +169,15 @@ void Server::register_gauges(const users::CachedUserDirectory* cache) {
                        [this, queue] { return double(store_->queue_stats().*queue.refused); },
                        {{"queue", queue.label}});
   }
+  if (!config_.mongo.uri.empty()) {
+    // Round trips of the write path: their ratio is MongoDB commands per
+    // group commit (docs/scaling.md, "Seq allocation").
+    r.counter_callback("chatd_mongo_write_batches_total", "Group commits written to MongoDB.",
+                       [this] { return double(store_->queue_stats().write_batches); });
+    r.counter_callback("chatd_mongo_write_commands_total",
+                       "Commands the MongoDB writer sent for its group commits.",
+                       [this] { return double(store_->queue_stats().write_commands); });
+  }
   r.gauge_callback("chatd_draining", "1 while chatd drains for shutdown.",
                    [this] { return draining_.load() ? 1.0 : 0.0; });
   r.gauge("chatd_config_info", "Configuration chatd runs with.",

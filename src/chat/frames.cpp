@@ -55,6 +55,8 @@ std::string_view change_type(EntryKind kind) {
     case EntryKind::block:
     case EntryKind::unblock:
       return "blocked";
+    case EntryKind::filler:  // never sent (Hub::deliver, Session::shows)
+      return "filler";
   }
   return "message";
 }
@@ -83,6 +85,7 @@ json::object change_object(const Message& change) {
       frame.emplace("blocked", change.kind == EntryKind::block);
       break;
     case EntryKind::message:
+    case EntryKind::filler:
       break;
   }
   frame.emplace("ts", format_timestamp(change.timestamp_ms));

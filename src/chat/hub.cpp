@@ -74,6 +74,7 @@ std::vector<std::shared_ptr<Subscriber>> Hub::receivers(const ChatKey& chat) con
 }
 
 void Hub::deliver(const MessagePtr& message) {
+  if (message->kind == EntryKind::filler) return;  // holds a seq; nobody sees it
   const auto receivers_now = receivers(message->chat);
   if (receivers_now.empty()) return;
   std::shared_ptr<const std::string> frame;

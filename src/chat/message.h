@@ -24,6 +24,11 @@ enum class EntryKind : std::uint8_t {
   erase = 3,    ///< Every earlier message `sender` sent is a tombstone (an operator's erasure).
   block = 4,    ///< `sender` blocks the chat's other user.
   unblock = 5,  ///< `sender` no longer blocks the other user.
+  /// Holds a seq that was reserved and never written (MongoDB: an instance
+  /// died between reserving a chat's seqs and inserting its entries, or a
+  /// reserved entry was refused). Keeps the order gap-free; no client ever
+  /// sees one (docs/scaling.md, "Seq allocation").
+  filler = 6,
 };
 
 /// Whether the entry is a change rather than a message.

@@ -64,6 +64,9 @@ class Backend {
   virtual std::unique_ptr<Maintenance> make_maintenance() = 0;
   /// Whether the last database operation succeeded. Any thread.
   virtual bool ready() const = 0;
+  /// Commands the committer has sent its server (a round-trip count; 0 where
+  /// there is no server). Any thread.
+  virtual std::uint64_t write_commands() const { return 0; }
 };
 
 }  // namespace chatd::store

@@ -32,7 +32,12 @@ QueuedStore::~QueuedStore() {
 }
 
 QueueStats QueuedStore::queue_stats() const {
-  return QueueStats{appends_.size(), reads_.size(), appends_.refused(), reads_.refused()};
+  return QueueStats{appends_.size(),
+                    reads_.size(),
+                    appends_.refused(),
+                    reads_.refused(),
+                    batches_.load(std::memory_order_relaxed),
+                    backend_->write_commands()};
 }
 
 void QueuedStore::drain() {
@@ -66,6 +71,7 @@ void QueuedStore::commit(Committer& committer, std::vector<Append>& batch) {
                                     AppendResult{StoreError::unavailable, nullptr, false});
   const auto started = std::chrono::steady_clock::now();
   const bool ok = committer.commit(messages, results);
+  batches_.fetch_add(1, std::memory_order_relaxed);
   if (observer_) observer_(batch.size(), std::chrono::steady_clock::now() - started, ok);
 
   std::vector<chat::MessagePtr> committed;

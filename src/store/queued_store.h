@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -87,6 +88,7 @@ class QueuedStore : public Store {
   CommitObserver observer_;
   AppendQueue appends_;
   ReadQueue reads_;
+  std::atomic<std::uint64_t> batches_{0};
   std::thread writer_;
   std::vector<std::thread> readers_;
 };

@@ -156,6 +156,9 @@ struct QueueStats {
   std::size_t queued_reads = 0;       ///< Reads and receipts waiting for a reader thread.
   std::uint64_t refused_appends = 0;  ///< Appends answered `overloaded` (the queue was full).
   std::uint64_t refused_reads = 0;    ///< Reads answered `overloaded` (the queue was full).
+  std::uint64_t write_batches = 0;    ///< Group commits made.
+  /// Commands the writer sent to its server for them (MongoDB; 0 on SQLite).
+  std::uint64_t write_commands = 0;
 };
 
 /// A new message made of a pending one, stamped `timestamp_ms` with a fresh id;

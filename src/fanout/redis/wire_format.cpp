@@ -61,7 +61,7 @@ std::optional<Publish> decode_message(const chat::ChatKey& chat, const json::obj
   if (client_id != nullptr) message->client_id = std::string(*client_id);
   // A change (docs/protocol.md, "A chat's order"): absent on a message.
   if (const auto entry = count_field(o, "entry")) {
-    if (*entry > static_cast<std::uint64_t>(chat::EntryKind::unblock)) return std::nullopt;
+    if (*entry > static_cast<std::uint64_t>(chat::EntryKind::filler)) return std::nullopt;
     message->kind = static_cast<chat::EntryKind>(*entry);
     message->target = count_field(o, "target").value_or(0);
     if (const auto* target_id = string_field(o, "target_id")) {

@@ -321,7 +321,7 @@ void Session::commit_change(chat::EntryKind kind, std::string client_id, std::ui
 
 bool Session::shows(const chat::Message& entry) const {
   if (!chat::is_change(entry.kind)) return true;
-  if (v1_) return false;
+  if (v1_ || entry.kind == chat::EntryKind::filler) return false;
   if (entry.kind == chat::EntryKind::block || entry.kind == chat::EntryKind::unblock) {
     return entry.sender == user_;
   }

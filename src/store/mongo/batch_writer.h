@@ -5,6 +5,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "chat/message.h"
@@ -17,19 +18,28 @@ namespace chatd::store::mongo {
 /// Writes one group commit to MongoDB. Used by MongoStore's writer thread
 /// only (it owns a client, which is not thread-safe).
 ///
-/// Sequence numbers, and why they stay gap-free with several instances:
-/// a message's seq is whatever its chat's last seq is + 1, from a cache of
-/// each chat's last seq; the unique index {chat, seq} decides. If another
-/// chatd wrote the chat meanwhile, the insert is refused (duplicate key), the
-/// chat's real last seq is read from `messages`, the rest of the chat's
-/// messages in the batch are renumbered after it, and the bulk goes on. A seq
-/// therefore exists only once a message holds it: a failed write leaves no
-/// hole (unlike reserving ranges with $inc on `chats`, where a bulk that fails
-/// after the reservation leaves seqs no message will ever have). The cost is
-/// a retry when two instances write one chat at the same moment; in the
-/// common case a batch is three round trips however many chats it spans: one
-/// read of its chats' documents (last_seq and blocks), one ordered bulk
-/// insert into `messages`, one bulk upsert of `chats`.
+/// Sequence numbers: reserved, then written. For each chat of the batch one
+/// findAndModify on its `chats` document adds the number of the batch's
+/// entries of that chat to `last_seq` and returns the document as it was, so
+/// the range (old last_seq, old + n] is this writer's alone, however many
+/// instances write the chat: no instance ever races another for a seq, and
+/// no insert is refused for one. The same atomic update carries the chat's
+/// new activity (last_activity, hidden_for) and the batch's blocks (blocked_by),
+/// so a block and the seq it takes change together: every send reserved
+/// after a block sees it. Then one ordered bulk insert writes every entry of
+/// the batch with its seq. A batch is therefore (chats in it) + 1 commands,
+/// whatever the number of instances, none per message (plus one lookup of
+/// client ids when the server has no unique index for them: FerretDB 1.x).
+///
+/// A reserved seq no entry takes (a send refused because the peer blocks,
+/// a block that changed nothing) gets a filler entry (chat::EntryKind::filler)
+/// in the same insert, so the order stays gap-free. A reservation whose insert
+/// failed is filled by this writer's next batch (unfilled_); one whose writer
+/// died in between is sealed by another instance that follows the chat once
+/// the entries after it are MONGO_SEAL_SECONDS old (fanout/redis/store_catch_up).
+/// The unique index {chat, seq} arbitrates between a late insert and a seal:
+/// an entry whose seq was sealed is answered unavailable (the client retries;
+/// its client id finds nothing, so it is stored once, at a new seq).
 ///
 /// A failed write whose outcome is unknown (the connection dropped after the
 /// bulk was sent, or the write concern was not met) is reported as
@@ -38,39 +48,74 @@ namespace chatd::store::mongo {
 /// stored; what is refused is only maybe stored. Protocol v2's client ids
 /// make the sender's retry of such a message find the original.
 ///
-/// Changes (edits, deletes, erasures, blocks; batch_writer_changes.cpp) go
-/// through the same inserts: each is a document of `messages` with its kind,
-/// taking its chat's next seq like a message. The batch is written in runs:
-/// the messages up to the next change in one bulk, then the change alone
-/// (its target read, the chat's rules applied, its entry inserted, then its
-/// effect on the target or on `chats`), then the next run. A batch without
-/// changes is one bulk as before; a chat's entries keep batch order, and the
-/// seq conflict handling applies to a change's insert as to a message's.
-///
-/// Blocks are the chats' `blocked_by`, read in one query per batch for the
-/// batch's chats (with their last_seq, see load_chats()) and then followed
-/// through the batch's own blocks and unblocks.
+/// Changes (edits, deletes, erasures, blocks; batch_writer_changes.cpp) take
+/// their seqs from the same reservation. An edit's or delete's target is read
+/// before it (a change that names no message, or breaks a rule, takes no
+/// seq) and its effect on the target is applied after the insert.
+/// An entry that holds `seq` of `chat` and shows nothing (chat::EntryKind::filler).
+std::shared_ptr<chat::Message> make_filler(const chat::ChatKey& chat, std::uint64_t seq,
+                                           std::int64_t timestamp_ms);
+
 class BatchWriter {
  public:
   BatchWriter(mongoc_client_t* client, const std::string& database);
 
   /// Writes `batch`, filling `results` (one per message, in order). Returns
   /// false when the server was unreachable, so the store reports not-ready.
-  bool write(std::span<const chat::PendingMessage> batch, std::vector<AppendResult>& results);
+  /// `look_up_client_ids`: the server has no unique index on client ids, so
+  /// retried sends are looked up first (one query per batch that has any).
+  bool write(std::span<const chat::PendingMessage> batch, std::vector<AppendResult>& results,
+             bool look_up_client_ids = true);
 
  private:
   using MutableMessage = std::shared_ptr<chat::Message>;
+  /// One entry to insert: a batch entry (index) or a filler (index npos).
   struct Insert {
-    std::size_t index;  ///< Into the batch.
+    std::size_t index;
     MutableMessage message;
   };
-  /// What a conditional update of `chats` came to.
+  static constexpr std::size_t kFiller = static_cast<std::size_t>(-1);
+  /// Reserved seqs left unwritten that the next batches fill (unfilled_);
+  /// past this the rest are left to the seal by another instance.
+  static constexpr std::size_t kMaxUnfilled = 4096;
+  /// A chat's part of the batch: its entries to store, in batch order.
+  struct ChatPart {
+    const chat::ChatKey* chat = nullptr;
+    std::vector<std::size_t> entries;
+    bool has_message = false;  ///< New activity: last_activity, hidden_for.
+    /// The one user whose blocks and unblocks the reservation applies
+    /// (empty: none, or both users changed blocks: then store_block).
+    std::string blocker;
+    bool blocker_blocks = false;  ///< The last of that user's changes.
+    bool both_block = false;
+  };
+  /// What an update of `chats` came to.
   enum class Update { changed, unchanged, failed };
 
   bool find_originals(std::span<const chat::PendingMessage> batch,
                       std::vector<AppendResult>& results);
-  bool load_chats(std::span<const chat::PendingMessage> batch,
-                  const std::vector<AppendResult>& results);
+  /// Reads the targets of the batch's edits and deletes; a change its rules
+  /// refuse gets its result here and takes no seq.
+  bool check_targets(std::span<const chat::PendingMessage> batch,
+                     std::vector<AppendResult>& results, std::int64_t timestamp_ms);
+  /// What a reservation found: the chat's last_seq and blocks before it.
+  struct Reservation {
+    std::uint64_t last = 0;
+    BlockState blocks;
+  };
+  std::vector<std::optional<AppendResult>> evaluate(const ChatPart& part,
+                                                    std::span<const chat::PendingMessage> batch,
+                                                    BlockState blocks, std::int64_t timestamp_ms,
+                                                    bool fold_blocks,
+                                                    std::vector<MutableMessage>& entries);
+  bool find_and_reserve(const chat::ChatKey& chat, std::uint64_t count,
+                        std::optional<std::int64_t> activity,
+                        std::optional<std::pair<std::string_view, bool>> block, Reservation& range);
+  /// Reserves the part's seqs, numbers its entries (fillers for the seqs
+  /// none takes) and adds them to `inserts`.
+  bool reserve(const ChatPart& part, std::span<const chat::PendingMessage> batch,
+               std::vector<AppendResult>& results, std::vector<Insert>& inserts,
+               std::int64_t timestamp_ms);
   bool insert_all(std::vector<Insert>& inserts, std::span<const chat::PendingMessage> batch,
                   std::vector<AppendResult>& results);
   bool execute_bulk_insert(const std::vector<Insert>& inserts, std::size_t start, Bson& reply,
@@ -81,22 +126,15 @@ class BatchWriter {
                                                    std::size_t refused,
                                                    std::span<const chat::PendingMessage> batch,
                                                    std::vector<AppendResult>& results);
+  /// Takes inserts[from..] out of the bulk: their entries answered
+  /// unavailable, their seqs left for unfilled_ (fillers next time).
+  void give_up(std::vector<Insert>& inserts, std::size_t from, std::vector<AppendResult>& results);
   /// The first message `filter` finds (nullptr: none); false when the query failed.
   bool find_one(const Bson& filter, const Bson* options, chat::MessagePtr& found, const char* what);
-  void update_chats(const std::vector<AppendResult>& results, std::int64_t timestamp_ms);
   /// Logs a failed operation, notes whether it means "unreachable"; false.
   bool failed(const bson_error_t& error, const char* what);
 
-  // Changes (batch_writer_changes.cpp). Each returns false when the database
-  // failed, and the rest of the batch is then not written.
-  bool apply_change(std::size_t index, std::span<const chat::PendingMessage> batch,
-                    std::vector<AppendResult>& results, std::int64_t timestamp_ms);
-  bool change_message(std::size_t index, std::span<const chat::PendingMessage> batch,
-                      std::vector<AppendResult>& results, MutableMessage entry);
-  bool change_blocks(std::size_t index, std::span<const chat::PendingMessage> batch,
-                     std::vector<AppendResult>& results, MutableMessage entry);
-  bool insert_entry(std::size_t index, std::span<const chat::PendingMessage> batch,
-                    std::vector<AppendResult>& results, MutableMessage entry);
+  // Changes (batch_writer_changes.cpp).
   /// The message an edit or delete names, by seq or by id (nullptr: none).
   bool find_target(const chat::PendingMessage& change, chat::MessagePtr& target);
   /// Applies a stored edit or delete entry to its message. `repair`: the
@@ -108,13 +146,16 @@ class BatchWriter {
 
   Collection messages_;
   Collection chats_;
-  /// Last seq of each chat this writer knows of; may lag behind other
-  /// instances (the unique index catches that), never runs ahead of the
-  /// database (entries of chats in a failed write are dropped).
-  std::unordered_map<std::string, std::uint64_t> last_seq_;
-  /// Who blocks whom in the current batch's chats: read at its start, then
-  /// changed by its blocks and unblocks.
-  std::unordered_map<std::string, BlockState> blocks_;
+  /// Who blocks whom in each chat as this writer last reserved in it: what
+  /// the next reservation assumes (checked against what it returns).
+  std::unordered_map<std::string, BlockState> known_blocks_;
+  static constexpr std::size_t kMaxKnownChats = 100'000;
+  /// The batch's edits and deletes: their entries, with target and text set.
+  std::unordered_map<std::size_t, MutableMessage> changes_;
+  /// Reserved seqs whose insert failed: the next batch writes fillers there
+  /// (a filler refused by the unique index means the entry was stored after
+  /// all). Bounded: past kMaxUnfilled the oldest are left to the seal.
+  std::vector<std::pair<chat::ChatKey, std::uint64_t>> unfilled_;
   bool unreachable_ = false;  ///< Set during write() by connection errors.
 };
 

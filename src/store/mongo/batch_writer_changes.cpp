@@ -1,11 +1,9 @@
 // BatchWriter, continued: the changes of a chat's order (edits, deletes,
-// erasures, blocks), each written alone after the messages before it in the
-// batch (see batch_writer.h), and the chat's rules they follow
+// blocks; see batch_writer.h) and the chat's rules they follow
 // (store::check_change, store::refused_when_blocked).
 
 #include <spdlog/spdlog.h>
 
-#include <cassert>
 #include <limits>
 
 #include "store/mongo/batch_writer.h"
@@ -13,77 +11,35 @@
 
 namespace chatd::store::mongo {
 
-bool BatchWriter::apply_change(std::size_t index, std::span<const chat::PendingMessage> batch,
-                               std::vector<AppendResult>& results, std::int64_t timestamp_ms) {
-  const chat::PendingMessage& pending = batch[index];
-  MutableMessage entry = make_message(pending, timestamp_ms);
-  switch (pending.kind) {
-    case chat::EntryKind::edit:
-    case chat::EntryKind::remove:
-      return change_message(index, batch, results, std::move(entry));
-    case chat::EntryKind::block:
-    case chat::EntryKind::unblock:
-      return change_blocks(index, batch, results, std::move(entry));
-    case chat::EntryKind::erase:  // the maintenance has made the tombstones already
-    case chat::EntryKind::message:
-      break;
+// Each edit and delete of the batch: its target read, the rules applied
+// (store::check_change). One that passes keeps its entry in changes_, to be
+// numbered with the reservation; its effect on the target comes after the
+// insert (write()), so a failed insert leaves the message as it was. An
+// outage between the two leaves the entry without its effect: the change is
+// answered unavailable, and its retry (the same client id) finds the entry
+// and applies it. A target that is a message of the same batch is not read
+// yet, and is answered message_not_found (clients change acknowledged
+// messages).
+bool BatchWriter::check_targets(std::span<const chat::PendingMessage> batch,
+                                std::vector<AppendResult>& results, std::int64_t timestamp_ms) {
+  for (std::size_t index = 0; index < batch.size(); ++index) {
+    const chat::PendingMessage& pending = batch[index];
+    if (results[index].duplicate) continue;
+    if (pending.kind != chat::EntryKind::edit && pending.kind != chat::EntryKind::remove) continue;
+    chat::MessagePtr target;
+    if (!find_target(pending, target)) return false;
+    if (const Refusal refusal = check_change(target.get(), pending, timestamp_ms);
+        refusal != Refusal::none) {
+      results[index] = refused(refusal);
+      continue;
+    }
+    MutableMessage entry = make_message(pending, timestamp_ms);
+    entry->target = target->seq;
+    entry->target_id = target->id;
+    if (pending.kind == chat::EntryKind::remove) entry->text.clear();
+    changes_.emplace(index, std::move(entry));
   }
-  assert(pending.kind == chat::EntryKind::erase);
-  return insert_entry(index, batch, results, std::move(entry));
-}
-
-// An edit or a delete: its entry first, then its effect on the message, so
-// that an insert that fails (a seq conflict is renumbered and retried, an
-// outage is not) leaves the message as it was. An outage between the two
-// leaves the entry without its effect: the change is answered unavailable,
-// and its retry (the same client id) finds the entry and applies it (write()).
-bool BatchWriter::change_message(std::size_t index, std::span<const chat::PendingMessage> batch,
-                                 std::vector<AppendResult>& results, MutableMessage entry) {
-  const chat::PendingMessage& pending = batch[index];
-  chat::MessagePtr target;
-  if (!find_target(pending, target)) return false;
-  if (const Refusal refusal = check_change(target.get(), pending, entry->timestamp_ms);
-      refusal != Refusal::none) {
-    results[index] = refused(refusal);
-    return true;
-  }
-  entry->target = target->seq;
-  entry->target_id = target->id;
-  if (pending.kind == chat::EntryKind::remove) entry->text.clear();
-  if (!insert_entry(index, batch, results, std::move(entry))) return false;
-  const AppendResult& stored = results[index];
-  if (apply_to_target(*stored.message, stored.duplicate)) return true;
-  results[index] = AppendResult{StoreError::unavailable, nullptr, false};
-  return false;
-}
-
-// A block or an unblock: `chats` first, then the entry. The update is
-// conditional, so it tells whether the state changes even if another
-// instance changed it since load_chats(); when it does not (blocking twice)
-// nothing is stored and the answer is a duplicate with seq 0. An outage
-// between the two leaves the block in force without its entry (answered
-// unavailable; a retry finds it in force), never an entry without its block.
-bool BatchWriter::change_blocks(std::size_t index, std::span<const chat::PendingMessage> batch,
-                                std::vector<AppendResult>& results, MutableMessage entry) {
-  const chat::PendingMessage& pending = batch[index];
-  const bool blocking = pending.kind == chat::EntryKind::block;
-  BlockState& state = blocks_[pending.chat.str()];
-  entry->text.clear();
-  if (state.blocks(pending.chat, pending.sender) != blocking) {
-    const Update update = store_block(pending.chat, pending.sender, blocking);
-    if (update == Update::failed) return false;
-    state.set(pending.chat, pending.sender, blocking);
-    if (update == Update::changed) return insert_entry(index, batch, results, std::move(entry));
-  }
-  results[index] = AppendResult{StoreError::none, std::move(entry), true};
   return true;
-}
-
-bool BatchWriter::insert_entry(std::size_t index, std::span<const chat::PendingMessage> batch,
-                               std::vector<AppendResult>& results, MutableMessage entry) {
-  std::vector<Insert> one{Insert{index, std::move(entry)}};
-  return insert_all(one, batch, results) && results[index].error == StoreError::none &&
-         results[index].message != nullptr;
 }
 
 bool BatchWriter::find_target(const chat::PendingMessage& change, chat::MessagePtr& target) {
@@ -134,8 +90,8 @@ bool BatchWriter::apply_to_target(const chat::Message& entry, bool repair) {
   return true;
 }
 
-// Conditional (append_block_update), so another instance's block or unblock
-// since load_chats() is seen here, not undone or repeated.
+// Conditional (append_block_update): used when both users of a chat change
+// blocks in one batch, which one reservation cannot carry.
 BatchWriter::Update BatchWriter::store_block(const chat::ChatKey& chat, const std::string& user,
                                              bool blocking) {
   Bson selector, update, options, reply;

@@ -36,9 +36,9 @@ bool BatchWriter::absorb_stored(std::vector<Insert>& inserts, std::size_t from,
     if (found == inserts.end()) continue;
     message->origin = found->message->origin;
     message->received_at = found->message->received_at;
-    auto& last = last_seq_[message->chat.str()];
-    last = std::max(last, message->seq);
-    results[found->index] = AppendResult{StoreError::none, std::move(message), false};
+    if (found->index != kFiller) {
+      results[found->index] = AppendResult{StoreError::none, std::move(message), false};
+    }
     stored.push_back(found->message->id);
   }
   bson_error_t error;
@@ -56,40 +56,47 @@ bool BatchWriter::absorb_stored(std::vector<Insert>& inserts, std::size_t from,
   return true;
 }
 
-// inserts[refused] hit a unique index: either another instance stored the
-// same client id since the lookup (the send is a duplicate), or it wrote the
-// chat since this writer last knew its seq (renumber after the real last).
-// Returns where the bulk resumes, nullopt when the server could not tell.
+// inserts[refused] hit a unique index. Either its seq is taken: another
+// instance sealed it (this insert came after MONGO_SEAL_SECONDS), or the
+// chat's last_seq was behind its entries (a document written by a chatd
+// before reservations); or, with a unique client-id index, the same client
+// id was stored meanwhile (the send is a duplicate). Returns where the bulk
+// resumes, nullopt when the server could not tell.
 std::optional<std::size_t> BatchWriter::resolve_duplicate_key(
     std::vector<Insert>& inserts, std::size_t refused, std::span<const chat::PendingMessage> batch,
     std::vector<AppendResult>& results) {
-  const auto renumber = [&](std::size_t from, const chat::ChatKey& chat, std::uint64_t after) {
-    for (std::size_t j = from; j < inserts.size(); ++j) {
-      if (inserts[j].message->chat == chat) inserts[j].message->seq = ++after;
-    }
-  };
   // The refused document may be this writer's own, stored by an earlier
   // attempt whose reply was lost (the driver retries writes): then it is
-  // committed, not a conflict, and renumbering it would store it twice.
+  // committed, not a conflict.
   const std::string own_id = inserts[refused].message->id;
   if (!absorb_stored(inserts, refused, results)) return std::nullopt;
   if (refused >= inserts.size() || inserts[refused].message->id != own_id) return refused;
-  const Insert& insert = inserts[refused];
-  const chat::PendingMessage& pending = batch[insert.index];
+  Insert& insert = inserts[refused];
   const chat::ChatKey chat = insert.message->chat;
+  const bool filler = insert.message->kind == chat::EntryKind::filler;
+  if (filler) {
+    // Its seq holds an entry after all (a late insert, or a seal): nothing to fill.
+    if (insert.index != kFiller)
+      results[insert.index] = AppendResult{StoreError::none, nullptr, true};
+    inserts.erase(inserts.begin() + static_cast<std::ptrdiff_t>(refused));
+    return refused;
+  }
+  const chat::PendingMessage& pending = batch[insert.index];
   if (!pending.client_id.empty()) {
     Bson filter;
     append_client_id_filter(filter.get(), pending);
     chat::MessagePtr original;
     if (!find_one(filter, nullptr, original, "look up a client id")) return std::nullopt;
     if (original) {
-      auto copy = std::make_shared<chat::Message>(*original);
-      copy->origin = pending.origin;
-      results[insert.index] = AppendResult{StoreError::none, std::move(copy), true};
-      renumber(refused + 1, chat, insert.message->seq - 1);  // its seq stays free
-      return refused + 1;
+      results[insert.index] = duplicate_of(*original, pending.origin);
+      insert =
+          Insert{kFiller, make_filler(chat, insert.message->seq, insert.message->timestamp_ms)};
+      return refused;  // its seq is filled instead
     }
   }
+  // Its seq is taken: last_seq is raised past the chat's stored entries, and
+  // the chat's entries from here (not its fillers, whose seqs are still this
+  // writer's) take a new reservation.
   Bson filter, newest;
   HistoryQuery last_one;
   last_one.limit = 0;              // the history options ask for limit + 1: the newest entry
@@ -98,10 +105,33 @@ std::optional<std::size_t> BatchWriter::resolve_duplicate_key(
   append_history_options(newest.get(), last_one);
   chat::MessagePtr last;
   if (!find_one(filter, &newest, last, "read a chat's last seq")) return std::nullopt;
-  const std::uint64_t last_seq = last ? last->seq : 0;
-  spdlog::debug("mongo: chat {} was written elsewhere up to seq {}; renumbering", chat.str(),
-                last_seq);
-  renumber(refused, chat, last_seq);
+  if (last) {
+    Bson selector;
+    append_utf8(selector.get(), "_id", chat.str());
+    BsonPtr raise(
+        BCON_NEW("$max", "{", "last_seq", BCON_INT64(static_cast<std::int64_t>(last->seq)), "}"));
+    bson_error_t error;
+    if (!mongoc_collection_update_one(chats_.get(), selector.get(), raise.get(), nullptr, nullptr,
+                                      &error)) {
+      failed(error, "raise a chat's last_seq");
+      return std::nullopt;
+    }
+  }
+  std::uint64_t moving = 0;
+  for (std::size_t j = refused; j < inserts.size(); ++j) {
+    const chat::Message& later = *inserts[j].message;
+    if (later.chat == chat && later.kind != chat::EntryKind::filler) ++moving;
+  }
+  Reservation range;
+  if (!find_and_reserve(chat, moving, std::nullopt, std::nullopt, range)) return std::nullopt;
+  spdlog::warn("mongo: seq {} of chat {} is taken (its last entry: {}); {} entries move to {}..{}",
+               insert.message->seq, chat.str(), last ? last->seq : 0, moving, range.last + 1,
+               range.last + moving);
+  std::uint64_t seq = range.last;
+  for (std::size_t j = refused; j < inserts.size(); ++j) {
+    chat::Message& later = *inserts[j].message;
+    if (later.chat == chat && later.kind != chat::EntryKind::filler) later.seq = ++seq;
+  }
   return refused;
 }
 

@@ -27,7 +27,7 @@ namespace {
 
 // The kind a document names; nullopt for a kind this chatd does not know.
 std::optional<chat::EntryKind> entry_kind(std::int64_t value) {
-  if (value < 0 || value > static_cast<std::int64_t>(chat::EntryKind::unblock)) {
+  if (value < 0 || value > static_cast<std::int64_t>(chat::EntryKind::filler)) {
     return std::nullopt;
   }
   return static_cast<chat::EntryKind>(value);
@@ -246,19 +246,28 @@ void append_chat_creation(bson_t* update, const chat::ChatKey& chat) {
   bson_append_document_end(update, &set_on_insert);
 }
 
-void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t last_seq,
-                        std::optional<std::int64_t> message_ms) {
+void append_chat_reservation(bson_t* update, const chat::ChatKey& chat, std::uint64_t count,
+                             std::optional<std::int64_t> message_ms,
+                             std::optional<std::pair<std::string_view, bool>> block) {
   append_chat_creation(update, chat);
-  bson_t max;
-  bson_append_document_begin(update, "$max", -1, &max);
-  bson_append_int64(&max, "last_seq", -1, as_int64(last_seq));
-  if (message_ms) bson_append_date_time(&max, "last_activity", -1, *message_ms);
-  bson_append_document_end(update, &max);
+  bson_t inc;
+  bson_append_document_begin(update, "$inc", -1, &inc);
+  bson_append_int64(&inc, "last_seq", -1, as_int64(count));
+  bson_append_document_end(update, &inc);
   if (message_ms) {
-    bson_t unset;
+    bson_t max, unset;
+    bson_append_document_begin(update, "$max", -1, &max);
+    bson_append_date_time(&max, "last_activity", -1, *message_ms);
+    bson_append_document_end(update, &max);
     bson_append_document_begin(update, "$unset", -1, &unset);
     append_utf8(&unset, kHiddenFor, "");
     bson_append_document_end(update, &unset);
+  }
+  if (block) {
+    bson_t change;
+    bson_append_document_begin(update, block->second ? "$addToSet" : "$pull", -1, &change);
+    append_utf8(&change, kBlockedBy, block->first);
+    bson_append_document_end(update, &change);
   }
 }
 

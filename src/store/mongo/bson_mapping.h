@@ -19,12 +19,13 @@
 //             {failed: 1}
 //   webhook_lease  { _id: "sender", owner, until: Date } -- which instance sends
 //   chats     { _id: "5:alice:bob", participants: [alice, bob],
-//               last_seq: Int64,                      -- of any entry, messages and changes
+//               last_seq: Int64,                      -- the last seq reserved (BatchWriter)
 //               last_activity: Date,                  -- of the last message
 //               blocked_by?: [alice],                 -- alice blocks bob
 //               hidden_for?: [bob] }                  -- not in bob's conversation list
 //             {participants: 1, last_activity: -1}     -- a user's conversations
 //
+// kind 6 is a filler: a reserved seq no entry took (chat::EntryKind::filler).
 // Legacy documents (no kind, edited_at or deleted) are messages as they were.
 // The chat key string is chatd's unambiguous key (chat::ChatKey), never the
 // old service's "a_b". These functions only build and read documents; they
@@ -35,6 +36,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "chat/message.h"
@@ -98,14 +100,13 @@ void append_history_options(bson_t* options, const HistoryQuery& query);
 /// chats document creates it with.
 void append_chat_creation(bson_t* update, const chat::ChatKey& chat);
 
-/// Upserts a chat after a batch: creates it with its participants, raises
-/// last_seq (never lowers it: another instance may have written a later
-/// entry of the chat already). When the batch held a message of the chat
-/// (`message_ms`, its time), also raises last_activity and shows the chat
-/// again to a user whose list hid it (hidden_for); a change does neither, so
-/// an edit or a block does not move the chat up anyone's list.
-void append_chat_update(bson_t* update, const chat::ChatKey& chat, std::uint64_t last_seq,
-                        std::optional<std::int64_t> message_ms);
+/// The update of one reservation (BatchWriter::reserve): adds `count` to
+/// last_seq (creating the chat with its participants), and with it, when the
+/// batch held a message (`message_ms`), the activity of append_chat_update;
+/// `block`: (user, blocking) adds the user to blocked_by or takes them out.
+void append_chat_reservation(bson_t* update, const chat::ChatKey& chat, std::uint64_t count,
+                             std::optional<std::int64_t> message_ms,
+                             std::optional<std::pair<std::string_view, bool>> block);
 
 /// The update of a chats document that makes `user` block (or unblock) the
 /// chat's other user, conditional: it matches only when that changes the
@@ -127,6 +128,7 @@ struct BlockState {
   void set(const chat::ChatKey& chat, std::string_view user, bool blocking) {
     (user == chat.first() ? first_blocks : second_blocks) = blocking;
   }
+  bool operator==(const BlockState&) const = default;
 };
 BlockState block_state_of(const bson_t* chat_document, const chat::ChatKey& chat);
 

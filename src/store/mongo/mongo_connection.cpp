@@ -35,6 +35,14 @@ void log_to_spdlog(mongoc_log_level_t level, const char* domain, const char* mes
   spdlog::log(mapped, "mongoc[{}]: {}", domain, message);
 }
 
+// The total the current thread's CommandCounter adds to (nullptr: none).
+thread_local std::atomic<std::uint64_t>* counted_commands = nullptr;
+
+// Called on the thread that sends the command.
+void count_command(const mongoc_apm_command_started_t* /*event*/) {
+  if (counted_commands != nullptr) counted_commands->fetch_add(1, std::memory_order_relaxed);
+}
+
 struct Driver {
   Driver() {
     mongoc_log_set_handler(log_to_spdlog, nullptr);
@@ -138,6 +146,17 @@ Connection::Connection(const std::string& uri, const std::string& default_databa
     throw MongoError("cannot use " + setting + ": " + std::string(message_of(error)));
   }
   mongoc_client_pool_set_error_api(pool_.get(), MONGOC_ERROR_API_VERSION_2);
+  {
+    struct CallbacksDeleter {
+      void operator()(mongoc_apm_callbacks_t* callbacks) const {
+        mongoc_apm_callbacks_destroy(callbacks);
+      }
+    };
+    const std::unique_ptr<mongoc_apm_callbacks_t, CallbacksDeleter> callbacks(
+        mongoc_apm_callbacks_new());
+    mongoc_apm_set_command_started_cb(callbacks.get(), count_command);
+    mongoc_client_pool_set_apm_callbacks(pool_.get(), callbacks.get(), nullptr);
+  }
   mongoc_client_pool_set_appname(pool_.get(), "chatd");
 
   std::string hosts;
@@ -170,6 +189,14 @@ bool is_connection_error(const bson_error_t& error) {
     default:
       return false;
   }
+}
+
+CommandCounter::CommandCounter(std::atomic<std::uint64_t>& total) : previous_(counted_commands) {
+  counted_commands = &total;
+}
+
+CommandCounter::~CommandCounter() {
+  counted_commands = previous_;
 }
 
 bool ping(mongoc_client_t* client, bson_error_t& error) {

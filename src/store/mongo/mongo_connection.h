@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "store/mongo/mongo_handles.h"
@@ -46,6 +48,20 @@ class Connection {
 /// take writes right now" (network, server selection, failover), as opposed
 /// to one operation being refused.
 bool is_connection_error(const bson_error_t& error);
+
+/// Counts every command this thread sends to the server while it lives
+/// (the driver's command monitoring, set on the pool by Connection): the
+/// round trips of one thread's work, e.g. the writer's per batch.
+class CommandCounter {
+ public:
+  explicit CommandCounter(std::atomic<std::uint64_t>& total);
+  ~CommandCounter();
+  CommandCounter(const CommandCounter&) = delete;
+  CommandCounter& operator=(const CommandCounter&) = delete;
+
+ private:
+  std::atomic<std::uint64_t>* previous_;
+};
 
 /// One round trip: {ping: 1}.
 bool ping(mongoc_client_t* client, bson_error_t& error);

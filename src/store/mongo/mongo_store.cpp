@@ -25,13 +25,14 @@ class MongoCommitter final : public Committer {
               std::vector<AppendResult>& results) override {
     // Fail fast while the monitor waits for the server to come back.
     if (!backend_.ready()) return false;
-    if (!writer_.write(batch, results)) backend_.mark_unreachable();
+    const CommandCounter counting(backend_.write_command_counter());
+    if (!writer_.write(batch, results, !backend_.client_id_index())) backend_.mark_unreachable();
     return std::all_of(results.begin(), results.end(),
                        [](const AppendResult& result) { return result.error == StoreError::none; });
   }
 
-  // A renumbered message (another instance wrote its chat meanwhile) may come
-  // after later ones of the batch: receivers get each chat in seq order.
+  // A batch's entries are inserted chat by chat, and a seal's filler may
+  // come before later seqs: receivers get each chat in seq order.
   void order_for_listener(std::vector<chat::MessagePtr>& committed) override {
     std::stable_sort(committed.begin(), committed.end(),
                      [](const auto& a, const auto& b) { return a->seq < b->seq; });
@@ -100,6 +101,7 @@ void MongoBackend::monitor_loop() {
                      create_indexes(client.get(), connection_.database(), client_id_index, error));
     lock.lock();
     if (ok) {
+      if (first_setup) client_id_index_.store(client_id_index, std::memory_order_relaxed);
       indexes_created_ = true;
       ready_.store(true, std::memory_order_relaxed);
       spdlog::info("mongo: {} at {}",

@@ -60,6 +60,14 @@ class MongoBackend final : public Backend {
   std::unique_ptr<Outbox> make_outbox() override;
   std::unique_ptr<Maintenance> make_maintenance() override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
+  std::uint64_t write_commands() const override {
+    return write_commands_.load(std::memory_order_relaxed);
+  }
+  /// Counted by the committer (CommandCounter) while it writes.
+  std::atomic<std::uint64_t>& write_command_counter() { return write_commands_; }
+  /// Whether the server enforces unique client ids (else the writer looks
+  /// them up: FerretDB 1.x). Known once the indexes are made.
+  bool client_id_index() const { return client_id_index_.load(std::memory_order_relaxed); }
 
   const Connection& connection() const { return connection_; }
   bool read_hooks() const { return options_.read_hooks; }
@@ -72,6 +80,8 @@ class MongoBackend final : public Backend {
   const MongoOptions options_;
   Connection connection_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> client_id_index_{false};
+  std::atomic<std::uint64_t> write_commands_{0};
 
   std::mutex state_mutex_;  ///< Guards the monitor's state and stopping_.
   std::condition_variable state_changed_;

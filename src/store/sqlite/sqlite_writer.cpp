@@ -168,6 +168,8 @@ SqliteWriter::Outcome SqliteWriter::apply(const chat::PendingMessage& pending, C
       message.text.clear();
       return Outcome::insert;
     }
+    case chat::EntryKind::filler:  // MongoDB's (an unwritten reservation); nothing to hold here
+      return Outcome::unchanged;
     case chat::EntryKind::edit:
     case chat::EntryKind::remove:
       break;

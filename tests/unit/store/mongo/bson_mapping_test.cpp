@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "store/mongo/batch_writer.h"
+
 namespace chatd::store::mongo {
 namespace {
 
@@ -96,22 +98,40 @@ TEST(BsonMapping, ResumeQueriesTheOldestAfterASeq) {
   EXPECT_EQ(options.json(), R"({ "sort" : { "seq" : 1 }, "limit" : 6 })");
 }
 
-TEST(BsonMapping, ChatUpdateOnlyRaisesLastSeq) {
+TEST(BsonMapping, ReservationAddsToLastSeqWithTheChatsActivity) {
   Bson update;
-  append_chat_update(update.get(), chat::ChatKey::of("bob", "alice"), 9, 1000);
+  append_chat_reservation(update.get(), chat::ChatKey::of("bob", "alice"), 9, 1000, std::nullopt);
   EXPECT_EQ(
       update.json(),
-      R"({ "$setOnInsert" : { "participants" : [ "alice", "bob" ] }, )"
-      R"("$max" : { "last_seq" : 9, "last_activity" : { "$date" : "1970-01-01T00:00:01Z" } }, )"
+      R"({ "$setOnInsert" : { "participants" : [ "alice", "bob" ] }, "$inc" : { "last_seq" : 9 }, )"
+      R"("$max" : { "last_activity" : { "$date" : "1970-01-01T00:00:01Z" } }, )"
       R"("$unset" : { "hidden_for" : "" } })")
       << "a new message shows the chat again to a forgotten user";
 }
 
-TEST(BsonMapping, ChatUpdateOfChangesOnlyIsNoActivity) {
-  Bson update;
-  append_chat_update(update.get(), chat::ChatKey::of("bob", "alice"), 9, std::nullopt);
-  EXPECT_EQ(update.json(), R"({ "$setOnInsert" : { "participants" : [ "alice", "bob" ] }, )"
-                           R"("$max" : { "last_seq" : 9 } })");
+TEST(BsonMapping, ReservationOfChangesOnlyIsNoActivityAndCarriesTheBlock) {
+  Bson blocking, unblocking;
+  append_chat_reservation(blocking.get(), chat::ChatKey::of("bob", "alice"), 2, std::nullopt,
+                          std::pair<std::string_view, bool>("bob", true));
+  EXPECT_EQ(blocking.json(),
+            R"({ "$setOnInsert" : { "participants" : [ "alice", "bob" ] }, )"
+            R"("$inc" : { "last_seq" : 2 }, "$addToSet" : { "blocked_by" : "bob" } })");
+  append_chat_reservation(unblocking.get(), chat::ChatKey::of("bob", "alice"), 1, std::nullopt,
+                          std::pair<std::string_view, bool>("bob", false));
+  EXPECT_EQ(unblocking.json(),
+            R"({ "$setOnInsert" : { "participants" : [ "alice", "bob" ] }, )"
+            R"("$inc" : { "last_seq" : 1 }, "$pull" : { "blocked_by" : "bob" } })");
+}
+
+TEST(BsonMapping, FillerRoundTrips) {
+  const auto filler = make_filler(chat::ChatKey::of("a", "b"), 12, 5000);
+  Bson document;
+  append_message_document(document.get(), *filler);
+  const auto read = message_from_document(document.get());
+  ASSERT_TRUE(read) << "a filler reads back (it holds its seq in the order)";
+  EXPECT_EQ(read->kind, chat::EntryKind::filler);
+  EXPECT_EQ(read->seq, 12u);
+  EXPECT_TRUE(read->sender.empty());
 }
 
 TEST(BsonMapping, ChangeRoundTrips) {
