@@ -76,6 +76,8 @@ struct Written {
   fanout::redis::RedisFanoutOptions redis;
   unsigned redis_gap_ms = count_of(redis.gap_hold);
   unsigned presence_ttl_seconds = count_of(redis.presence_ttl);
+  unsigned mongo_seal_seconds = static_cast<unsigned>(
+      std::chrono::duration_cast<std::chrono::seconds>(redis.seal_after).count());
   std::string webhook_events = "message.offline";
   unsigned webhook_timeout_ms = count_of(webhooks::WebhookOptions{}.timeout);
   unsigned webhook_backoff_min_ms = count_of(webhooks::WebhookOptions{}.backoff_min);
@@ -119,6 +121,7 @@ std::string finish(const Written& w, Config& c) {
     c.redis->endpoint = fanout::redis::parse_redis_url(w.redis_url).endpoint;
     c.redis->gap_hold = std::chrono::milliseconds(w.redis_gap_ms);
     c.redis->presence_ttl = std::chrono::seconds(w.presence_ttl_seconds);
+    c.redis->seal_after = std::chrono::seconds(w.mongo_seal_seconds);
   }
 
   if (auto unknown = webhooks::parse_events(w.webhook_events, c.webhooks)) {
@@ -254,6 +257,10 @@ ConfigResult parse_config(int argc, char** argv) {
           "Bytes of commands waiting for Redis per connection; past it publishes are dropped "
           "and the other instances re-read the store")
       ->check(CLI::Range(16u * 1024, 1024u * 1024 * 1024));
+  setting(app, "MONGO_SEAL_SECONDS", w.mongo_seal_seconds,
+          "How old the entries after a never-written seq must be before another instance seals "
+          "it with a filler (with REDIS_URL)")
+      ->check(CLI::Range(1u, 86'400u));
   setting(app, "PRESENCE_TTL_SECONDS", w.presence_ttl_seconds,
           "How long an instance's presence entries live in Redis without a heartbeat")
       ->check(CLI::Range(3u, 3600u));

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
+#include <vector>
 
 namespace chatd::chat {
 namespace {
@@ -62,6 +64,52 @@ bool made_here(std::string_view id) {
     return std::string(out, 10);
   }();
   return id.size() == 24 && id.substr(8, 10) == mine;
+}
+
+namespace {
+
+struct OriginBook {
+  static constexpr std::size_t kSize = 1 << 16;
+  struct Slot {
+    std::uint32_t counter = 0;
+    ConnectionId origin = 0;
+  };
+  std::atomic<bool> enabled{false};
+  std::mutex mutex;
+  std::vector<Slot> slots;  // guarded by mutex; kSize once enabled
+};
+
+OriginBook& origin_book() {
+  static OriginBook book;
+  return book;
+}
+
+}  // namespace
+
+void enable_origin_book() {
+  OriginBook& book = origin_book();
+  std::lock_guard lock(book.mutex);
+  book.slots.resize(OriginBook::kSize);
+  book.enabled.store(true, std::memory_order_release);
+}
+
+void note_origin(std::string_view id, ConnectionId origin) {
+  OriginBook& book = origin_book();
+  if (origin == 0 || !book.enabled.load(std::memory_order_acquire)) return;
+  const auto counter = made_here_counter(id);
+  if (!counter) return;
+  std::lock_guard lock(book.mutex);
+  book.slots[*counter % OriginBook::kSize] = OriginBook::Slot{*counter, origin};
+}
+
+ConnectionId noted_origin(std::string_view id) {
+  OriginBook& book = origin_book();
+  if (!book.enabled.load(std::memory_order_acquire)) return 0;
+  const auto counter = made_here_counter(id);
+  if (!counter) return 0;
+  std::lock_guard lock(book.mutex);
+  const OriginBook::Slot& slot = book.slots[*counter % OriginBook::kSize];
+  return slot.counter == *counter ? slot.origin : 0;
 }
 
 std::string format_timestamp(std::int64_t timestamp_ms) {

@@ -95,6 +95,18 @@ bool made_here(std::string_view id);
 /// order by the store's single writer), nullopt for another process's id.
 std::optional<std::uint32_t> made_here_counter(std::string_view id);
 
+/// Which local connection the messages this process made came from, so that
+/// a copy of one read back from the store before its commit was announced
+/// (a slow commit: the fan-out between instances reads the store to fill
+/// gaps) is not given back to the connection that sent it. A ring indexed by
+/// the ids' counter, holding the last 65,536 ids made: far more than one
+/// commit makes while another copy could be read. Off and empty until
+/// enabled (only the fan-out between instances needs it). Thread-safe.
+void enable_origin_book();
+void note_origin(std::string_view id, ConnectionId origin);
+/// The connection noted for `id`; 0 when none (not made here, or too old).
+ConnectionId noted_origin(std::string_view id);
+
 /// ISO-8601 UTC with milliseconds, e.g. "2026-11-25T04:24:44.123Z".
 std::string format_timestamp(std::int64_t timestamp_ms);
 

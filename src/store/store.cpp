@@ -54,6 +54,7 @@ std::shared_ptr<chat::Message> make_message(const chat::PendingMessage& pending,
                                             std::int64_t timestamp_ms) {
   auto message = std::make_shared<chat::Message>(pending.chat);
   message->id = chat::make_message_id(timestamp_ms);
+  chat::note_origin(message->id, pending.origin);
   message->sender = pending.sender;
   message->text = pending.text;
   message->timestamp_ms = timestamp_ms;

@@ -50,7 +50,20 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
       subscriber_(std::make_shared<RedisConnection>(strand_, options_.endpoint, "subscriber",
                                                     options_.max_pending_bytes)),
       sequencer_(
-          [&hub](const chat::MessagePtr& message) { hub.deliver(message); }, options_.gap_hold,
+          [&hub](const chat::MessagePtr& message) {
+            // A copy read from the store before its own commit thread
+            // announced it (a slow commit) knows no origin: the book does.
+            if (message->origin == 0 && chat::made_here(message->id)) {
+              if (const chat::ConnectionId origin = chat::noted_origin(message->id)) {
+                auto copy = std::make_shared<chat::Message>(*message);
+                copy->origin = origin;
+                hub.deliver(copy);
+                return;
+              }
+            }
+            hub.deliver(message);
+          },
+          options_.gap_hold,
           std::max<ChatSequencer::Clock::duration>(options_.gap_hold, kStandInWait),
           [this](const chat::Message& message) { return stand_ins_.not_yet_announced(message); }),
       published_(registry.counter("chatd_redis_published_total",
@@ -66,13 +79,18 @@ RedisFanout::RedisFanout(asio::io_context& io, chat::Hub& hub, store::Store& sto
                                  "Messages and events received from other instances.")),
       gap_fills_(registry.counter("chatd_redis_gap_fills_total",
                                   "Reads from the store to fill a gap in a chat's sequence.")),
-      catch_up_(strand_, store, sequencer_, gap_fills_,
-                StoreCatchUp::Options{options_.gap_hold, options_.sync_messages}),
+      sealed_(registry.counter("chatd_sealed_seqs_total",
+                               "Seqs another instance reserved and never wrote, sealed with "
+                               "fillers (docs/scaling.md, \"Seq allocation\").")),
+      catch_up_(
+          strand_, store, sequencer_, gap_fills_, sealed_,
+          StoreCatchUp::Options{options_.gap_hold, options_.sync_messages, options_.seal_after}),
       subscriptions_(strand_, *subscriber_, sequencer_, catch_up_),
       presence_(strand_, hub_, sequencer_, *publisher_, instance_, options_.presence_ttl,
                 [this](std::string channel, std::string payload) {
                   send_publish(Kind::presence, std::move(channel), std::move(payload));
                 }) {
+  chat::enable_origin_book();  // for the copies the sequencer may read back (deliver above)
   registry.gauge_callback(
       "chatd_redis_connected", "1 while both Redis connections are up.",
       [this] { return publisher_->connected() && subscriber_->connected() ? 1.0 : 0.0; });

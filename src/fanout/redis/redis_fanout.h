@@ -45,6 +45,10 @@ struct RedisFanoutOptions {
   /// the largest messages, which a Redis that answers at all takes in well
   /// under a second.
   std::size_t max_pending_bytes = 8 * 1024 * 1024;
+  /// How old the entries after a hole in a chat's stored order must be before
+  /// the hole is sealed with fillers (MONGO_SEAL_SECONDS): longer than any
+  /// write can take (the driver's socket timeout, and its one retry).
+  std::chrono::milliseconds seal_after{60'000};
 };
 
 /// Fan-out between chatd instances through Redis Pub/Sub (docs/scaling.md).
@@ -109,6 +113,7 @@ class RedisFanout final : public Fanout {
   metrics::Counter& dropped_full_presence_;
   metrics::Counter& received_;
   metrics::Counter& gap_fills_;
+  metrics::Counter& sealed_;
 
   // Strand only:
   StoreCatchUp catch_up_;

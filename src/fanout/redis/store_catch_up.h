@@ -14,7 +14,8 @@ class Counter;
 }
 namespace chatd::store {
 class Store;
-}
+struct HistoryPage;
+}  // namespace chatd::store
 
 namespace chatd::fanout::redis {
 
@@ -33,10 +34,13 @@ class StoreCatchUp {
     std::chrono::milliseconds gap_hold{200};
     /// Newest messages read as a chat's baseline (RedisFanoutOptions).
     std::size_t sync_messages = 32;
+    /// How old the entries after a hole in the store must be before the hole
+    /// is sealed with fillers (MONGO_SEAL_SECONDS).
+    std::chrono::milliseconds seal_after{60'000};
   };
 
   StoreCatchUp(RedisConnection::Strand strand, store::Store& store, ChatSequencer& sequencer,
-               metrics::Counter& gap_fills, Options options);
+               metrics::Counter& gap_fills, metrics::Counter& sealed, Options options);
 
   /// Starts / stops the gap check. On the strand.
   void start();
@@ -53,11 +57,20 @@ class StoreCatchUp {
 
  private:
   void schedule_gap_check();
+  /// A page read after `after_seq` that does not start at the next seq: the
+  /// store itself has a hole there (an instance died between reserving the
+  /// seqs and writing them). Once the entry after it is older than
+  /// seal_after, no write of those seqs can still be on its way (an insert
+  /// outlives no socket timeout), and fillers are written there; the unique
+  /// index refuses a filler where an entry came after all.
+  void seal_hole(const chat::ChatKey& chat, std::uint64_t after_seq,
+                 const store::HistoryPage& page);
 
   RedisConnection::Strand strand_;
   store::Store& store_;
   ChatSequencer& sequencer_;
   metrics::Counter& gap_fills_;
+  metrics::Counter& sealed_;
   Options options_;
   boost::asio::steady_timer gap_timer_;
 };
