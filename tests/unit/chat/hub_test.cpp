@@ -121,6 +121,17 @@ TEST(Hub, MessageWithoutLocalOriginReachesEveryone) {
   EXPECT_EQ(bob->seqs(), std::vector<std::uint64_t>{1});
 }
 
+TEST(Hub, AFillerReachesNobody) {
+  Hub hub;
+  auto alice = std::make_shared<RecordingSubscriber>(1, "alice");
+  hub.join(kAliceBob, alice);
+  auto filler = std::make_shared<Message>(*make_message(kAliceBob, 1, "", 0, ""));
+  filler->kind = EntryKind::filler;
+  hub.deliver(filler);
+  hub.deliver(make_message(kAliceBob, 2, "bob", 0));
+  EXPECT_EQ(alice->seqs(), std::vector<std::uint64_t>{2}) << "a filler only holds its seq";
+}
+
 TEST(Hub, OtherChatsAreNotReached) {
   Hub hub;
   auto bob = std::make_shared<RecordingSubscriber>(1, "bob");
