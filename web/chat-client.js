@@ -6,7 +6,8 @@
 // events, and another frontend can take this file as it is.
 //
 // What it relies on, from the protocol:
-// - a chat has one order, seq 1, 2, 3, … without gaps, the same for everyone;
+// - a chat has one order, seq 1, 2, 3, …, the same for everyone (a client is not
+//   shown every seq: another user's block, a store's filler);
 // - an ack, or a delivery, comes only after the message is stored;
 // - a send retried with the same client_id is stored once and answered with the
 //   first send's ack (`duplicate: true`);

@@ -214,6 +214,10 @@ ConfigResult parse_config(int argc, char** argv) {
   setting(app, "MAX_STORE_CALLS_PER_CONNECTION", c.session.max_store_calls,
           "Store calls one connection may have waiting; past it chatd stops reading it")
       ->check(CLI::Range(1u, 100'000u));
+  setting(app, "MAX_STORE_CALLS", c.session.max_store_calls_total,
+          "Store calls all connections together may have waiting; past it chatd stops reading "
+          "every connection that calls the store until it answers")
+      ->check(CLI::Range(1u, 10'000'000u));
   setting(app, "MESSAGES_PER_SECOND", w.messages_per_second,
           "Messages one connection may send a second (0 = no limit)")
       ->check(CLI::Range(0u, 1'000'000u));

@@ -34,7 +34,8 @@ Server::Server(const Config& config)
     : config_(config),
       io_(static_cast<int>(thread_count(config))),
       connection_limits_(config.connections),
-      rest_limits_(config.session.messages_per_second, config.session.message_burst) {
+      rest_limits_(config.session.messages_per_second, config.session.message_burst),
+      store_budget_(config.session.max_store_calls_total) {
   // MongoDB with MONGO_URI, else SQLite (store_factory.cpp). The commit
   // listener runs only once the server serves, when fanout_ is set.
   store_ = make_store(
@@ -113,7 +114,7 @@ Server::Server(const Config& config)
                                   connection_limits_, config_.session, draining_, metrics_,
                                   tokens_.get(), [this] { return metrics_registry_.render(); },
                                   [this] { return users_ready(); }, rest_limits_, webhooks_.get(),
-                                  config_.admin_token, maintainer_.get()});
+                                  config_.admin_token, maintainer_.get(), &store_budget_});
   try {
     listener_ = std::make_shared<net::Listener>(io_, asio::ip::tcp::endpoint(address, config_.port),
                                                 *services_);
@@ -169,6 +170,12 @@ void Server::register_gauges(const users::CachedUserDirectory* cache) {
                        [this, queue] { return double(store_->queue_stats().*queue.refused); },
                        {{"queue", queue.label}});
   }
+  r.gauge_callback("chatd_store_calls_in_flight",
+                   "Store calls of all connections waiting for an answer (MAX_STORE_CALLS).",
+                   [this] { return double(store_budget_.in_flight()); });
+  r.gauge_callback("chatd_connections_waiting_for_store",
+                   "Connections not read because the store calls of all are at MAX_STORE_CALLS.",
+                   [this] { return double(store_budget_.waiting()); });
   if (!config_.mongo.uri.empty()) {
     // Round trips of the write path: their ratio is MongoDB commands per
     // group commit (docs/scaling.md, "Seq allocation").

@@ -16,6 +16,7 @@
 #include "net/connection_limits.h"
 #include "net/services.h"
 #include "net/session_registry.h"
+#include "net/store_call_budget.h"
 #include "store/maintainer.h"
 #include "store/store.h"
 #include "users/user_directory.h"
@@ -73,6 +74,8 @@ class Server {
   net::SessionRegistry registry_;
   net::ConnectionLimits connection_limits_;
   net::CallerRateLimits rest_limits_;
+  /// MAX_STORE_CALLS: outlives every session (declared before the store).
+  net::StoreCallBudget store_budget_;
   std::unique_ptr<fanout::Fanout> fanout_;
   std::unique_ptr<store::Store> store_;
   /// With WEBHOOK_URL: the store as sessions see it (messages carry their

@@ -36,6 +36,7 @@ namespace chatd::net {
 class SessionRegistry;
 class ConnectionLimits;
 class CallerRateLimits;
+class StoreCallBudget;
 
 /// Limits of one connection. Each default says why it has its value.
 struct SessionOptions {
@@ -59,6 +60,11 @@ struct SessionOptions {
   /// takes everything queued) while one connection holds at most
   /// 256 × MAX_TEXT_BYTES in the store's queue.
   std::size_t max_store_calls = 256;
+  /// Store calls all connections together may have waiting (MAX_STORE_CALLS);
+  /// past it every connection that calls the store stops reading until the
+  /// store answers (StoreCallBudget). Half of STORE_MAX_QUEUED_APPENDS, so a
+  /// slow store slows its senders down long before its queue refuses them.
+  std::size_t max_store_calls_total = 50'000;
   /// Largest HTTP request header block; chatd's requests are small.
   std::size_t max_header_bytes = 8 * 1024;
   /// Largest HTTP request body.
@@ -107,6 +113,8 @@ struct Services {
   std::string_view admin_token;
   /// Runs erasure and export for the admin API (and retention on its own).
   store::Maintainer* maintainer = nullptr;
+  /// The bound on store calls of all connections; null = none.
+  StoreCallBudget* store_budget = nullptr;
 };
 
 }  // namespace chatd::net

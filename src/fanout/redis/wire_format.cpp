@@ -51,7 +51,12 @@ std::optional<Publish> decode_message(const chat::ChatKey& chat, const json::obj
   if (id == nullptr || sender == nullptr || text == nullptr || !seq || *seq == 0 || !timestamp) {
     return std::nullopt;
   }
-  if (!chat.has_participant(std::string(*sender))) return std::nullopt;
+  // A filler (an unwritten reservation, sealed) has no sender.
+  const bool filler =
+      count_field(o, "entry") == static_cast<std::uint64_t>(chat::EntryKind::filler);
+  if (!chat.has_participant(std::string(*sender)) && !(filler && sender->empty())) {
+    return std::nullopt;
+  }
   auto message = std::make_shared<chat::Message>(chat);
   message->seq = *seq;
   message->id = std::string(*id);

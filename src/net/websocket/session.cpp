@@ -249,24 +249,44 @@ void Session::on_read(beast::error_code error, std::size_t /*bytes*/) {
   if (read_buffer_.capacity() > kKeptReadCapacity) read_buffer_.shrink_to_fit();
   if (reading_held()) {
     read_paused_ = true;  // resume_reading() reads on
+    wait_for_budget();
     return;
   }
   read_next();
 }
 
 bool Session::reading_held() const {
-  return store_calls_ >= services_.options.max_store_calls || exclusive_ != 0;
+  return store_calls_ >= services_.options.max_store_calls || exclusive_ != 0 ||
+         (services_.store_budget != nullptr && services_.store_budget->spent());
 }
 
 void Session::resume_reading() {
-  if (read_paused_ && !reading_held()) {
+  if (!read_paused_) return;
+  if (!reading_held()) {
     read_paused_ = false;
     read_next();
+    return;
   }
+  wait_for_budget();
+}
+
+void Session::wait_for_budget() {
+  StoreCallBudget* budget = services_.store_budget;
+  if (waiting_budget_ || budget == nullptr || !budget->spent()) return;
+  waiting_budget_ = true;
+  budget->wait([weak = weak_from_this(), executor = ws_.get_executor()] {
+    asio::post(executor, [weak] {
+      if (const auto self = weak.lock()) {
+        self->waiting_budget_ = false;
+        self->resume_reading();
+      }
+    });
+  });
 }
 
 void Session::store_call_done() {
   --store_calls_;
+  if (services_.store_budget != nullptr) services_.store_budget->give_back();
   resume_reading();
 }
 

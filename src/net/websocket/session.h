@@ -20,6 +20,7 @@
 #include "chat/token_bucket.h"
 #include "net/services.h"
 #include "net/session_registry.h"
+#include "net/store_call_budget.h"
 #include "net/websocket/admission.h"
 #include "net/websocket/protocol.h"
 #include "net/websocket/send_queue.h"
@@ -105,6 +106,7 @@ class Session final : public chat::Subscriber,
   template <typename Handler>
   auto store_call(Handler handler) {
     ++store_calls_;
+    if (services_.store_budget != nullptr) services_.store_budget->take();
     return boost::asio::bind_executor(
         ws_.get_executor(),
         [self = shared_from_this(), handler = std::move(handler)](auto&&... results) mutable {
@@ -152,6 +154,9 @@ class Session final : public chat::Subscriber,
   void read_next();
   void on_read(boost::beast::error_code error, std::size_t bytes);
   void store_call_done();
+  /// The store calls of all connections are at MAX_STORE_CALLS: reading
+  /// resumes once they are under it (StoreCallBudget::wait).
+  void wait_for_budget();
   /// Reads on if the loop waited for store calls or an exclusive answer.
   void resume_reading();
   bool reading_held() const;
@@ -187,7 +192,8 @@ class Session final : public chat::Subscriber,
   bool joined_ = false;                // in the hub (presence is announced on leaving)
   bool ready_ = false;                 // open() done: frames are handled
   bool read_paused_ = false;
-  bool v1_ = false;  // set in open(), before the join
+  bool waiting_budget_ = false;  // asked StoreCallBudget to wake it
+  bool v1_ = false;              // set in open(), before the join
   std::atomic<bool> peer_blocks_me_{false};
   std::string peer_needle_;  // `"user":"<peer>"`, how the peer's events name it
 };

@@ -41,6 +41,7 @@ BatchWriter::BatchWriter(mongoc_client_t* client, const std::string& database)
 bool BatchWriter::write(std::span<const chat::PendingMessage> batch,
                         std::vector<AppendResult>& results, bool look_up_client_ids) {
   unreachable_ = false;
+  fillers_.clear();
   results.assign(batch.size(), AppendResult{StoreError::unavailable, nullptr, false});
   changes_.clear();
   if (look_up_client_ids && !find_originals(batch, results)) return !unreachable_;
@@ -279,8 +280,20 @@ bool BatchWriter::find_and_reserve(const chat::ChatKey& chat, std::uint64_t coun
   // The whole document comes back (FerretDB 1.x takes no projection here); it is small.
   mongoc_find_and_modify_opts_set_flags(options.get(), MONGOC_FIND_AND_MODIFY_UPSERT);
   bson_error_t error;
-  if (!mongoc_collection_find_and_modify_with_opts(chats_.get(), query.get(), options.get(),
-                                                   reply.get(), &error)) {
+  // Two instances creating one chat's document at once: the upsert that
+  // loses is refused on _id (FerretDB does not retry it as MongoDB does),
+  // and the document is there when it is sent again.
+  bool reserved = false;
+  for (int attempt = 0; attempt < 3 && !reserved; ++attempt) {
+    if (attempt > 0) {  // the driver filled it with the failed attempt's reply
+      bson_destroy(reply.get());
+      bson_init(reply.get());
+    }
+    reserved = mongoc_collection_find_and_modify_with_opts(chats_.get(), query.get(), options.get(),
+                                                           reply.get(), &error);
+    if (!reserved && error.code != static_cast<std::uint32_t>(kDuplicateKey)) break;
+  }
+  if (!reserved) {
     // Unknown whether the reservation was made: if it was, its seqs stay
     // empty until another instance seals them.
     return failed(error, "reserve seqs");
@@ -305,7 +318,10 @@ bool BatchWriter::insert_all(std::vector<Insert>& inserts,
                              std::vector<AppendResult>& results) {
   const auto commit = [&](std::size_t from, std::size_t to) {
     for (std::size_t j = from; j < to; ++j) {
-      if (inserts[j].index == kFiller) continue;
+      if (inserts[j].index == kFiller) {
+        fillers_.push_back(inserts[j].message);
+        continue;
+      }
       results[inserts[j].index] = AppendResult{StoreError::none, inserts[j].message, false};
     }
   };

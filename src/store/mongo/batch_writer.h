@@ -66,6 +66,10 @@ class BatchWriter {
   /// retried sends are looked up first (one query per batch that has any).
   bool write(std::span<const chat::PendingMessage> batch, std::vector<AppendResult>& results,
              bool look_up_client_ids = true);
+  /// The fillers the last write() stored: committed entries like the
+  /// batch's, which the listener hears of too (they move every instance's
+  /// sequencer on past their seqs).
+  std::vector<chat::MessagePtr>& fillers() { return fillers_; }
 
  private:
   using MutableMessage = std::shared_ptr<chat::Message>;
@@ -156,6 +160,7 @@ class BatchWriter {
   /// (a filler refused by the unique index means the entry was stored after
   /// all). Bounded: past kMaxUnfilled the oldest are left to the seal.
   std::vector<std::pair<chat::ChatKey, std::uint64_t>> unfilled_;
+  std::vector<chat::MessagePtr> fillers_;
   bool unreachable_ = false;  ///< Set during write() by connection errors.
 };
 

@@ -38,6 +38,8 @@ bool BatchWriter::absorb_stored(std::vector<Insert>& inserts, std::size_t from,
     message->received_at = found->message->received_at;
     if (found->index != kFiller) {
       results[found->index] = AppendResult{StoreError::none, std::move(message), false};
+    } else {
+      fillers_.push_back(std::move(message));
     }
     stored.push_back(found->message->id);
   }
@@ -127,11 +129,18 @@ std::optional<std::size_t> BatchWriter::resolve_duplicate_key(
   spdlog::warn("mongo: seq {} of chat {} is taken (its last entry: {}); {} entries move to {}..{}",
                insert.message->seq, chat.str(), last ? last->seq : 0, moving, range.last + 1,
                range.last + moving);
+  // The seqs they leave were reserved by this writer too (as far as it
+  // knows): fillers go there, refused in turn where another entry is.
+  std::vector<Insert> left;
   std::uint64_t seq = range.last;
   for (std::size_t j = refused; j < inserts.size(); ++j) {
     chat::Message& later = *inserts[j].message;
-    if (later.chat == chat && later.kind != chat::EntryKind::filler) later.seq = ++seq;
+    if (later.chat != chat || later.kind == chat::EntryKind::filler) continue;
+    left.push_back(Insert{kFiller, make_filler(chat, later.seq, later.timestamp_ms)});
+    later.seq = ++seq;
   }
+  inserts.insert(inserts.end(), std::make_move_iterator(left.begin()),
+                 std::make_move_iterator(left.end()));
   return refused;
 }
 

@@ -31,9 +31,11 @@ class MongoCommitter final : public Committer {
                        [](const AppendResult& result) { return result.error == StoreError::none; });
   }
 
-  // A batch's entries are inserted chat by chat, and a seal's filler may
-  // come before later seqs: receivers get each chat in seq order.
+  // A batch's entries are inserted chat by chat, with the fillers of the seqs
+  // none took: receivers get each chat in seq order, fillers included.
   void order_for_listener(std::vector<chat::MessagePtr>& committed) override {
+    committed.insert(committed.end(), writer_.fillers().begin(), writer_.fillers().end());
+    writer_.fillers().clear();
     std::stable_sort(committed.begin(), committed.end(),
                      [](const auto& a, const auto& b) { return a->seq < b->seq; });
   }
