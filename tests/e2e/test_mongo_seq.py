@@ -32,7 +32,6 @@ last so that the chatd instances are stopped before the proxy, Redis and FerretD
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import struct
 import time
@@ -41,7 +40,6 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from websockets.exceptions import ConnectionClosed
 
 import figures
 from chat_client import ChatClient, in_thread, open_v1
@@ -49,7 +47,7 @@ from ferretdb import mongo_client, unique_database, wait_readyz
 from mongo_proxy import mongo_proxy  # noqa: F401  (the fixture: a proxy in front of `ferretdb`)
 from mongo_proxy import CHECKSUM_PRESENT, OP_MSG, command, parse_request, read_message
 from server_metrics import chat_history, poll, scrape, wait_metric
-from v2_client import V2Client
+from v2_client import V2Client, drain_until_closed, expect_nothing_more
 
 SEAL_SECONDS = 1
 FILLER_KIND = 6  # chat::EntryKind::filler
@@ -92,32 +90,6 @@ async def next_message(client: ChatClient, timeout: float) -> dict[str, Any]:
     if isinstance(client, V2Client):
         return await client.recv_frame("message", timeout)
     return await client.recv_message(timeout=timeout)
-
-
-async def expect_nothing_more(clients) -> None:
-    """Nothing further on any connection: v2 a ping as the positive marker, v1 a short
-    silence window (after a positive marker the caller already read)."""
-    async def one(client: ChatClient) -> None:
-        if isinstance(client, V2Client):
-            await client.expect_nothing_before_pong("no duplicate, stray or filler frame")
-        else:
-            await client.expect_silence()
-    await asyncio.gather(*(one(client) for client in clients))
-
-
-async def drain_until_closed(client: ChatClient, timeout: float = 10.0) -> list[dict]:
-    """What a connection still gets until its server's death closes it."""
-    frames = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            raw = await asyncio.wait_for(client.ws.recv(), max(deadline - loop.time(), 0.01))
-        except ConnectionClosed:
-            return frames
-        except asyncio.TimeoutError:
-            pytest.fail(f"{client.label}: still open {timeout}s after its chatd was killed")
-        frames.append(json.loads(raw))
 
 
 def summary(messages: list[dict]) -> list[tuple]:

@@ -38,14 +38,13 @@ import uuid
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 import figures
 from chat_client import RECV_TIMEOUT_S, SILENCE_S, ChatClient, in_thread, open_v1
 from chatd_process import E2E_STORE
 from ferretdb import free_port, unique_database, wait_readyz
 from server_metrics import chat_history, http_get, metric, poll, scrape, wait_metric
-from v2_client import V2Client, send_many
+from v2_client import V2Client, drain_until_closed, expect_nothing_more, send_many
 
 pytestmark = pytest.mark.skipif(
     E2E_STORE != "mongodb",
@@ -168,32 +167,6 @@ async def assert_same_history_everywhere(servers, expected: list[dict]) -> None:
         assert summary(read) == summary(expected), (
             f"{server.label}: history differs from what was delivered:\n"
             f"read:     {summary(read)}\nexpected: {summary(expected)}")
-
-
-async def expect_nothing_more(clients) -> None:
-    """No further message on any connection: v2 a ping as positive marker, v1 a short
-    silence window (after a positive marker the caller already read)."""
-    async def one(client: ChatClient) -> None:
-        if isinstance(client, V2Client):
-            await client.expect_nothing_before_pong("no duplicate or stray message")
-        else:
-            await client.expect_silence()
-    await asyncio.gather(*(one(client) for client in clients))
-
-
-async def drain_until_closed(client: ChatClient, timeout: float = 10.0) -> list[dict]:
-    """What a connection still gets until its server's death closes it (any frames)."""
-    frames = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            raw = await asyncio.wait_for(client.ws.recv(), max(deadline - loop.time(), 0.01))
-        except ConnectionClosed:
-            return frames
-        except asyncio.TimeoutError:
-            pytest.fail(f"{client.label}: still open {timeout}s after its chatd was killed")
-        frames.append(json.loads(raw))
 
 
 # ---------------------------------------------------------------------- 1. both ways

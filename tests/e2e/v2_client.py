@@ -8,9 +8,11 @@ connection) on connect, and reads and sends typed frames. Every wait has a timeo
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Iterable
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from chat_client import (ID_PATTERN, RECV_TIMEOUT_S, TS_PATTERN, ChatClient,
                          assert_message_frame, parse_ts)
@@ -214,3 +216,29 @@ async def send_many(client: V2Client, items: list[tuple[str, str]], *, window: i
         assert_ack_frame(frame, client.label)
         acks.append(frame)
     return acks
+
+
+async def expect_nothing_more(clients, why: str = "no duplicate, stray or filler frame") -> None:
+    """Nothing further on any connection: v2 a ping as the positive marker, v1 a short
+    silence window (after a positive marker the caller already read)."""
+    async def one(client: ChatClient) -> None:
+        if isinstance(client, V2Client):
+            await client.expect_nothing_before_pong(why)
+        else:
+            await client.expect_silence()
+    await asyncio.gather(*(one(client) for client in clients))
+
+
+async def drain_until_closed(client: ChatClient, timeout: float = 10.0) -> list[dict]:
+    """What a connection still gets until its server's death closes it (any frames)."""
+    frames = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            raw = await asyncio.wait_for(client.ws.recv(), max(deadline - loop.time(), 0.01))
+        except ConnectionClosed:
+            return frames
+        except asyncio.TimeoutError:
+            pytest.fail(f"{client.label}: still open {timeout}s after its chatd was killed")
+        frames.append(json.loads(raw))
