@@ -274,12 +274,12 @@ void Session::wait_for_budget() {
   StoreCallBudget* budget = services_.store_budget;
   if (waiting_budget_ || budget == nullptr || !budget->spent()) return;
   waiting_budget_ = true;
-  budget->wait([weak = weak_from_this(), executor = ws_.get_executor()] {
-    asio::post(executor, [weak] {
-      if (const auto self = weak.lock()) {
-        self->waiting_budget_ = false;
-        self->resume_reading();
-      }
+  // The waiter keeps the session alive: while it reads nothing, no other
+  // operation of its own may be pending to do so.
+  budget->wait([self = shared_from_this(), executor = ws_.get_executor()]() mutable {
+    asio::post(executor, [self = std::move(self)] {
+      self->waiting_budget_ = false;
+      self->resume_reading();
     });
   });
 }
