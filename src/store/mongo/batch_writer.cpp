@@ -16,6 +16,13 @@ namespace {
 constexpr std::size_t kMaxRounds = 64;
 // Of those, written with one batch.
 constexpr std::size_t kMaxFillersPerBatch = 1024;
+// Entries per insert command. FerretDB 1.24 inserts in internal batches of
+// 100 and, past a refused document, goes on with the next one: a command of
+// at most 100 stops at its refusal as MongoDB's ordered insert does, so no
+// entry of a chat is stored after one of its earlier entries was refused
+// (and moved to a later seq). A group commit of more is several commands,
+// each sent once the one before is settled.
+constexpr std::size_t kInsertChunk = 100;
 
 // Usernames hold no control characters, so '\n' separates the parts safely.
 std::string client_key(const chat::PendingMessage& message) {
@@ -327,8 +334,9 @@ bool BatchWriter::insert_all(std::vector<Insert>& inserts,
   };
 
   std::size_t start = 0;
-  for (std::size_t round = 0; start < inserts.size(); ++round) {
-    if (round == kMaxRounds) {
+  std::size_t refusals = 0;
+  while (start < inserts.size()) {
+    if (refusals == kMaxRounds) {
       spdlog::error("mongo: {} entries refused after {} refusals in one batch",
                     inserts.size() - start, kMaxRounds);
       give_up(inserts, start, results);
@@ -336,11 +344,13 @@ bool BatchWriter::insert_all(std::vector<Insert>& inserts,
     }
     Bson reply;
     bson_error_t error;
-    const bool ok = execute_bulk_insert(inserts, start, reply, error);
+    const std::size_t end = std::min(inserts.size(), start + kInsertChunk);
+    const bool ok = execute_bulk_insert(inserts, start, end, reply, error);
     const BulkOutcome outcome = parse_bulk_reply(reply.get());
     if (ok && !outcome.write_concern_error) {
-      commit(start, inserts.size());
-      return true;
+      commit(start, end);
+      start = end;
+      continue;
     }
     if (outcome.write_concern_error) {
       // Written, but not as durably as the write concern asks: not acknowledged.
@@ -354,7 +364,8 @@ bool BatchWriter::insert_all(std::vector<Insert>& inserts,
     const std::size_t stopped = std::min(
         inserts.size(), start + (outcome.error_index ? *outcome.error_index : outcome.inserted));
     commit(start, stopped);
-    if (!outcome.error_index || outcome.error_code != kDuplicateKey || stopped >= inserts.size()) {
+    ++refusals;
+    if (!outcome.error_index || outcome.error_code != kDuplicateKey || stopped >= end) {
       failed(error, "insert entries");
       give_up(inserts, stopped, results);
       return false;
@@ -390,9 +401,9 @@ void BatchWriter::give_up(std::vector<Insert>& inserts, std::size_t from,
 }
 
 bool BatchWriter::execute_bulk_insert(const std::vector<Insert>& inserts, std::size_t start,
-                                      Bson& reply, bson_error_t& error) {
+                                      std::size_t end, Bson& reply, bson_error_t& error) {
   Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(messages_.get(), nullptr));
-  for (std::size_t j = start; j < inserts.size(); ++j) {
+  for (std::size_t j = start; j < end; ++j) {
     Bson document;
     append_message_document(document.get(), *inserts[j].message);
     if (!mongoc_bulk_operation_insert_with_opts(bulk.get(), document.get(), nullptr, &error)) {

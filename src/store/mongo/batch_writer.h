@@ -122,8 +122,8 @@ class BatchWriter {
                std::int64_t timestamp_ms);
   bool insert_all(std::vector<Insert>& inserts, std::span<const chat::PendingMessage> batch,
                   std::vector<AppendResult>& results);
-  bool execute_bulk_insert(const std::vector<Insert>& inserts, std::size_t start, Bson& reply,
-                           bson_error_t& error);
+  bool execute_bulk_insert(const std::vector<Insert>& inserts, std::size_t start, std::size_t end,
+                           Bson& reply, bson_error_t& error);
   bool absorb_stored(std::vector<Insert>& inserts, std::size_t from,
                      std::vector<AppendResult>& results);
   std::optional<std::size_t> resolve_duplicate_key(std::vector<Insert>& inserts,

@@ -15,12 +15,11 @@ namespace chatd::store::mongo {
 
 struct MongoOptions {
   std::string uri;  ///< MONGO_URI; the database is its path (default "chat").
-  /// Messages per bulk write. 100, not SQLite's 1024: FerretDB 1.24 inserts in
-  /// internal batches of 100 and, past a refused document, goes on with the
-  /// next one, so a larger ordered bulk could store a chat's messages out of
-  /// order after a sequence race. One round trip per 100 messages is still
-  /// group commit.
-  std::size_t max_batch = 100;
+  /// Messages per group commit, as SQLite's: a batch reserves each chat's
+  /// seqs once (one command per chat), so the more messages per chat a batch
+  /// holds the fewer commands per message. Inserted 100 per command
+  /// (BatchWriter, kInsertChunk).
+  std::size_t max_batch = 1024;
   std::size_t max_queued_appends = QueueOptions{}.max_queued_appends;
   std::size_t max_queued_reads = QueueOptions{}.max_queued_reads;
   std::size_t reader_threads = 2;  ///< History reads in flight at once, one client each.
