@@ -33,8 +33,9 @@ class StandInCounter {
   }
 
   /// A committed batch, once every message of it is offered to the sequencer.
-  /// It comes in seq order, which is not its id order when the store renumbered
-  /// a message: the counter moves past the whole batch at once, so that no
+  /// It comes in seq order, which is not its id order (a batch's entries are
+  /// made chat by chat, and the store may move one to a later reservation):
+  /// the counter moves past the whole batch at once, so that no
   /// message of it counts as announced before it is.
   void announce(std::span<const chat::MessagePtr> batch) {
     std::uint32_t newest = announced_.load();

@@ -208,7 +208,7 @@ std::size_t MongoMaintenance::forget_user(const std::string& user) {
     if (chats.size() < kChatsPerStatement) break;
     after = chats.back().str();
   }
-  // Until a chat's next message (BatchWriter::update_chats unsets hidden_for).
+  // Until a chat's next message (its reservation unsets hidden_for: append_chat_reservation).
   const Collection chats = collection(kChats);
   BsonPtr of_user(BCON_NEW("participants", BCON_UTF8(user.c_str())));
   BsonPtr hide(BCON_NEW("$addToSet", "{", kHiddenFor, BCON_UTF8(user.c_str()), "}"));
