@@ -29,7 +29,7 @@ import figures
 from chat_client import ChatClient, in_thread
 from chatd_process import E2E_STORE
 from ferretdb import free_port, unique_database
-from server_metrics import poll, scrape
+from server_metrics import metric, wait_metric
 from test_scaleout import (assert_in_seq_order_once, client_id, expect_nothing_more,
                            next_message, open_v1, start_instance, wait_redis_connected)
 from v2_client import V2Client, send_many
@@ -59,18 +59,6 @@ def memory_kib(pid: int) -> dict[str, int]:
     return values
 
 
-def series(server, name: str, **labels: str) -> float | None:
-    metrics = scrape(server)
-    return metrics.value(name, **labels) if metrics.has(name, **labels) else None
-
-
-async def wait_series(server, name: str, predicate, what: str, timeout: float = 10.0,
-                      **labels: str) -> float:
-    return await poll(lambda: series(server, name, **labels),
-                      lambda value: value is not None and predicate(value),
-                      f"{server.label}: {name}{labels} {what}", timeout)
-
-
 async def read_until(client: ChatClient, last_seq: int, seen: list[dict], timeout: float) -> None:
     while not seen or seen[-1]["seq"] < last_seq:
         seen.append(await next_message(client, timeout))
@@ -98,7 +86,7 @@ async def test_a_paused_redis_bounds_memory_drops_publishes_and_loses_nothing(
     for bob in (bob_v2, bob_v1):
         received[bob.label].append(await next_message(bob))
         assert received[bob.label][-1]["seq"] == first["seq"]
-    dropped_before = series(a, "chatd_redis_dropped_total", kind="message")
+    dropped_before = metric(a, "chatd_redis_dropped_total", kind="message")
     assert dropped_before == 0, dropped_before
     before = memory_kib(a.pid)
 
@@ -111,7 +99,7 @@ async def test_a_paused_redis_bounds_memory_drops_publishes_and_loses_nothing(
         took = time.monotonic() - started
         # Every message is committed (acked) by now.
         after = memory_kib(a.pid)
-        pending = series(a, "chatd_redis_pending_bytes", connection="publisher")
+        pending = metric(a, "chatd_redis_pending_bytes", connection="publisher")
         largest_publish_kib = (TEXT_BYTES + 1024) // 1024
         bound_kib = (before["VmRSS"] + MAX_PENDING_BYTES // 1024 + largest_publish_kib
                      + SLACK_KIB)
@@ -126,7 +114,7 @@ async def test_a_paused_redis_bounds_memory_drops_publishes_and_loses_nothing(
         assert pending <= MAX_PENDING_BYTES + largest_publish_kib * 1024, (
             f"A holds {pending} bytes for Redis, past REDIS_MAX_PENDING_BYTES")
         # A could not publish most of them: dropped, not queued, and counted.
-        dropped = await wait_series(a, "chatd_redis_dropped_total", lambda v: v > 0, "> 0",
+        dropped = await wait_metric(a, "chatd_redis_dropped_total", lambda v: v > 0, "> 0",
                                     kind="message")
         assert dropped >= MESSAGES // 2, f"only {dropped} of {MESSAGES} publishes dropped"
     finally:
@@ -139,7 +127,7 @@ async def test_a_paused_redis_bounds_memory_drops_publishes_and_loses_nothing(
     for bob in (bob_v2, bob_v1):
         await read_until(bob, last, received[bob.label], timeout=60)
         assert_in_seq_order_once(bob.label, received[bob.label], set(), last)
-    await wait_series(a, "chatd_redis_pending_bytes", lambda v: v < MAX_PENDING_BYTES / 2,
+    await wait_metric(a, "chatd_redis_pending_bytes", lambda v: v < MAX_PENDING_BYTES / 2,
                       "< half the bound", connection="publisher")
 
     # And live again through Redis both ways.
