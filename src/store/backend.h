@@ -27,7 +27,9 @@ class Committer {
                       std::vector<AppendResult>& results) = 0;
 
   /// Puts the group's new messages in the order the commit listener hears
-  /// them; batch order unless a backend can commit a chat's messages out of it.
+  /// them; batch order unless a backend can commit a chat's messages out of
+  /// it. A backend that committed entries of its own for the group (MongoDB's
+  /// fillers) adds them here, so that receivers hear of every seq.
   virtual void order_for_listener(std::vector<chat::MessagePtr>& /*committed*/) {}
 };
 

@@ -14,7 +14,8 @@ namespace {
 // refused document (a retried client id, a sealed seq), so this is only
 // reached by a batch of such.
 constexpr std::size_t kMaxRounds = 64;
-// Of those, written with one batch.
+// Reserved seqs an earlier batch left unwritten (unfilled_) that one batch
+// fills at most.
 constexpr std::size_t kMaxFillersPerBatch = 1024;
 // Entries per insert command. FerretDB 1.24 inserts in internal batches of
 // 100 and, past a refused document, goes on with the next one: a command of
@@ -276,13 +277,7 @@ bool BatchWriter::find_and_reserve(const chat::ChatKey& chat, std::uint64_t coun
   Bson query, update, reply;
   append_utf8(query.get(), "_id", chat.str());
   append_chat_reservation(update.get(), chat, count, activity, block);
-  struct OptsDeleter {
-    void operator()(mongoc_find_and_modify_opts_t* opts) const {
-      mongoc_find_and_modify_opts_destroy(opts);
-    }
-  };
-  const std::unique_ptr<mongoc_find_and_modify_opts_t, OptsDeleter> options(
-      mongoc_find_and_modify_opts_new());
+  const FindAndModifyOpts options(mongoc_find_and_modify_opts_new());
   mongoc_find_and_modify_opts_set_update(options.get(), update.get());
   // The whole document comes back (FerretDB 1.x takes no projection here); it is small.
   mongoc_find_and_modify_opts_set_flags(options.get(), MONGOC_FIND_AND_MODIFY_UPSERT);

@@ -43,6 +43,11 @@ struct BulkDeleter {
 struct WriteConcernDeleter {
   void operator()(mongoc_write_concern_t* concern) const { mongoc_write_concern_destroy(concern); }
 };
+struct FindAndModifyOptsDeleter {
+  void operator()(mongoc_find_and_modify_opts_t* opts) const {
+    mongoc_find_and_modify_opts_destroy(opts);
+  }
+};
 
 using Uri = std::unique_ptr<mongoc_uri_t, UriDeleter>;
 using Pool = std::unique_ptr<mongoc_client_pool_t, PoolDeleter>;
@@ -50,6 +55,7 @@ using Collection = std::unique_ptr<mongoc_collection_t, CollectionDeleter>;
 using Cursor = std::unique_ptr<mongoc_cursor_t, CursorDeleter>;
 using Bulk = std::unique_ptr<mongoc_bulk_operation_t, BulkDeleter>;
 using WriteConcern = std::unique_ptr<mongoc_write_concern_t, WriteConcernDeleter>;
+using FindAndModifyOpts = std::unique_ptr<mongoc_find_and_modify_opts_t, FindAndModifyOptsDeleter>;
 
 /// A client taken from a pool, given back when this goes away. A client is
 /// not thread-safe: each store thread holds its own for its whole life.
