@@ -16,6 +16,7 @@
 #include "users/observed_user_directory.h"
 #include "users/open_user_directory.h"
 #include "users/user_search_client.h"
+#include "util/thread_name.h"
 #include "webhooks/hooking_store.h"
 
 namespace chatd::app {
@@ -218,7 +219,11 @@ int Server::run() {
   listener_->start();
   const auto endpoint = listener_->local_endpoint();
   const unsigned threads = thread_count(config_);
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  for (unsigned i = 0; i < threads; ++i)
+    threads_.emplace_back([this] {
+      util::name_this_thread("chatd-io");
+      io_.run();
+    });
   fanout_->start();
   if (webhooks_) webhooks_->start();
   spdlog::info("chatd {} listening on http://{}:{} ({} I/O threads)", CHATD_VERSION,

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "util/thread_name.h"
+
 namespace chatd::store {
 namespace {
 
@@ -25,7 +27,10 @@ constexpr std::chrono::seconds kRetryOpen{5};
 
 Maintainer::Maintainer(Store& store, RetentionOptions retention, PurgeObserver observer)
     : store_(store), retention_(retention), observer_(std::move(observer)) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    util::name_this_thread("chatd-maintain");
+    run();
+  });
 }
 
 Maintainer::~Maintainer() {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "util/post_result.h"
+#include "util/thread_name.h"
 
 namespace chatd::store {
 
@@ -17,9 +18,15 @@ QueuedStore::QueuedStore(std::unique_ptr<Backend> backend, QueueOptions options,
       observer_(std::move(observer)),
       appends_(options_.max_queued_appends),
       reads_(options_.max_queued_reads) {
-  writer_ = std::thread([this] { writer_loop(); });
+  writer_ = std::thread([this] {
+    util::name_this_thread("chatd-writer");
+    writer_loop();
+  });
   for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.reader_threads); ++i) {
-    readers_.emplace_back([this, i] { reader_loop(i); });
+    readers_.emplace_back([this, i] {
+      util::name_this_thread("chatd-reader");
+      reader_loop(i);
+    });
   }
 }
 

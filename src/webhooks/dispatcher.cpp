@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "util/thread_name.h"
+
 namespace chatd::webhooks {
 namespace {
 
@@ -66,7 +68,10 @@ Dispatcher::~Dispatcher() {
 }
 
 void Dispatcher::start() {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    util::name_this_thread("chatd-webhooks");
+    loop();
+  });
 }
 
 void Dispatcher::wake() {

@@ -9,6 +9,7 @@
 #include "store/mongo/mongo_maintenance.h"
 #include "store/mongo/mongo_outbox.h"
 #include "store/mongo/mongo_reader.h"
+#include "util/thread_name.h"
 
 namespace chatd::store::mongo {
 namespace {
@@ -50,7 +51,10 @@ class MongoCommitter final : public Committer {
 
 MongoBackend::MongoBackend(const MongoOptions& options)
     : options_(options), connection_(options_.uri) {
-  monitor_ = std::thread([this] { monitor_loop(); });
+  monitor_ = std::thread([this] {
+    util::name_this_thread("chatd-mongo-mon");
+    monitor_loop();
+  });
 }
 
 // QueuedStore has joined the writer and the readers, which gave their clients

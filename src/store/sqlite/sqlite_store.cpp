@@ -9,6 +9,7 @@
 #include "store/sqlite/sqlite_outbox.h"
 #include "store/sqlite/sqlite_reader.h"
 #include "store/sqlite/sqlite_writer.h"
+#include "util/thread_name.h"
 
 namespace chatd::store::sqlite {
 namespace {
@@ -157,7 +158,10 @@ SqliteBackend::SqliteBackend(const SqliteOptions& options)
   // Statements are prepared here so a schema problem fails start-up.
   SqliteWriter check_writer(writer_db_.get(), ready_, options_.max_cached_chats);
   SqliteReader check_reader(reader_dbs_.front().get(), options_.read_hooks);
-  checkpointer_ = std::thread([this] { checkpoint_loop(); });
+  checkpointer_ = std::thread([this] {
+    util::name_this_thread("chatd-checkpoint");
+    checkpoint_loop();
+  });
 }
 
 // QueuedStore has joined the writer and the readers, whose statements are
