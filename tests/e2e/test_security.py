@@ -356,7 +356,9 @@ async def test_a_slow_reader_is_closed_1008_and_a_100k_flood_does_not_grow_memor
     slow_seqs = [json.loads(payload)["seq"] for _, payload in slow_frames]
     assert slow_seqs == list(range(1, len(slow_seqs) + 1)), (
         f"the slow reader's frames before the close: seqs {slow_seqs[:3]}...{slow_seqs[-3:]}")
-    assert len(slow_seqs) - at_close["delivered"] in (0, 1), (len(slow_seqs), figures)
+    # Past what chatd had written, it got at most the one write in progress at the
+    # close: the writer sends what is queued 32 frames at a time (session.cpp).
+    assert 0 <= len(slow_seqs) - at_close["delivered"] <= 32, (len(slow_seqs), figures)
     # chatd gave up when SEND_QUEUE_MAX_BYTES' worth was queued for it, about 5,000
     # frames of ~210 bytes: not less (closed too early for a burst), and not much more
     # (the scrape lags a little behind the close, so up to 4 MiB): mid-flood, not at

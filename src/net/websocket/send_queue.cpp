@@ -153,7 +153,7 @@ SendQueue::Result SendQueue::push_locked(Entry entry) {
 SendQueue::Result SendQueue::close_too_slow_locked() {
   // Drop what the receiver has not started receiving: the store has every
   // message, so a client that resumes with ?after= loses nothing.
-  while (items_.size() > (writing_ ? 1u : 0u)) {
+  while (items_.size() > taken_) {
     if (items_.back().frame) remove_locked(items_.back().frame->size());
     items_.pop_back();
   }
@@ -225,25 +225,60 @@ std::size_t SendQueue::queued_bytes() const {
 std::optional<SendQueue::Item> SendQueue::front() {
   std::lock_guard lock(mutex_);
   if (items_.empty()) {
-    writing_ = false;
-    // A burst may have grown the queue; an idle connection holds none of it.
-    if (items_.capacity() > kKeptCapacity) decltype(items_)().swap(items_);
+    idle_locked();
     return std::nullopt;
   }
   const Entry& entry = items_.front();
   Item item{entry.frame, std::nullopt};
   if (entry.close) item.close = *entry.close;
+  taken_ = 1;
   return item;
 }
 
-SendQueue::Popped SendQueue::pop(bool failed) {
+bool SendQueue::take(Batch& batch, std::size_t max_frames, std::size_t max_bytes) {
+  batch.frames.clear();
+  batch.close.reset();
+  std::lock_guard lock(mutex_);
+  if (items_.empty()) {
+    idle_locked();
+    return false;
+  }
+  if (items_.front().close) {
+    batch.close = *items_.front().close;
+    taken_ = 1;
+    return true;
+  }
+  std::size_t bytes = 0;
+  for (const Entry& entry : items_) {
+    if (entry.close || batch.frames.size() == max_frames) break;
+    if (!batch.frames.empty() && bytes + entry.frame->size() > max_bytes) break;
+    bytes += entry.frame->size();
+    batch.frames.push_back(entry.frame);
+  }
+  taken_ = batch.frames.size();
+  return true;
+}
+
+void SendQueue::idle_locked() {
+  writing_ = false;
+  taken_ = 0;
+  // A burst may have grown the queue; an idle connection holds none of it.
+  if (items_.capacity() > kKeptCapacity) decltype(items_)().swap(items_);
+}
+
+SendQueue::Popped SendQueue::pop(bool failed, std::vector<Clock::time_point>* received_at) {
   std::lock_guard lock(mutex_);
   Popped popped;
-  if (!items_.empty()) {
-    popped.received_at = items_.front().received_at;
-    if (items_.front().frame) remove_locked(items_.front().frame->size());
+  if (!items_.empty()) popped.received_at = items_.front().received_at;
+  for (std::size_t i = 0; i < std::max<std::size_t>(taken_, 1) && !items_.empty(); ++i) {
+    const Entry& entry = items_.front();
+    if (received_at != nullptr && entry.received_at != Clock::time_point{}) {
+      received_at->push_back(entry.received_at);
+    }
+    if (entry.frame) remove_locked(entry.frame->size());
     items_.pop_front();
   }
+  taken_ = 0;
   if (failed) {
     // Nothing more can be written to this connection.
     closing_ = true;

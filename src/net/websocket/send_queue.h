@@ -143,13 +143,23 @@ class SendQueue {
   /// The item to write next; nullopt when the queue is empty, which makes
   /// the writer idle (the next push returns start_writer).
   std::optional<Item> front();
+  /// What the writer writes at once (take()).
+  struct Batch {
+    std::vector<std::shared_ptr<const std::string>> frames;
+    std::optional<Close> close;  ///< Set alone: the close comes after the frames.
+  };
+  /// The frames at the front, as many as there are up to `max_frames` and
+  /// `max_bytes` (at least one, whatever its size), or the close alone when
+  /// it is next; false when the queue is empty, which makes the writer idle.
+  bool take(Batch& batch, std::size_t max_frames, std::size_t max_bytes);
   struct Popped {
-    Clock::time_point received_at{};  ///< Of the frame just written.
+    Clock::time_point received_at{};  ///< Of the first frame just written.
     bool wake = false;                ///< A wait_for_room() is satisfied.
   };
-  /// The front frame was written (`failed`: the write failed, and every
-  /// frame is dropped: nothing more can be written).
-  Popped pop(bool failed);
+  /// What front() or take() gave was written (`failed`: the write failed,
+  /// and every frame is dropped: nothing more can be written). `received_at`,
+  /// if given, gets the read time of each live message among them.
+  Popped pop(bool failed, std::vector<Clock::time_point>* received_at = nullptr);
 
  private:
   struct Entry {
@@ -169,6 +179,8 @@ class SendQueue {
   /// The buffered live messages give way to the replay, which reads them
   /// (and what follows until it has caught up) from the store.
   void give_way_locked();
+  /// The writer found nothing to write.
+  void idle_locked();
   /// Drops every frame not started and the replay buffer, then queues 1008.
   Result close_too_slow_locked();
 
@@ -180,7 +192,8 @@ class SendQueue {
   boost::container::devector<Entry> items_;
   std::vector<std::pair<chat::MessagePtr, std::shared_ptr<const std::string>>> replay_buffer_;
   std::size_t queued_bytes_ = 0;  // items_ and replay_buffer_
-  bool writing_ = false;          // the writer holds items_.front()
+  bool writing_ = false;          // the writer runs (until front()/take() find nothing)
+  std::size_t taken_ = 0;         // items at the front that the writer is writing
   bool closing_ = false;
   bool replaying_ = true;
   bool replay_buffer_dropped_ = false;  // the replay must read on from the store

@@ -44,6 +44,11 @@ bool is_normal_end(const beast::error_code& error) {
 constexpr std::size_t kFirstRead = 512;
 // A buffer grown by a long message is given back after it.
 constexpr std::size_t kKeptReadCapacity = 4096;
+// The writer sends what is queued in one write of at most this many frames
+// (two buffers each: Asio hands at most 64 to one sendmsg) and bytes.
+constexpr std::size_t kMaxFramesPerWrite = 32;
+constexpr std::size_t kMaxBytesPerWrite = 256 * 1024;
+constexpr std::size_t kKeptBatchCapacity = 4;
 
 }  // namespace
 
@@ -109,7 +114,7 @@ asio::awaitable<bool> Session::open(std::unique_ptr<Request> request) {
   accepted_ = true;
 
   boost::system::error_code error;
-  const auto remote = ws_.next_layer().remote_endpoint(error);
+  const auto remote = ws_.next_layer().next_layer().remote_endpoint(error);
   auto admission = error ? std::variant<Admitted, Refused>(Refused{kTooMany, "connection lost"})
                          : admit(*request, remote.address(), services_.tokens, services_.limits);
   request.reset();
@@ -454,12 +459,17 @@ void Session::pushed(SendQueue::Result result, bool on_strand, std::string_view 
 }
 
 void Session::write_next() {
-  auto item = queue_.front();
-  if (!item) return;  // the writer is idle until the next push starts it
-  if (item->close) {
+  if (!queue_.take(batch_, kMaxFramesPerWrite, kMaxBytesPerWrite)) {
+    // Idle: a burst's room is given back.
+    if (batch_.frames.capacity() > kKeptBatchCapacity)
+      decltype(batch_.frames)().swap(batch_.frames);
+    if (read_at_.capacity() > kKeptBatchCapacity) decltype(read_at_)().swap(read_at_);
+    return;  // the writer is idle until the next push starts it
+  }
+  if (batch_.close) {
     wake_.cancel();  // a wait for room ends now
     ws_.async_close(
-        ws::close_reason(static_cast<ws::close_code>(item->close->code), item->close->reason),
+        ws::close_reason(static_cast<ws::close_code>(batch_.close->code), batch_.close->reason),
         [self = shared_from_this()](const beast::error_code& error) {
           if (error && !is_normal_end(error)) {
             spdlog::debug("session {}: close failed: {}", self->id_, error.message());
@@ -468,26 +478,34 @@ void Session::write_next() {
         });
     return;
   }
-  ws_.text(true);
-  ws_.async_write(asio::buffer(*item->frame), [self = shared_from_this()](
-                                                  const beast::error_code& error, std::size_t) {
-    const SendQueue::Popped popped = self->queue_.pop(static_cast<bool>(error));
-    if (popped.wake) self->wake_.cancel();
-    if (error) {
-      if (!is_normal_end(error)) {
-        spdlog::debug("session {}: write failed: {}", self->id_, error.message());
-      }
-      return;
+  if (!ws_.is_open()) {
+    // Beast is closing the connection (the client's close frame came in):
+    // no frame may follow the close.
+    written(ws::error::closed);
+    return;
+  }
+  ws_.next_layer().write_frames(std::move(batch_.frames),
+                                [self = shared_from_this()](const beast::error_code& error,
+                                                            std::size_t) { self->written(error); });
+}
+
+void Session::written(const beast::error_code& error) {
+  read_at_.clear();
+  const SendQueue::Popped popped = queue_.pop(static_cast<bool>(error), &read_at_);
+  if (popped.wake) wake_.cancel();
+  if (error) {
+    if (!is_normal_end(error)) spdlog::debug("session {}: write failed: {}", id_, error.message());
+    return;
+  }
+  if (!read_at_.empty()) {
+    auto& metrics = services_.metrics;
+    const auto now = std::chrono::steady_clock::now();
+    metrics.messages_delivered.inc(read_at_.size());
+    for (const auto read_at : read_at_) {
+      metrics.delivery_seconds.observe(std::chrono::duration<double>(now - read_at).count());
     }
-    if (popped.received_at != std::chrono::steady_clock::time_point{}) {
-      auto& metrics = self->services_.metrics;
-      metrics.messages_delivered.inc();
-      metrics.delivery_seconds.observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - popped.received_at)
-              .count());
-    }
-    self->write_next();
-  });
+  }
+  write_next();
 }
 
 }  // namespace chatd::net::websocket

@@ -22,6 +22,7 @@
 #include "net/session_registry.h"
 #include "net/store_call_budget.h"
 #include "net/websocket/admission.h"
+#include "net/websocket/frame_socket.h"
 #include "net/websocket/protocol.h"
 #include "net/websocket/send_queue.h"
 
@@ -135,8 +136,9 @@ class Session final : public chat::Subscriber,
  private:
   // A plain socket under the WebSocket stream: its timeouts are the
   // WebSocket stream's own (stream_base::timeout), and an idle connection
-  // does not carry a beast::tcp_stream's two timers.
-  using Stream = boost::beast::websocket::stream<boost::asio::ip::tcp::socket>;
+  // does not carry a beast::tcp_stream's two timers. FrameSocket lets the
+  // writer send every queued frame in one write.
+  using Stream = boost::beast::websocket::stream<FrameSocket>;
 
   /// From the upgrade to the joined chat and its replay, or the refusal. The
   /// request is freed when this returns: an open session does not keep it.
@@ -166,6 +168,7 @@ class Session final : public chat::Subscriber,
   void pushed(SendQueue::Result result, bool on_strand,
               std::string_view why = "its send queue passed SEND_QUEUE_MAX_BYTES");
   void write_next();
+  void written(const boost::beast::error_code& error);
 
   Stream ws_;
   const Services& services_;
@@ -185,7 +188,9 @@ class Session final : public chat::Subscriber,
   chat::TokenBucket send_rate_;
   chat::TokenBucket rate_strikes_;
   boost::beast::flat_buffer read_buffer_;
-  std::size_t store_calls_ = 0;        // store calls in flight
+  SendQueue::Batch batch_;                                      // what the writer writes
+  std::vector<std::chrono::steady_clock::time_point> read_at_;  // its live messages' read times
+  std::size_t store_calls_ = 0;                                 // store calls in flight
   unsigned exclusive_ = 0;             // run_exclusive() answers in the works
   std::uint16_t read_close_code_ = 0;  // 1009 when the client's frame was too big
   bool accepted_ = false;              // the handshake succeeded (the close is logged and counted)

@@ -96,6 +96,59 @@ TEST(SendQueue, AReplyPastTheBoundClosesAsTooSlowKeepingTheFrameBeingWritten) {
   EXPECT_EQ(queue.deliver(message(9), frame_of(1)).status, Status::skipped);
 }
 
+TEST(SendQueue, TheWriterTakesWhatIsQueuedAtOnceUpToItsLimitsAndTheCloseAlone) {
+  auto live = live_queue(10'000);
+  SendQueue& queue = *live;
+  for (char fill : {'a', 'b', 'c', 'd', 'e'}) queue.reply(frame_of(100, fill));
+  SendQueue::Batch batch;
+  ASSERT_TRUE(queue.take(batch, 3, 10'000));
+  ASSERT_EQ(batch.frames.size(), 3u);  // at most 3 frames
+  EXPECT_EQ(batch.frames[2]->front(), 'c');
+  std::vector<SendQueue::Clock::time_point> read_at;
+  queue.pop(false, &read_at);
+  EXPECT_TRUE(read_at.empty()) << "replies carry no read time";
+  EXPECT_EQ(queue.queued_bytes(), 200u);
+  // At most 150 bytes: one frame of 100, however many are queued.
+  ASSERT_TRUE(queue.take(batch, 32, 150));
+  ASSERT_EQ(batch.frames.size(), 1u);
+  EXPECT_EQ(batch.frames[0]->front(), 'd');
+  // Past the bound, the frames taken stay (they are being written); the rest
+  // go, and the close follows on its own.
+  EXPECT_EQ(queue.reply(frame_of(9'900)).status, Status::too_slow);
+  EXPECT_EQ(queue.queued_bytes(), 100u);
+  queue.pop(false);
+  ASSERT_TRUE(queue.take(batch, 32, 10'000));
+  EXPECT_TRUE(batch.frames.empty());
+  ASSERT_TRUE(batch.close.has_value());
+  EXPECT_EQ(batch.close->code, 1008);
+  // A frame alone bigger than the byte limit is still taken.
+  auto other = live_queue(10'000);
+  other->reply(frame_of(5'000));
+  ASSERT_TRUE(other->take(batch, 32, 100));
+  EXPECT_EQ(batch.frames.size(), 1u);
+  other->pop(false);
+  EXPECT_FALSE(other->take(batch, 32, 100)) << "empty: the writer goes idle";
+  EXPECT_TRUE(other->reply("next").start_writer);
+}
+
+TEST(SendQueue, ABatchGivesTheReadTimeOfEachLiveMessage) {
+  auto live = live_queue(10'000);
+  SendQueue& queue = *live;
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    auto m = std::make_shared<chat::Message>(*message(seq));
+    m->received_at = SendQueue::Clock::now();
+    queue.deliver(m, frame_of(10));
+  }
+  queue.reply("an ack");
+  SendQueue::Batch batch;
+  ASSERT_TRUE(queue.take(batch, 32, 10'000));
+  EXPECT_EQ(batch.frames.size(), 4u);
+  std::vector<SendQueue::Clock::time_point> read_at;
+  queue.pop(false, &read_at);
+  EXPECT_EQ(read_at.size(), 3u);
+  EXPECT_EQ(queue.queued_bytes(), 0u);
+}
+
 TEST(SendQueue, EventsWaitForTheHello) {
   auto live = live_queue(1000);
   SendQueue& queue = *live;
