@@ -2,11 +2,34 @@
 
 #include <algorithm>
 #include <boost/asio/buffer.hpp>
+#include <tuple>
 
+#include "loadgen/centrifugo.h"
 #include "loadgen/clock.h"
 #include "loadgen/io_pool.h"
 
 namespace chatd::loadgen {
+namespace {
+
+/// chatd: the v1 frame as it is; Centrifugo: inside a publish to the chat's channel.
+OutgoingFrame outgoing_frame(const std::string& name, const std::string& channel,
+                             const Options& options) {
+  if (!options.centrifugo()) return OutgoingFrame(name, options.prefix, options.size);
+  const FrameEnvelope envelope = centrifugo::publish_envelope(channel);
+  return OutgoingFrame(name, options.prefix, options.size, &envelope);
+}
+
+}  // namespace
+
+Side::Side(asio::io_context& io, std::string own_name, const std::string& peer_name,
+           const Options& options, std::size_t connection_index)
+    : ws(io),
+      wake(io),
+      name(std::move(own_name)),
+      path(options.centrifugo() ? std::string(centrifugo::kPath) : "/ws/" + name + "/" + peer_name),
+      channel(options.centrifugo() ? centrifugo::channel_of(name, peer_name) : std::string()),
+      index(connection_index),
+      out(outgoing_frame(name, channel, options)) {}
 
 void Totals::merge(const Totals& other) {
   sent += other.sent;
@@ -34,7 +57,8 @@ ChatWorker::ChatWorker(asio::io_context& io, const Options& options, const Targe
       options_(options),
       target_(target),
       progress_(progress),
-      connector_count_(connector_count) {}
+      connector_count_(connector_count),
+      centrifugo_(options.centrifugo()) {}
 
 void ChatWorker::add_chat(unsigned number) {
   chats_.push_back(std::make_unique<Chat>(io_, options_, number));
@@ -104,7 +128,14 @@ asio::awaitable<void> ChatWorker::connector() {
     // The second connection of a chat (odd index) goes to --peer-port when given.
     const Target& where = target_.peer && side.index % 2 == 1 ? *target_.peer : target_;
     const auto error = co_await open_websocket(side.ws, where, side.index, side.path, failure);
-    if (error) {
+    bool joined = !error;
+    if (joined && centrifugo_) {
+      const std::string token = centrifugo::connection_token(side.name, options_.centrifugo_secret);
+      joined =
+          co_await centrifugo::join(side.ws, side.in, token, side.channel, where.timeout, failure);
+      if (!joined) abort_websocket(side.ws);
+    }
+    if (!joined) {
       ++totals_.connect_failures;
       ++totals_.end_reasons["connect failed: " + failure];
       progress_.failed.fetch_add(1);
@@ -131,6 +162,11 @@ asio::awaitable<void> ChatWorker::read_loop(Side& side) {
       break;
     }
     const std::string_view frame(static_cast<const char*>(side.in.data().data()), bytes);
+    if (centrifugo_) {
+      on_centrifugo_frame(side, frame);
+      side.in.consume(side.in.size());
+      continue;
+    }
     switch (classify_frame(frame, options_.prefix, message, error_code)) {
       case FrameKind::message:
         on_message(side, message);
@@ -169,8 +205,40 @@ void ChatWorker::count_broken(Chat& chat) {
   progress_.chats_broken.fetch_add(1);
 }
 
+/// Centrifugo: one frame holds one or more lines (replies and pushes).
+void ChatWorker::on_centrifugo_frame(Side& side, std::string_view frame) {
+  ReceivedMessage message;
+  std::string error_code;
+  bool pinged = false;
+  centrifugo::for_each_line(frame, [&](std::string_view line) {
+    switch (centrifugo::classify_line(line, options_.prefix, message, error_code)) {
+      case centrifugo::LineKind::publication:
+        on_message(side, message);
+        break;
+      case centrifugo::LineKind::publish_reply:
+        break;  // the peer's receipt acknowledges a message, not this
+      case centrifugo::LineKind::error:
+        on_error_frame(side, error_code);
+        break;
+      case centrifugo::LineKind::ping:
+        pinged = true;
+        break;
+      case centrifugo::LineKind::foreign:
+        ++totals_.foreign_frames;
+        break;
+      default:
+        ++totals_.unexpected_frames;
+        break;
+    }
+  });
+  if (pinged) pong(side);
+}
+
 void ChatWorker::on_message(Side& side, const ReceivedMessage& message) {
-  if (message.sender != side.peer->name) {
+  // Centrifugo pushes a publication to every subscriber of the chat's
+  // channel, its sender included: that copy only takes part in the offset check.
+  const bool own = centrifugo_ && message.sender == side.name;
+  if (!own && message.sender != side.peer->name) {
     ++totals_.misrouted;
     return;
   }
@@ -178,6 +246,7 @@ void ChatWorker::on_message(Side& side, const ReceivedMessage& message) {
     if (message.seq <= side.last_seq) ++totals_.seq_violations;
     side.last_seq = std::max(side.last_seq, message.seq);
   }
+  if (own) return;
   if (message.counter == 0) {
     on_probe(side);
     return;
@@ -303,15 +372,45 @@ asio::awaitable<bool> ChatWorker::send_message(Side& side, std::int64_t stamp_ns
 }
 
 asio::awaitable<bool> ChatWorker::write(Side& side) {
+  // One write at a time: only a pong (Centrifugo) can be under way here.
+  while (side.writing) {
+    side.write_waiting = true;
+    side.wake.expires_after(std::chrono::seconds(1));
+    co_await side.wake.async_wait(use_tuple);
+    side.write_waiting = false;
+  }
   side.writing = true;
-  const auto [error, bytes] =
-      co_await side.ws.async_write(asio::buffer(side.out.data()), use_tuple);
+  auto [error, bytes] = co_await side.ws.async_write(asio::buffer(side.out.data()), use_tuple);
+  if (!error && side.pong_due) {
+    side.pong_due = false;
+    std::tie(error, bytes) =
+        co_await side.ws.async_write(asio::buffer(centrifugo::kPong), use_tuple);
+  }
   side.writing = false;
   if (error) {
     end_unexpectedly(side, "write failed: " + error.message());
     co_return false;
   }
   co_return true;
+}
+
+/// Answers Centrifugo's ping: now, or after the write under way.
+void ChatWorker::pong(Side& side) {
+  if (closing_ || side.ended) return;  // a close handshake may be under way
+  if (side.writing) {
+    side.pong_due = true;
+  } else {
+    spawn(io_, write_pong(side));
+  }
+}
+
+asio::awaitable<void> ChatWorker::write_pong(Side& side) {
+  side.writing = true;
+  const auto [error, bytes] =
+      co_await side.ws.async_write(asio::buffer(centrifugo::kPong), use_tuple);
+  side.writing = false;
+  if (side.write_waiting) side.wake.cancel();
+  if (error) end_unexpectedly(side, "write failed: " + error.message());
 }
 
 /// Senders are numbered across all workers so the fixed-rate schedule

@@ -82,19 +82,14 @@ struct Chat;
 /// received from its peer (the order check). Touched by its worker's thread only.
 struct Side {
   Side(asio::io_context& io, std::string own_name, const std::string& peer_name,
-       const Options& options, std::size_t connection_index)
-      : ws(io),
-        wake(io),
-        name(std::move(own_name)),
-        path("/ws/" + name + "/" + peer_name),
-        index(connection_index),
-        out(name, options.prefix, options.size) {}
+       const Options& options, std::size_t connection_index);
 
   WebSocket ws;
-  asio::steady_timer wake;  ///< the sender sleeps on it: schedule, window, start
+  asio::steady_timer wake;  ///< the sender sleeps on it: schedule, window, start, a pong
   std::string name;
   std::string path;
-  std::size_t index;  ///< global connection number: source address, stagger
+  std::string channel;  ///< Centrifugo: the chat's channel; chatd: empty
+  std::size_t index;    ///< global connection number: source address, stagger
   OutgoingFrame out;
   beast::flat_buffer in;
   Chat* chat = nullptr;
@@ -103,9 +98,11 @@ struct Side {
   bool open = false;
   bool ended = false;
   bool writing = false;
-  bool broken = false;       ///< ended before we closed it (counted once)
-  bool waiting = false;      ///< the sender waits for its window to open
-  bool heard_probe = false;  ///< the peer's probe arrived: both sessions are live
+  bool broken = false;         ///< ended before we closed it (counted once)
+  bool waiting = false;        ///< the sender waits for its window to open
+  bool heard_probe = false;    ///< the peer's probe arrived: both sessions are live
+  bool pong_due = false;       ///< Centrifugo pinged during a write: pong after it
+  bool write_waiting = false;  ///< the sender waits for a pong's write to end
   std::uint64_t next_counter = 1;
   std::uint32_t inflight = 0;  ///< sent, not yet received by the peer nor refused
   std::uint64_t last_counter = 0;
@@ -162,6 +159,7 @@ class ChatWorker {
 
   // Receiving
   asio::awaitable<void> read_loop(Side& side);
+  void on_centrifugo_frame(Side& side, std::string_view frame);
   void on_message(Side& side, const ReceivedMessage& message);
   void on_probe(Side& side);
   void on_error_frame(Side& side, const std::string& code);
@@ -176,6 +174,8 @@ class ChatWorker {
   asio::awaitable<void> send_windowed(Side& side);
   asio::awaitable<bool> send_message(Side& side, std::int64_t stamp_ns);
   asio::awaitable<bool> write(Side& side);
+  void pong(Side& side);
+  asio::awaitable<void> write_pong(Side& side);
   std::size_t sender_number(const Side& side) const;
 
   asio::io_context& io_;
@@ -183,6 +183,7 @@ class ChatWorker {
   const Target& target_;
   Progress& progress_;
   const unsigned connector_count_;
+  const bool centrifugo_;
   std::deque<std::unique_ptr<Chat>> chats_;
   std::vector<Side*> to_open_;
   std::size_t next_to_open_ = 0;

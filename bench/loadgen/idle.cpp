@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -11,8 +12,10 @@
 #include <map>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "loadgen/centrifugo.h"
 #include "loadgen/clock.h"
 #include "loadgen/histogram.h"
 #include "loadgen/io_pool.h"
@@ -40,7 +43,7 @@ struct IdleTotals {
   std::uint64_t not_ready = 0;  ///< open, but never got past the history in time
   std::uint64_t unexpected_ends = 0;
   std::uint64_t error_frames = 0;
-  std::uint64_t pings = 0;  ///< chatd's keep-alive pings (Beast answers them)
+  std::uint64_t pings = 0;  ///< keep-alive pings (chatd's: Beast answers; Centrifugo's: we do)
   LatencyHistogram handshake;
   LatencyHistogram ready_time;  ///< connect start -> past the history
   std::map<std::string, std::uint64_t> end_reasons;
@@ -68,14 +71,23 @@ struct IdleConnection {
   std::int64_t began_ns = 0;
   bool settled = false;
   bool ready = false;
+  bool writing = false;  ///< Centrifugo: a pong is being written
 };
 
-/// `<p>i<k>` and `<p>j<k>`: connection 2k is /ws/<p>i<k>/<p>j<k>, 2k+1 the other way.
-std::string path_of(const std::string& prefix, unsigned number) {
+/// `<p>i<k>` and `<p>j<k>`: connection 2k is user <p>i<k> with peer <p>j<k>
+/// (chatd: /ws/<p>i<k>/<p>j<k>), 2k+1 the other way.
+std::pair<std::string, std::string> users_of(const std::string& prefix, unsigned number) {
   const std::string chat = std::to_string(number / 2);
-  const std::string first = prefix + "i" + chat;
-  const std::string second = prefix + "j" + chat;
-  return number % 2 == 0 ? "/ws/" + first + "/" + second : "/ws/" + second + "/" + first;
+  std::string first = prefix + "i" + chat;
+  std::string second = prefix + "j" + chat;
+  if (number % 2 == 0) return {std::move(first), std::move(second)};
+  return {std::move(second), std::move(first)};
+}
+
+std::string path_of(const Options& options, unsigned number) {
+  if (options.centrifugo()) return std::string(centrifugo::kPath);
+  const auto [user, peer] = users_of(options.prefix, number);
+  return "/ws/" + user + "/" + peer;
 }
 
 /// "history", "error", ... of a v2 frame; empty when it has none.
@@ -100,7 +112,12 @@ class IdleWorker {
   void close_all() {
     closing_ = true;
     for (auto& connection : connections_) {
-      if (connection->settled && !ended(*connection)) spawn(io_, close_websocket(connection->ws));
+      if (!connection->settled || ended(*connection)) continue;
+      if (connection->writing) {
+        abort_websocket(connection->ws);  // one write at a time: the close cannot wait
+      } else {
+        spawn(io_, close_websocket(connection->ws));
+      }
     }
   }
   void abort_all() {
@@ -128,8 +145,7 @@ class IdleWorker {
     asio::steady_timer wait(io_);
     unsigned number = 0;
     while (!closing_ && take_number(number)) {
-      connections_.push_back(
-          std::make_unique<IdleConnection>(io_, path_of(options_.prefix, number)));
+      connections_.push_back(std::make_unique<IdleConnection>(io_, path_of(options_, number)));
       IdleConnection& connection = *connections_.back();
       connection.began_ns = now_ns();
       std::string failure;
@@ -144,6 +160,26 @@ class IdleWorker {
         continue;
       }
       totals_.handshake.record(now_ns() - connection.began_ns);
+      if (options_.centrifugo()) {
+        // Ready once connected and subscribed to the chat's channel.
+        const auto [user, peer] = users_of(options_.prefix, number);
+        const std::string token = centrifugo::connection_token(user, options_.centrifugo_secret);
+        const bool joined =
+            co_await centrifugo::join(connection.ws, connection.in, token,
+                                      centrifugo::channel_of(user, peer), target_.timeout, failure);
+        if (!joined) {
+          ++totals_.not_ready;
+          ++totals_.end_reasons["not subscribed: " + failure];
+          settle(connection, false);
+          abort_websocket(connection.ws);
+          continue;
+        }
+        progress_.alive.fetch_add(1);
+        connection.in.shrink_to_fit();
+        settle(connection, true);
+        spawn(io_, read_loop(connection));
+        continue;
+      }
       progress_.alive.fetch_add(1);
       if (!v2) {
         // Seen during a read: the pong says chatd's read loop runs (so its
@@ -191,8 +227,22 @@ class IdleWorker {
         }
         break;
       }
-      const std::string type = frame_type(
-          std::string_view(static_cast<const char*>(connection.in.data().data()), bytes));
+      const std::string_view frame(static_cast<const char*>(connection.in.data().data()), bytes);
+      if (options_.centrifugo()) {
+        const bool pinged = on_centrifugo_frame(frame);
+        connection.in.consume(connection.in.size());
+        connection.in.shrink_to_fit();
+        if (pinged) {
+          connection.writing = true;
+          const auto [pong_error, pong_bytes] =
+              co_await connection.ws.async_write(asio::buffer(centrifugo::kPong), use_tuple);
+          connection.writing = false;
+          if (pong_error && !closing_)
+            ++totals_.end_reasons["pong failed: " + pong_error.message()];
+        }
+        continue;
+      }
+      const std::string type = frame_type(frame);
       if (type == "error") {
         ++totals_.error_frames;
         ++totals_.end_reasons["error frame"];
@@ -203,6 +253,24 @@ class IdleWorker {
       connection.in.shrink_to_fit();  // an idle connection keeps no buffer
     }
     progress_.alive.fetch_sub(1);
+  }
+
+  /// Counts a Centrifugo frame's errors and pings; true when it holds a ping.
+  bool on_centrifugo_frame(std::string_view frame) {
+    bool pinged = false;
+    ReceivedMessage ignored;
+    std::string error_code;
+    centrifugo::for_each_line(frame, [&](std::string_view line) {
+      const auto kind = centrifugo::classify_line(line, {}, ignored, error_code);
+      if (kind == centrifugo::LineKind::error) {
+        ++totals_.error_frames;
+        ++totals_.end_reasons["error reply " + error_code];
+      } else if (kind == centrifugo::LineKind::ping) {
+        ++totals_.pings;
+        pinged = true;
+      }
+    });
+    return pinged;
   }
 
   void settle(IdleConnection& connection, bool ready) {
@@ -259,7 +327,7 @@ int run_idle(const Options& options, const Target& target, Report& report) {
   const pid_t pid = options.server_pid != 0 ? static_cast<pid_t>(options.server_pid)
                                             : find_listener_pid(target.server.port());
   if (pid == 0 || !read_process_memory(pid)) {
-    std::cerr << "--idle: cannot read chatd's memory: no process listening on port "
+    std::cerr << "--idle: cannot read the server's memory: no process listening on port "
               << target.server.port() << " is visible; pass --server-pid\n";
     return 2;
   }
@@ -282,13 +350,13 @@ int run_idle(const Options& options, const Target& target, Report& report) {
   }
   pool.start();
   std::cerr << "run " << options.prefix << ": " << total << " idle connections (protocol "
-            << options.protocol << ") to " << target.host_header << ", chatd pid " << pid << ", "
+            << options.protocol << ") to " << target.host_header << ", server pid " << pid << ", "
             << options.steps << " steps\n";
 
   bool complete = true;
   std::vector<Sample> samples(1);
   if (!take_sample(options, pid, 0, samples[0])) return 2;
-  std::cerr << "  before: chatd RSS " << samples[0].server.rss / kMiB << " MiB\n";
+  std::cerr << "  before: server RSS " << samples[0].server.rss / kMiB << " MiB\n";
   for (unsigned step = 1; step <= options.steps; ++step) {
     const unsigned limit = static_cast<unsigned>(std::uint64_t{total} * step / options.steps);
     progress.limit = limit;
@@ -298,11 +366,11 @@ int run_idle(const Options& options, const Target& target, Report& report) {
     complete &= wait_for([&] { return progress.settled >= limit; }, seconds(options.setup_timeout));
     Sample sample;
     if (!take_sample(options, pid, progress.ready, sample)) {
-      std::cerr << "  chatd (pid " << pid << ") is gone\n";
+      std::cerr << "  server (pid " << pid << ") is gone\n";
       complete = false;
       break;
     }
-    std::cerr << "  step " << step << ": " << sample.ready << " ready, chatd RSS "
+    std::cerr << "  step " << step << ": " << sample.ready << " ready, server RSS "
               << sample.server.rss / kMiB << " MiB, "
               << per_connection(sample.server.rss, samples[0].server.rss, sample.ready)
               << " bytes per connection; load generator RSS " << sample.own.rss / kMiB << " MiB\n";

@@ -11,7 +11,9 @@ namespace chatd::loadgen {
 /// `--steps` equal steps of at most `--concurrency` being opened at once. A
 /// connection is ready when chatd is past its (empty) history: with v1 when
 /// it answers a WebSocket ping (chatd reads, and so answers pings, only once
-/// the history is queued), with v2 at the `history` frame. After each step
+/// the history is queued), with v2 at the `history` frame; with centrifugo
+/// (Centrifugo instead of chatd) at the reply to its subscribe, after the
+/// connect's (centrifugo.h); its pings are answered. After each step
 /// and after `--hold` seconds idle, chatd's VmRSS and RssAnon are sampled
 /// (/proc/<pid>/status) following `--settle` quiet seconds. Sends no message.
 /// Returns 0 when every connection became ready and none closed, else 1; 2

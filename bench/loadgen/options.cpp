@@ -87,8 +87,13 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   app.add_option("--server-pid", options.server_pid,
                  "--idle: chatd's pid (default: the process listening on --port)");
   app.add_option("--protocol", options.protocol,
-                 "--idle: v1 (ready when chatd answers a ping) or v2 (ready at the history frame)")
-      ->check(CLI::IsMember({"v1", "v2"}));
+                 "chatd (= v1), v2 (--idle only: ready at the history frame; v1 is ready when "
+                 "chatd answers a ping) or centrifugo (Centrifugo's JSON protocol, messaging and "
+                 "--idle)")
+      ->check(CLI::IsMember({"chatd", "v1", "v2", "centrifugo"}));
+  app.add_option("--centrifugo-secret", options.centrifugo_secret,
+                 "--protocol centrifugo: the HMAC secret of Centrifugo's connection tokens "
+                 "(client.token.hmac_secret_key)");
 
   app.add_option("--big-history", options.big_history,
                  "big history: fill one chat with this many messages, then time connects and "
@@ -137,6 +142,20 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     std::cerr << "--storm, --idle and --big-history are separate modes: give one\n";
     exit_code = 2;
     return std::nullopt;
+  }
+  if (options.protocol == "chatd") options.protocol = "v1";
+  if (options.centrifugo()) {
+    if (options.centrifugo_secret.empty()) {
+      std::cerr << "--protocol centrifugo: give --centrifugo-secret\n";
+      exit_code = 2;
+      return std::nullopt;
+    }
+    if (options.storm > 0 || options.big_history > 0) {
+      std::cerr << "--protocol centrifugo: messaging runs and --idle only\n";
+      exit_code = 2;
+      return std::nullopt;
+    }
+    if (app.get_option("--system")->count() == 0) options.system = "centrifugo";
   }
   if (options.storm % 2 != 0) ++options.storm;  // connections come in pairs
   exit_code = 0;

@@ -34,7 +34,12 @@ struct Options {
   double hold = 5;          ///< seconds held idle after the last step
   double settle = 2;        ///< seconds of quiet before each RSS sample
   unsigned server_pid = 0;  ///< chatd's pid; 0 = the process listening on --port
-  std::string protocol = "v1";
+
+  // Protocol: chatd's v1 ("chatd", read as "v1"), v2 (--idle only), or
+  // Centrifugo's (messaging and --idle; centrifugo.h).
+  std::string protocol = "chatd";
+  std::string centrifugo_secret;  ///< HMAC key of the connection tokens
+  bool centrifugo() const { return protocol == "centrifugo"; }
 
   // Big history
   unsigned big_history = 0;  ///< > 0: fill one chat with this many messages, time connects

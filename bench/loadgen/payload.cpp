@@ -8,6 +8,7 @@ namespace {
 
 constexpr std::size_t kCounterDigits = 10;
 constexpr std::size_t kTimeDigits = 19;
+constexpr std::size_t kIdWidth = 10;  ///< an envelope's request id, up to 2^32 - 1
 constexpr std::string_view kSenderKey = R"({"sender":")";
 constexpr std::string_view kTextKey = R"(","text":")";
 constexpr std::string_view kSeqKey = R"("seq":)";
@@ -30,21 +31,6 @@ bool read_digits(std::string_view text, std::size_t at, std::size_t width, std::
   return true;
 }
 
-/// Reads counter and time from a text of this run; false when `text` is not
-/// one (another run's message, or a text this program did not write).
-bool parse_text(std::string_view text, std::string_view run_id, ReceivedMessage& message) {
-  if (!text.starts_with(run_id) || text.size() < header_size(run_id)) return false;
-  std::size_t at = run_id.size();
-  std::uint64_t time = 0;
-  if (text[at] != '|' || !read_digits(text, at + 1, kCounterDigits, message.counter)) return false;
-  at += 1 + kCounterDigits;
-  if (text[at] != '|' || !read_digits(text, at + 1, kTimeDigits, time)) return false;
-  at += 1 + kTimeDigits;
-  if (text[at] != '|') return false;
-  message.sent_ns = static_cast<std::int64_t>(time);
-  return true;
-}
-
 std::uint64_t read_seq(std::string_view rest) {
   const auto at = rest.find(kSeqKey);
   if (at == std::string_view::npos) return 0;
@@ -60,6 +46,30 @@ std::uint64_t read_seq(std::string_view rest) {
 /// hand the frame to the JSON parser.
 bool classify_fast(std::string_view frame, std::string_view run_id, ReceivedMessage& message,
                    FrameKind& kind) {
+  std::string_view rest;
+  if (!classify_message_fast(frame, run_id, message, kind, rest)) return false;
+  // The padding is all 'x', so the first "seq": after the header is the field.
+  if (kind == FrameKind::message) message.seq = read_seq(rest);
+  return true;
+}
+
+}  // namespace
+
+bool parse_text(std::string_view text, std::string_view run_id, ReceivedMessage& message) {
+  if (!text.starts_with(run_id) || text.size() < header_size(run_id)) return false;
+  std::size_t at = run_id.size();
+  std::uint64_t time = 0;
+  if (text[at] != '|' || !read_digits(text, at + 1, kCounterDigits, message.counter)) return false;
+  at += 1 + kCounterDigits;
+  if (text[at] != '|' || !read_digits(text, at + 1, kTimeDigits, time)) return false;
+  at += 1 + kTimeDigits;
+  if (text[at] != '|') return false;
+  message.sent_ns = static_cast<std::int64_t>(time);
+  return true;
+}
+
+bool classify_message_fast(std::string_view frame, std::string_view run_id,
+                           ReceivedMessage& message, FrameKind& kind, std::string_view& rest) {
   if (!frame.starts_with(kSenderKey)) return false;
   const std::size_t sender_end = frame.find('"', kSenderKey.size());
   if (sender_end == std::string_view::npos) return false;
@@ -72,22 +82,29 @@ bool classify_fast(std::string_view frame, std::string_view run_id, ReceivedMess
     return true;
   }
   message.sender = sender;
-  // The padding is all 'x', so the first "seq": after the header is the field.
-  message.seq = read_seq(text.substr(header_size(run_id)));
+  rest = text.substr(header_size(run_id));
   kind = FrameKind::message;
   return true;
 }
-
-}  // namespace
 
 std::size_t header_size(std::string_view run_id) {
   return run_id.size() + 1 + kCounterDigits + 1 + kTimeDigits + 1;
 }
 
 OutgoingFrame::OutgoingFrame(std::string_view sender, std::string_view run_id,
-                             std::size_t text_size) {
+                             std::size_t text_size, const FrameEnvelope* envelope) {
   const std::size_t text_length = std::max(text_size, header_size(run_id));
-  frame_.reserve(kSenderKey.size() + sender.size() + kTextKey.size() + text_length + 2);
+  std::size_t wrapping = 0;
+  if (envelope != nullptr) {
+    wrapping = envelope->head.size() + kIdWidth + envelope->middle.size() + envelope->tail.size();
+  }
+  frame_.reserve(wrapping + kSenderKey.size() + sender.size() + kTextKey.size() + text_length + 2);
+  if (envelope != nullptr) {
+    frame_.append(envelope->head);
+    id_at_ = frame_.size();
+    first_id_ = envelope->first_id;
+    frame_.append(kIdWidth, ' ').append(envelope->middle);
+  }
   frame_.append(kSenderKey).append(sender).append(kTextKey);
   const std::size_t text_at = frame_.size();
   frame_.append(run_id).append("|");
@@ -97,11 +114,23 @@ OutgoingFrame::OutgoingFrame(std::string_view sender, std::string_view run_id,
   frame_.append(kTimeDigits, '0').append("|");
   frame_.append(text_length - (frame_.size() - text_at), 'x');
   frame_.append("\"}");
+  if (envelope != nullptr) frame_.append(envelope->tail);
 }
 
 void OutgoingFrame::stamp(std::uint64_t counter, std::int64_t sent_ns) {
   write_digits(frame_.data() + counter_at_, kCounterDigits, counter);
   write_digits(frame_.data() + time_at_, kTimeDigits, static_cast<std::uint64_t>(sent_ns));
+  if (id_at_ != 0) {
+    // Right-aligned in blanks: `{"id":        42,...`.
+    char* field = frame_.data() + id_at_;
+    std::uint64_t id = first_id_ + counter;
+    std::size_t i = kIdWidth;
+    do {
+      field[--i] = static_cast<char>('0' + id % 10);
+      id /= 10;
+    } while (id != 0 && i > 0);
+    while (i > 0) field[--i] = ' ';
+  }
 }
 
 FrameKind classify_frame(std::string_view frame, std::string_view run_id, ReceivedMessage& message,
