@@ -73,11 +73,10 @@ struct FrameSocket::State {
     auto waiting = std::move(self.waiting);
     self.waiting.clear();
     for (Write& write : waiting) {
-      asio::post(self.executor, asio::append(
-                                    [handler = std::move(write.handler)](error_code error) mutable {
-                                      std::move(handler)(error, 0);
-                                    },
-                                    self.failed));
+      asio::post(self.executor,
+                 asio::append([handler = std::move(write.handler)](
+                                  error_code error) mutable { std::move(handler)(error, 0); },
+                              self.failed));
     }
   }
 

@@ -82,7 +82,7 @@ class FrameSocket {
     // in another (endlessly): a Write gets its handler at construction only.
     explicit Write(WriteHandler done) : handler(std::move(done)) {}
     std::vector<boost::asio::const_buffer> buffers;
-    Frames frames;        // what `buffers` points into (chatd's frames)
+    Frames frames;              // what `buffers` points into (chatd's frames)
     std::vector<char> headers;  // and their headers (on the heap: a move keeps them in place)
     WriteHandler handler;
   };
