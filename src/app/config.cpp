@@ -158,7 +158,8 @@ ConfigResult parse_config(int argc, char** argv) {
 
   setting(app, "HOST", c.host, "Address to listen on");
   setting(app, "PORT", c.port, "TCP port (0 = any free port)");
-  setting(app, "THREADS", c.threads, "I/O threads (0 = one per core)")->check(CLI::Range(0u, 256u));
+  setting(app, "THREADS", c.threads, "I/O threads (0 = one per core but one, at least 1)")
+      ->check(CLI::Range(0u, 256u));
 
   setting(app, "MONGO_URI", c.mongo.uri, "MongoDB URI; unset = embedded SQLite");
   setting(app, "SQLITE_PATH", c.sqlite.path, "SQLite database file");

@@ -57,7 +57,10 @@ struct FrameSocket::State {
     if (error) self.failed = error;
     auto written = std::move(self.writing);
     self.writing.clear();
-    if (self.gather.capacity() > kKeptBuffers) decltype(self.gather)().swap(self.gather);
+    // An idle connection keeps no buffer list (and a burst's long one goes).
+    if (self.waiting.empty() || self.gather.capacity() > kKeptBuffers) {
+      decltype(self.gather)().swap(self.gather);
+    }
     // What waits goes out before the handlers run: a handler may queue more.
     if (!self.waiting.empty() && !self.failed) start(state);
     for (Write& write : written) {
