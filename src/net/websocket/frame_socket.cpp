@@ -16,7 +16,7 @@ constexpr std::size_t kMaxHeader = 10;
 // Buffers kept for the next write once one is done; a burst's bigger ones go.
 constexpr std::size_t kKeptBuffers = 64;
 
-/// The header of an unmasked text frame of `size` bytes (RFC 6455 §5.2).
+/// Appends the header of an unmasked text frame of `size` bytes (RFC 6455 §5.2).
 void append_header(std::vector<char>& headers, std::size_t size) {
   headers.push_back(static_cast<char>(kFinText));
   if (size < 126) {
@@ -108,17 +108,15 @@ void FrameSocket::enqueue(Write write) {
 
 void FrameSocket::write_frames(Frames frames, WriteHandler handler) {
   Write write{std::move(handler)};
+  // Reserved in full, so the headers never move while buffers point at them.
   write.headers.reserve(frames.size() * kMaxHeader);
-  for (const auto& frame : frames) append_header(write.headers, frame->size());
   write.buffers.reserve(2 * frames.size());
-  std::size_t at = 0;
   for (const auto& frame : frames) {
-    const std::size_t header_size = frame->size() < 126 ? 2 : frame->size() <= 0xFFFF ? 4 : 10;
-    write.buffers.emplace_back(write.headers.data() + at, header_size);
+    const std::size_t at = write.headers.size();
+    append_header(write.headers, frame->size());
+    write.buffers.emplace_back(write.headers.data() + at, write.headers.size() - at);
     write.buffers.emplace_back(frame->data(), frame->size());
-    at += header_size;
   }
-  write.frames = std::move(frames);
   enqueue(std::move(write));
 }
 

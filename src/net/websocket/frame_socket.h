@@ -9,6 +9,7 @@
 #include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,7 +42,7 @@ class FrameSocket {
  public:
   using socket_type = boost::asio::ip::tcp::socket;
   using executor_type = socket_type::executor_type;
-  using Frames = std::vector<std::shared_ptr<const std::string>>;
+  using Frames = std::span<const std::shared_ptr<const std::string>>;
   using WriteHandler =
       boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
 
@@ -73,7 +74,8 @@ class FrameSocket {
 
   /// Writes `frames` as text frames, after everything queued before them, in
   /// one write; `handler` gets the bytes written (headers included) or the
-  /// error. The frames are kept until then.
+  /// error. As with Asio's buffers, the caller keeps the frames until then
+  /// (the session keeps its batch until the handler has run).
   void write_frames(Frames frames, WriteHandler handler);
 
  private:
@@ -82,7 +84,6 @@ class FrameSocket {
     // in another (endlessly): a Write gets its handler at construction only.
     explicit Write(WriteHandler done) : handler(std::move(done)) {}
     std::vector<boost::asio::const_buffer> buffers;
-    Frames frames;              // what `buffers` points into (chatd's frames)
     std::vector<char> headers;  // and their headers (on the heap: a move keeps them in place)
     WriteHandler handler;
   };

@@ -1,6 +1,7 @@
 #include "net/websocket/send_queue.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace chatd::net::websocket {
 
@@ -223,16 +224,10 @@ std::size_t SendQueue::queued_bytes() const {
 // ---------------------------------------------------------------------------
 
 std::optional<SendQueue::Item> SendQueue::front() {
-  std::lock_guard lock(mutex_);
-  if (items_.empty()) {
-    idle_locked();
-    return std::nullopt;
-  }
-  const Entry& entry = items_.front();
-  Item item{entry.frame, std::nullopt};
-  if (entry.close) item.close = *entry.close;
-  taken_ = 1;
-  return item;
+  Batch batch;
+  if (!take(batch, 1, std::numeric_limits<std::size_t>::max())) return std::nullopt;
+  if (batch.close) return Item{nullptr, std::move(batch.close)};
+  return Item{std::move(batch.frames.front()), std::nullopt};
 }
 
 bool SendQueue::take(Batch& batch, std::size_t max_frames, std::size_t max_bytes) {

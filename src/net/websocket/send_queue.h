@@ -140,8 +140,8 @@ class SendQueue {
 
   // --- The writer (the session's strand) -----------------------------------
 
-  /// The item to write next; nullopt when the queue is empty, which makes
-  /// the writer idle (the next push returns start_writer).
+  /// The item to write next, alone (take() with one frame); nullopt when the
+  /// queue is empty, which makes the writer idle (the next push returns start_writer).
   std::optional<Item> front();
   /// What the writer writes at once (take()).
   struct Batch {

@@ -484,9 +484,10 @@ void Session::write_next() {
     written(ws::error::closed);
     return;
   }
-  ws_.next_layer().write_frames(std::move(batch_.frames),
-                                [self = shared_from_this()](const beast::error_code& error,
-                                                            std::size_t) { self->written(error); });
+  ws_.next_layer().write_frames(
+      batch_.frames, [self = shared_from_this()](const beast::error_code& error, std::size_t) {
+        self->written(error);
+      });
 }
 
 void Session::written(const beast::error_code& error) {
