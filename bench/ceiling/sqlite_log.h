@@ -1,11 +1,10 @@
 // chatd_ceiling --mode persist: the message log in SQLite, with chatd's schema
-// and settings, written straight against the C API. Hand-written on purpose:
+// and settings, on the C API through chatd's own handles (store/sqlite/sqlite_handle.h
+// and sqlite_schema.h, which need nothing but SQLite). Hand-written on purpose:
 // chatd_ceiling is the floor chatd is measured against, so its store does the
 // writes chatd's does (one transaction per batch, the chat row, each message,
 // the chat's last_seq) and nothing else.
 #pragma once
-
-#include <sqlite3.h>
 
 #include <condition_variable>
 #include <cstdint>
@@ -14,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+
+#include "store/sqlite/sqlite_handle.h"
 
 namespace chatd::ceiling {
 
@@ -43,22 +44,21 @@ class SqliteLog {
   bool commit();
   void rollback();
 
-  const char* error() const { return sqlite3_errmsg(db_); }
+  const char* error() const { return sqlite3_errmsg(db_.get()); }
 
  private:
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   void checkpoint_loop();
-  void close();  ///< finalizes the statements and closes the connections
 
-  sqlite3* db_ = nullptr;
-  sqlite3* checkpoint_db_ = nullptr;
-  sqlite3_stmt* begin_ = nullptr;
-  sqlite3_stmt* commit_ = nullptr;
-  sqlite3_stmt* rollback_ = nullptr;
-  sqlite3_stmt* select_chat_ = nullptr;
-  sqlite3_stmt* insert_chat_ = nullptr;
-  sqlite3_stmt* insert_message_ = nullptr;
-  sqlite3_stmt* update_chat_ = nullptr;
+  store::sqlite::Database db_;
+  store::sqlite::Database checkpoint_db_;
+  store::sqlite::Statement begin_;
+  store::sqlite::Statement commit_;
+  store::sqlite::Statement rollback_;
+  store::sqlite::Statement select_chat_;
+  store::sqlite::Statement insert_chat_;
+  store::sqlite::Statement insert_message_;
+  store::sqlite::Statement update_chat_;
 
   // Checkpoints run on their own thread and connection, as in chatd: the
   // WAL hook asks for one after every kCheckpointPages new pages.
