@@ -8,6 +8,8 @@
 
 #include <cstring>
 
+#include "util/utf8.h"
+
 namespace chatd::ceiling::ws {
 namespace {
 
@@ -217,30 +219,10 @@ bool is_valid_utf8(const char* data, std::size_t size) {
         continue;
       }
     }
-    const unsigned char lead = s[i];
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length = 0;
-    std::uint32_t code_point = 0;
-    std::uint32_t minimum = 0;
-    if ((lead & 0xE0) == 0xC0) {
-      length = 2, code_point = lead & 0x1F, minimum = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, code_point = lead & 0x0F, minimum = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, code_point = lead & 0x07, minimum = 0x10000;
-    } else {
-      return false;
-    }
-    if (i + length > size) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) return false;
-      code_point = (code_point << 6) | (s[i + k] & 0x3F);
-    }
-    if (code_point < minimum || code_point > 0x10FFFF) return false;
-    if (code_point >= 0xD800 && code_point <= 0xDFFF) return false;
+    char32_t code_point = 0;
+    const std::size_t length =
+        util::decode_utf8(std::string_view(data, size), i, code_point);  // chatd's own check
+    if (length == 0) return false;
     i += length;
   }
   return true;
